@@ -1,0 +1,6 @@
+import sys
+
+from slam_trainer.cli.main import main
+
+
+sys.exit(main())
