@@ -150,7 +150,7 @@ def _is_projection(module: nn.Module) -> bool:
     """A layer holding a weight matrix: `nn.Linear`, GPT-2's `Conv1D`, or a PEFT wrapper around either."""
     base = getattr(module, "base_layer", module)
     weight = getattr(base, "weight", None)
-    return isinstance(weight, nn.Parameter) and weight.dim() == 2 and not isinstance(base, nn.Embedding)
+    return isinstance(weight, nn.Parameter) and len(_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
 
 
 def _output_dim(module: nn.Module) -> int:
