@@ -99,9 +99,15 @@ class SelectiveFFNConfig(SFTConfig):
     def __post_init__(self):
         super().__post_init__()
         self.slam_layers = parse_layers(self.slam_layers)
-        if isinstance(self.slam_num_layers, bool) or not isinstance(self.slam_num_layers, int) or self.slam_num_layers < 1:
+        if (
+            isinstance(self.slam_num_layers, bool)
+            or not isinstance(self.slam_num_layers, int)
+            or self.slam_num_layers < 1
+        ):
             raise ValueError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
-        projections = [self.slam_projections] if isinstance(self.slam_projections, str) else list(self.slam_projections)
+        projections = (
+            [self.slam_projections] if isinstance(self.slam_projections, str) else list(self.slam_projections)
+        )
         if not projections:
             raise ValueError("`slam_projections` is empty: choose among up, down, gate, router, or all.")
         if projections != ["all"]:
@@ -114,7 +120,9 @@ class SelectiveFFNConfig(SFTConfig):
         if isinstance(self.slam_extra_trainable, str):
             self.slam_extra_trainable = [self.slam_extra_trainable]
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
-            raise ValueError(f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}.")
+            raise ValueError(
+                f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
+            )
 
     @property
     def slam_projection_roles(self) -> str | list[str]:

@@ -136,7 +136,9 @@ def resolve_extra(model: nn.Module, extra: str | Sequence[str], layers_path: str
             matched = [
                 name
                 for name in names.values()
-                if name == target or name.endswith("." + target) or name.startswith(target + ".")
+                if name == target
+                or name.endswith("." + target)
+                or name.startswith(target + ".")
                 or ("." + target + ".") in name
             ]
         if not matched:

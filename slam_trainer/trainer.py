@@ -155,8 +155,11 @@ class SelectiveFFNTrainer(SFTTrainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the SLAM summary (trained layers' count and share) to the first log record."""
         if not self._slam_logged and self.slam_report is not None:
-            logs = {**logs, "slam/trainable_params": self.slam_report.trainable_params,
-                    "slam/trainable_share": round(self.slam_report.share, 6)}
+            logs = {
+                **logs,
+                "slam/trainable_params": self.slam_report.trainable_params,
+                "slam/trainable_share": round(self.slam_report.share, 6),
+            }
             self._slam_logged = True
         super().log(logs, *args, **kwargs)
 
@@ -176,7 +179,8 @@ class SelectiveFFNTrainer(SFTTrainer):
             "## SLAM: selective FFN training",
             "",
             f"- Trained layers ({how}): {report.layers}",
-            f"- Trained FFN projections: {', '.join(report.projections)}" + (" (LoRA adapters)" if report.peft else ""),
+            f"- Trained FFN projections: {', '.join(report.projections)}"
+            + (" (LoRA adapters)" if report.peft else ""),
             f"- Trainable parameters: {report.trainable_params:,} of {report.total_params:,} "
             f"({100 * report.share:.2f}%)",
         ]

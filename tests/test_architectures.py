@@ -69,7 +69,10 @@ def test_peft_wrapped_model_maps_to_the_base_layers():
 )
 def test_published_trainable_shares_on_meta_device(hidden, intermediate, layers, projections, expected_percent):
     config = LlamaConfig(
-        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers, vocab_size=32000,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        vocab_size=32000,
         num_attention_heads=32,
     )
     with torch.device("meta"):

@@ -17,8 +17,10 @@ def test_only_chosen_projections_of_chosen_layers_train():
     expected = {f"model.layers.{i}.mlp.{p}_proj.weight" for i in (0, 2, 5) for p in ("up", "down")}
     assert trainable_names(model) == expected == set(report.trainable_names)
     assert report.layers == [0, 2, 5]
-    assert report.trainable_params == report.optimizer_params == sum(
-        numel(p) for p in model.parameters() if p.requires_grad
+    assert (
+        report.trainable_params
+        == report.optimizer_params
+        == sum(numel(p) for p in model.parameters() if p.requires_grad)
     )
     assert report.total_params == sum(p.numel() for p in model.parameters())
 
@@ -47,7 +49,9 @@ def test_bad_layer_choices_raise_with_the_valid_range(layers, message):
 def test_unknown_and_absent_roles_raise():
     with pytest.raises(ValueError, match="unknown role 'ffn'"):
         freeze_except_ffn(build_tiny_model("llama"), [0], ["ffn"])
-    with pytest.raises(ValueError, match="GPT2LMHeadModel has no `gate` projection in its FFN; its roles are up, down"):
+    with pytest.raises(
+        ValueError, match="GPT2LMHeadModel has no `gate` projection in its FFN; its roles are up, down"
+    ):
         freeze_except_ffn(build_tiny_model("gpt2"), [0], ["gate", "up"])
 
 
@@ -87,15 +91,20 @@ def test_half_of_a_fused_tensor_counts_half_and_is_masked():
         (["lm_head"], {"lm_head.weight"}),
         (["final_norm"], {"model.norm.weight"}),
         (["layers.3.input_layernorm"], {"model.layers.3.input_layernorm.weight"}),
-        (r"model\.layers\.[12]\.post_attention_layernorm\.weight",
-         {f"model.layers.{i}.post_attention_layernorm.weight" for i in (1, 2)}),
+        (
+            r"model\.layers\.[12]\.post_attention_layernorm\.weight",
+            {f"model.layers.{i}.post_attention_layernorm.weight" for i in (1, 2)},
+        ),
     ],
 )
 def test_extra_tensors_by_alias_suffix_or_regex(extra, expected):
     model = build_tiny_model("llama")
     report = freeze_except_ffn(model, [0], extra=extra)
     assert set(report.extra_names) == expected
-    assert trainable_names(model) == expected | {"model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight"}
+    assert trainable_names(model) == expected | {
+        "model.layers.0.mlp.up_proj.weight",
+        "model.layers.0.mlp.down_proj.weight",
+    }
 
 
 def test_extra_that_matches_nothing_raises():
@@ -105,10 +114,12 @@ def test_extra_that_matches_nothing_raises():
 
 def test_final_norm_alias_on_other_layouts():
     assert freeze_except_ffn(build_tiny_model("gpt2"), [0], extra=["final_norm"]).extra_names == [
-        "transformer.ln_f.weight", "transformer.ln_f.bias"
+        "transformer.ln_f.weight",
+        "transformer.ln_f.bias",
     ]
     assert freeze_except_ffn(build_tiny_model("opt"), [0], extra=["final_norm"]).extra_names == [
-        "model.decoder.final_layer_norm.weight", "model.decoder.final_layer_norm.bias"
+        "model.decoder.final_layer_norm.weight",
+        "model.decoder.final_layer_norm.bias",
     ]
 
 
