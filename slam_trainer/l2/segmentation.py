@@ -144,3 +144,10 @@ def split_steps(
             else:
                 spans.append((start, end))
     return [text[s:e] for s, e in spans]
+
+
+def join_steps(steps: Sequence[str], lang: str = "en") -> str:
+    """Steps as running text: separated by a space, or by nothing in Chinese and Japanese (whose sentences end in
+    full-width punctuation). `split_steps(join_steps(steps, lang), lang, mode="sentences")` gives back steps that are
+    single sentences."""
+    return ("" if lang in ("zh", "ja") else " ").join(step.strip() for step in steps)
