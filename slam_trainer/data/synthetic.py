@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from slam_trainer.data.synthetic_templates import ANSWER_SENTENCE, NAMES, OPERATION_SYMBOLS, TEMPLATES
+from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import LANGUAGES, validate_languages
 
@@ -108,3 +109,10 @@ def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0) -> list[
         for problem in generate_problems(num_problems, languages=languages, seed=seed)
         for lang in problem.question
     ]
+
+
+def synthetic_parallel_dataset(num_problems: int, *, languages=None, seed: int = 0):
+    """The synthetic problems in the parallel chain-of-thought schema of `slam_trainer.l2.parallel`."""
+    dataset, _ = build_parallel_dataset(synthetic_rows(num_problems, languages=languages, seed=seed),
+                                        languages=languages, on_invalid="raise")
+    return dataset
