@@ -228,7 +228,7 @@ class L2DataCollator(DataCollatorMixin):
         completion += (num_steps - 1) * len(self._separator_ids) + len(self._eos_ids)
         return max(len(example["prompt_ids"][lang]) for lang in self._question_languages) + completion
 
-    def prepare(self, dataset, *, num_proc: int | None = None, batch_size: int = 1000):
+    def prepare(self, dataset, *, num_proc: int | None = None):
         """Tokenize a parallel dataset once (with `datasets.map` over `num_proc` processes) and, with `max_length`,
         drop the examples that could exceed it. Keeps `id` and `answer`; replaces the text by token ids."""
         text_columns = [c for c in ("question", "steps") if c in dataset.column_names]
