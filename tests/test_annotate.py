@@ -156,3 +156,24 @@ def test_bad_input_fails_before_any_request(tmp_path):
         annotate(SEED, ["zz"], endpoint, tmp_path / "c.jsonl", **FAST)
     with pytest.raises(ValueError, match="neither `steps` nor `cot`"):
         annotate([{"id": 1, "question": "q", "answer": "1"}], ["zh"], endpoint, tmp_path / "c.jsonl", **FAST)
+
+
+def test_slam_annotate_command_writes_rows_and_fails_loudly_on_failures(tmp_path, capsys):
+    from slam_trainer.cli.main import main
+
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps(row) + "\n" for row in SEED[:3]), encoding="utf-8")
+    counts = Counter()
+    server = FakeEndpoint(counts, wrong_steps={(SEED[2]["question"], "th"): -1})
+    argv = ["annotate", "--seed", str(seed), "--languages", "zh", "th", "--model", "fake", "--base_url",
+            server.endpoint.base_url, "--output", str(tmp_path / "out.jsonl"), "--max_retries", "1"]
+    assert main(argv) == 2
+    assert "1 request(s) failed" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 3 * 3 - 1
+    server.wrong_steps.clear()
+    assert main(argv) == 0
+    server.close()
+    assert "1 sent" in capsys.readouterr().out and set(counts.values()) == {1}
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 9

@@ -142,3 +142,26 @@ def build_parallel_dataset(
         raise ValueError(f"No valid parallel example for languages {languages}: {report.summary()}. "
                          f"First problems: {'; '.join(report.problems[:5])}")
     return Dataset.from_list(examples), report
+
+
+def dataset_name(source: str, num_languages: int, num_samples: int) -> str:
+    """The paper's naming: `L2-M {source} {languages} {samples}`, e.g. `L2-M o1 10 6`."""
+    return f"L2-M {source} {num_languages} {num_samples}"
+
+
+def parallel_statistics(dataset: Dataset) -> dict:
+    """Examples, languages, steps per example (min/mean/max) and characters per language of a parallel dataset."""
+    if len(dataset) == 0:
+        return {"examples": 0, "languages": [], "steps": {}, "characters": {}}
+    languages = list(dataset[0]["steps"])
+    steps = [len(example[languages[0]]) for example in dataset["steps"]]
+    characters = {
+        lang: sum(len(q[lang]) + sum(len(s) for s in st[lang]) for q, st in zip(dataset["question"], dataset["steps"]))
+        for lang in languages
+    }
+    return {
+        "examples": len(dataset),
+        "languages": languages,
+        "steps": {"min": min(steps), "mean": round(sum(steps) / len(steps), 2), "max": max(steps)},
+        "characters": characters,
+    }
