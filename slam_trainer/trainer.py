@@ -12,6 +12,7 @@ from trl.trainer.utils import create_model_from_path
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback
 from slam_trainer.config import SelectiveFFNConfig
+from slam_trainer.l2.collator import L2EpochCallback
 
 
 logger = logging.get_logger(__name__)
@@ -88,11 +89,14 @@ class SelectiveFFNTrainer(SFTTrainer):
         amap = get_architecture_map(model, args.slam_ffn_modules)
         chosen = amap.tensors(layers, args.slam_projection_roles)  # validates layers and roles before any work
 
+        callbacks = list(callbacks or [])
         if getattr(data_collator, "requires_raw_dataset", False):
             # The L² collator builds sequences from the raw examples: SFTTrainer must neither tokenize the dataset
-            # nor drop its columns.
-            args.remove_unused_columns = False
-            args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+            # nor drop its columns (the collator names the settings), and each epoch draws a new mixture.
+            for key, value in data_collator.SFT_CONFIG_SETTINGS.items():
+                setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+            if not any(isinstance(c, L2EpochCallback) for c in callbacks):
+                callbacks.append(L2EpochCallback(data_collator))
 
         if peft_config is not None:
             self._target_chosen_projections(peft_config, chosen)
@@ -109,7 +113,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             processing_class=processing_class,
             compute_loss_func=compute_loss_func,
             compute_metrics=compute_metrics,
-            callbacks=[self.slam_callback, *(callbacks or [])],
+            callbacks=[self.slam_callback, *callbacks],
             optimizers=optimizers,
             optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,

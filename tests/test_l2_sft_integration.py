@@ -52,3 +52,25 @@ def test_plain_sft_trainer_trains_with_the_collator(tmp_path, special_tags):
         embedding_name = next(n for n, p in model.named_parameters() if p is rows)
         assert embedding_name in changed
         assert not torch.equal(before[embedding_name][list(tag_ids.values())], rows.detach()[list(tag_ids.values())])
+
+
+def test_selective_trainer_sets_up_the_l2_collator_itself(cpu_args):
+    """SelectiveFFNTrainer applies the collator's SFTConfig settings and adds the epoch callback on its own."""
+    from slam_trainer.trainer import SelectiveFFNTrainer
+
+    tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
+    languages = ["en", "zh", "ru"]
+    add_language_tokens(tokenizer, model, languages)
+    collator = L2DataCollator(tokenizer, languages=languages, max_length=512)
+    train_dataset = collator.prepare(synthetic_parallel_dataset(8, languages=languages, seed=1))
+    args = cpu_args(max_steps=2, slam_layers=[0], slam_extra_trainable=["embeddings", "lm_head"])
+    assert args.remove_unused_columns and not args.dataset_kwargs  # nothing set by hand
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = SelectiveFFNTrainer(
+        model=model, args=args, train_dataset=train_dataset, data_collator=collator, processing_class=tokenizer
+    )
+    assert any(isinstance(cb, L2EpochCallback) for cb in trainer.callback_handler.callbacks)
+    trainer.train()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed == set(trainer.slam_report.trainable_names)
+    assert {"model.embed_tokens.weight", "lm_head.weight"} <= changed
