@@ -13,16 +13,27 @@ from __future__ import annotations
 
 
 def make_parser(subparsers):
-    parser = subparsers.add_parser("l2-build", help="Build the parallel L² training set from seed + annotations.",
-                                   description=__doc__.split("\n")[0])
+    parser = subparsers.add_parser(
+        "l2-build",
+        help="Build the parallel L² training set from seed + annotations.",
+        description=__doc__.split("\n")[0],
+    )
     parser.add_argument("--data", nargs="+", required=True, help="JSON-lines files of per-language rows.")
     parser.add_argument("--source", required=True, help="Name of the seed source for the set's name, e.g. o1, s1K.")
     parser.add_argument("--languages", nargs="+", default=None, help="Languages to keep (default: all seen).")
     parser.add_argument("--output_dir", required=True, help="Folder to save the dataset under.")
-    parser.add_argument("--on_invalid", default="drop", choices=["drop", "raise"],
-                        help="Drop invalid examples with a count, or fail listing them.")
-    parser.add_argument("--segmentation", default="auto", choices=["auto", "sentences", "paragraphs", "reflection"],
-                        help="How a `cot` text is cut into steps.")
+    parser.add_argument(
+        "--on_invalid",
+        default="drop",
+        choices=["drop", "raise"],
+        help="Drop invalid examples with a count, or fail listing them.",
+    )
+    parser.add_argument(
+        "--segmentation",
+        default="auto",
+        choices=["auto", "sentences", "paragraphs", "reflection"],
+        help="How a `cot` text is cut into steps.",
+    )
     return parser
 
 
@@ -39,8 +50,9 @@ def main(args) -> None:
             rows.append({"lang": "en", **row})
     if args.languages:
         rows = [row for row in rows if row["lang"] in args.languages]
-    dataset, report = build_parallel_dataset(rows, languages=args.languages, on_invalid=args.on_invalid,
-                                             segmentation=args.segmentation)
+    dataset, report = build_parallel_dataset(
+        rows, languages=args.languages, on_invalid=args.on_invalid, segmentation=args.segmentation
+    )
     stats = parallel_statistics(dataset)
     name = dataset_name(args.source, len(stats["languages"]), stats["examples"])
     target = Path(args.output_dir) / name.replace(" ", "_")

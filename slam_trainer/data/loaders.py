@@ -28,8 +28,9 @@ def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No such data file: {path}. Pass the path of a JSON-lines file with columns "
-                                f"{', '.join(required)}.")
+        raise FileNotFoundError(
+            f"No such data file: {path}. Pass the path of a JSON-lines file with columns {', '.join(required)}."
+        )
     keep = None if languages is None else set(validate_languages(languages))
     rows = []
     with path.open(encoding="utf-8") as handle:

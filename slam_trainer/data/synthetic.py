@@ -113,6 +113,7 @@ def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0) -> list[
 
 def synthetic_parallel_dataset(num_problems: int, *, languages=None, seed: int = 0):
     """The synthetic problems in the parallel chain-of-thought schema of `slam_trainer.l2.parallel`."""
-    dataset, _ = build_parallel_dataset(synthetic_rows(num_problems, languages=languages, seed=seed),
-                                        languages=languages, on_invalid="raise")
+    dataset, _ = build_parallel_dataset(
+        synthetic_rows(num_problems, languages=languages, seed=seed), languages=languages, on_invalid="raise"
+    )
     return dataset

@@ -69,8 +69,9 @@ class Endpoint:
 
     def __post_init__(self):
         if not self.base_url or not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"`base_url` must be an http(s) URL such as http://localhost:8000/v1, got "
-                             f"{self.base_url!r}.")
+            raise ValueError(
+                f"`base_url` must be an http(s) URL such as http://localhost:8000/v1, got {self.base_url!r}."
+            )
         if not self.model:
             raise ValueError("`model` is required: the model name the endpoint serves.")
 
@@ -134,8 +135,9 @@ class AnnotationCache:
                     entry = json.loads(line)
                     self.entries[entry["key"]] = entry
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    logger.warning("%s:%d: skipping an unreadable cache line (an interrupted write).", self.path,
-                                   number)
+                    logger.warning(
+                        "%s:%d: skipping an unreadable cache line (an interrupted write).", self.path, number
+                    )
 
     def add(self, entry: dict) -> None:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
@@ -147,8 +149,9 @@ class AnnotationCache:
             self.entries[entry["key"]] = entry
 
 
-def chat_completion(endpoint: Endpoint, messages: list[dict], *, max_retries: int = 6, backoff: float = 1.0,
-                    max_backoff: float = 60.0) -> str:
+def chat_completion(
+    endpoint: Endpoint, messages: list[dict], *, max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 60.0
+) -> str:
     """The assistant content of one request, retrying 429/5xx and connection errors with exponential backoff
     (honouring `Retry-After`, capped at `max_backoff`)."""
     body = json.dumps({"model": endpoint.model, "messages": messages, "temperature": endpoint.temperature}).encode()
@@ -234,8 +237,9 @@ def annotate(
         if missing:
             raise ValueError(f"Seed row {row!r:.80} is missing {', '.join(missing)}.")
         steps = seed_steps(row, segmentation)
-        report.rows.append({"id": row["id"], "lang": "en", "question": row["question"], "steps": steps,
-                            "answer": row["answer"]})
+        report.rows.append(
+            {"id": row["id"], "lang": "en", "question": row["question"], "steps": steps, "answer": row["answer"]}
+        )
         for lang in languages:
             messages = request_messages(row["question"], steps, lang)
             jobs.append((row, lang, len(steps), messages, request_key(endpoint.model, messages)))
@@ -245,16 +249,18 @@ def annotate(
     def run(job):
         row, lang, num_steps, messages, key = job
         for attempt in range(invalid_retries + 1):
-            content = chat_completion(endpoint, messages, max_retries=max_retries, backoff=backoff,
-                                      max_backoff=max_backoff)
+            content = chat_completion(
+                endpoint, messages, max_retries=max_retries, backoff=backoff, max_backoff=max_backoff
+            )
             try:
                 question, steps = parse_translation(content, num_steps)
                 break
             except AnnotationError:
                 if attempt == invalid_retries:
                     raise
-        cache.add({"key": key, "id": row["id"], "lang": lang, "model": endpoint.model, "question": question,
-                   "steps": steps})
+        cache.add(
+            {"key": key, "id": row["id"], "lang": lang, "model": endpoint.model, "question": question, "steps": steps}
+        )
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = {pool.submit(run, job): job for job in todo}
@@ -267,6 +273,13 @@ def annotate(
     for row, lang, _, _, key in jobs:
         entry = cache.entries.get(key)
         if entry is not None:
-            report.rows.append({"id": row["id"], "lang": lang, "question": entry["question"], "steps": entry["steps"],
-                                "answer": row["answer"]})
+            report.rows.append(
+                {
+                    "id": row["id"],
+                    "lang": lang,
+                    "question": entry["question"],
+                    "steps": entry["steps"],
+                    "answer": row["answer"],
+                }
+            )
     return report

@@ -142,8 +142,10 @@ class L2DataCollator(DataCollatorMixin):
         weights = self.language_weights or {}
         unknown = sorted(set(weights) - set(self.languages))
         if unknown:
-            raise ValueError(f"`language_weights` names {', '.join(unknown)}, which are not in `languages` "
-                             f"{self.languages}; add them to `languages` or drop their weights.")
+            raise ValueError(
+                f"`language_weights` names {', '.join(unknown)}, which are not in `languages` "
+                f"{self.languages}; add them to `languages` or drop their weights."
+            )
         self._schedule = LanguageSchedule(
             self.languages,
             [weights.get(lang, 0.0 if weights else 1.0) for lang in self.languages],
@@ -167,13 +169,16 @@ class L2DataCollator(DataCollatorMixin):
         if self.use_chat_template is None:
             self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         elif self.use_chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
-                             "`use_chat_template=False` to use `prompt_template`.")
+            raise ValueError(
+                "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
+                "`use_chat_template=False` to use `prompt_template`."
+            )
         if "{question}" not in self.prompt_template:
             raise ValueError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
         encode = self._encode
-        self._tag_ids = {lang: encode(language_tag(lang, self.tag_format)) if self.tag_format else []
-                         for lang in self.languages}
+        self._tag_ids = {
+            lang: encode(language_tag(lang, self.tag_format)) if self.tag_format else [] for lang in self.languages
+        }
         self._separator_ids = encode(self.step_separator) if self.step_separator else []
         eos = self.tokenizer.eos_token_id
         self._eos_ids = [] if eos is None else [eos]
@@ -201,19 +206,25 @@ class L2DataCollator(DataCollatorMixin):
         """`prompt_ids` per question language and `step_ids` per language for one parallel example."""
         missing = [key for key in ("id", "question", "steps") if key not in example]
         if missing:
-            raise ValueError(f"An example is missing {', '.join(missing)}: L2DataCollator reads the parallel schema "
-                             "(id, question, steps) of `build_parallel_dataset`, or its `prepare`d form.")
+            raise ValueError(
+                f"An example is missing {', '.join(missing)}: L2DataCollator reads the parallel schema "
+                "(id, question, steps) of `build_parallel_dataset`, or its `prepare`d form."
+            )
         questions, steps = example["question"] or {}, example["steps"] or {}
         needed = [("steps", steps, lang) for lang in self.languages]
         needed += [("question", questions, lang) for lang in self._question_languages]
         for name, table, lang in needed:
             if table.get(lang) is None:
-                raise ValueError(f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
-                                 "`languages` (or change `pivot_language`) or rebuild the dataset with it.")
+                raise ValueError(
+                    f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
+                    "`languages` (or change `pivot_language`) or rebuild the dataset with it."
+                )
         counts = {lang: len(steps[lang]) for lang in self.languages}
         if len(set(counts.values())) != 1 or not next(iter(counts.values())):
-            raise ValueError(f"Example id {example['id']!r} has step counts {counts}; every language needs the same "
-                             "non-zero number of steps (validate with `build_parallel_dataset`).")
+            raise ValueError(
+                f"Example id {example['id']!r} has step counts {counts}; every language needs the same "
+                "non-zero number of steps (validate with `build_parallel_dataset`)."
+            )
         return {
             "prompt_ids": {lang: self._prompt_ids(questions[lang]) for lang in self._question_languages},
             "step_ids": {lang: [self._encode(step) for step in steps[lang]] for lang in self.languages},
@@ -239,8 +250,12 @@ class L2DataCollator(DataCollatorMixin):
             before = len(prepared)
             prepared = prepared.filter(lambda ex: self.longest_length(ex) <= self.max_length, num_proc=num_proc)
             if len(prepared) < before:
-                logger.warning("L2DataCollator.prepare: dropped %d of %d examples that can exceed max_length=%d.",
-                               before - len(prepared), before, self.max_length)
+                logger.warning(
+                    "L2DataCollator.prepare: dropped %d of %d examples that can exceed max_length=%d.",
+                    before - len(prepared),
+                    before,
+                    self.max_length,
+                )
             if len(prepared) == 0:
                 raise ValueError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
         return prepared
@@ -293,15 +308,20 @@ class L2DataCollator(DataCollatorMixin):
             prompt, completion = self.build(example)
             if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
                 if len(prompt) >= self.max_length:
-                    raise ValueError(f"Example id {example['id']!r}: the prompt alone has {len(prompt)} tokens, not "
-                                     f"less than `max_length`={self.max_length}; raise it or drop the example.")
+                    raise ValueError(
+                        f"Example id {example['id']!r}: the prompt alone has {len(prompt)} tokens, not "
+                        f"less than `max_length`={self.max_length}; raise it or drop the example."
+                    )
                 completion = completion[: self.max_length - len(prompt)]
                 truncated.append(example["id"])
             sequences.append((prompt, completion))
         if truncated:
-            warnings.warn(f"L2DataCollator: truncated the completion of {len(truncated)} example(s) to "
-                          f"max_length={self.max_length} (ids {truncated[:5]}); `prepare` drops such examples "
-                          "ahead of training instead.", stacklevel=2)
+            warnings.warn(
+                f"L2DataCollator: truncated the completion of {len(truncated)} example(s) to "
+                f"max_length={self.max_length} (ids {truncated[:5]}); `prepare` drops such examples "
+                "ahead of training instead.",
+                stacklevel=2,
+            )
         length = max(len(p) + len(c) for p, c in sequences)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of

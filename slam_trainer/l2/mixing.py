@@ -74,8 +74,10 @@ class LanguageSchedule:
             raise ValueError(f"`switch_probability` must be in [0, 1], got {switch_probability}.")
         weights = [1.0] * len(languages) if weights is None else [float(w) for w in weights]
         if len(weights) != len(languages) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"`language_weights` must give one non-negative weight per language with a positive sum, "
-                             f"got {weights} for {languages}.")
+            raise ValueError(
+                f"`language_weights` must give one non-negative weight per language with a positive sum, "
+                f"got {weights} for {languages}."
+            )
         if switch_probability > 0 and len(languages) < 2:
             raise ValueError("`switch_probability` > 0 needs at least two languages to switch between.")
         self.languages = list(languages)

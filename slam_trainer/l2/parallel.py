@@ -101,12 +101,16 @@ def build_parallel_dataset(
         if "steps" not in row and "cot" not in row:
             missing.append("steps or cot")
         if missing:
-            raise ValueError(f"Row {number} is missing {', '.join(missing)}; each row needs id, lang, question, "
-                             f"answer and steps (a list) or cot (text).")
+            raise ValueError(
+                f"Row {number} is missing {', '.join(missing)}; each row needs id, lang, question, "
+                f"answer and steps (a list) or cot (text)."
+            )
         example_id, lang = str(row["id"]), row["lang"]
         validate_languages([lang], argument=f"lang of row {number}")
-        steps = row["steps"] if "steps" in row else split_steps(
-            row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang)
+        steps = (
+            row["steps"]
+            if "steps" in row
+            else split_steps(row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang))
         )
         group = grouped.setdefault(example_id, {})
         if lang in group:
@@ -123,24 +127,29 @@ def build_parallel_dataset(
             report.reasons.update(reason for reason, _ in problems)
             report.problems.extend(message for _, message in problems)
             continue
-        examples.append({
-            "id": example_id,
-            "question": {lang: by_lang[lang]["question"] for lang in languages},
-            "steps": {lang: by_lang[lang]["steps"] for lang in languages},
-            "answer": str(by_lang[languages[0]]["answer"]).strip(),
-        })
+        examples.append(
+            {
+                "id": example_id,
+                "question": {lang: by_lang[lang]["question"] for lang in languages},
+                "steps": {lang: by_lang[lang]["steps"] for lang in languages},
+                "answer": str(by_lang[languages[0]]["answer"]).strip(),
+            }
+        )
     report.kept = len(examples)
     if report.problems and on_invalid == "raise":
         shown = "\n  ".join(report.problems[:20])
         more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
-        raise ValueError(f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  "
-                         f"{shown}{more}")
+        raise ValueError(
+            f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  {shown}{more}"
+        )
     if report.dropped:
         first = "; ".join(report.problems[:5])
         logger.warning("Parallel CoT builder: %s. First problems: %s", report.summary(), first)
     if not examples:
-        raise ValueError(f"No valid parallel example for languages {languages}: {report.summary()}. "
-                         f"First problems: {'; '.join(report.problems[:5])}")
+        raise ValueError(
+            f"No valid parallel example for languages {languages}: {report.summary()}. "
+            f"First problems: {'; '.join(report.problems[:5])}"
+        )
     return Dataset.from_list(examples), report
 
 

@@ -29,9 +29,7 @@ def tag_pattern(tag_format: str = DEFAULT_TAG_FORMAT) -> re.Pattern:
     return re.compile(re.escape(prefix) + r"(?P<lang>[a-z]{2,3})" + re.escape(suffix))
 
 
-def add_language_tokens(
-    tokenizer, model=None, languages=None, tag_format: str = DEFAULT_TAG_FORMAT
-) -> dict[str, int]:
+def add_language_tokens(tokenizer, model=None, languages=None, tag_format: str = DEFAULT_TAG_FORMAT) -> dict[str, int]:
     """Add the language tags as special tokens (one id each) and grow the model's embeddings to match.
 
     The new embedding rows are drawn around the mean of the existing ones (transformers' `mean_resizing`). They must be
