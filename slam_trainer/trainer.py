@@ -93,8 +93,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         if getattr(data_collator, "requires_raw_dataset", False):
             # The L² collator builds sequences from the raw examples: SFTTrainer must neither tokenize the dataset
             # nor drop its columns (the collator names the settings), and each epoch draws a new mixture.
-            for key, value in data_collator.SFT_CONFIG_SETTINGS.items():
-                setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+            data_collator.configure_sft_args(args)
             if not any(isinstance(c, L2EpochCallback) for c in callbacks):
                 callbacks.append(L2EpochCallback(data_collator))
 

@@ -18,11 +18,21 @@ from dataclasses import dataclass, field
 
 DATASET_FORMATS = ("auto", "prompt_completion", "messages", "text", "parallel")
 L2_MODES = ("off", "full", "mixed", "both")
+TRAINING = ("slam", "full")
 
 
 @dataclass
 class TrainScriptArguments:
-    """What to train on: a dataset and how to read it, and whether to build L² sequences."""
+    """What to train on: a dataset and how to read it, whether to build L² sequences, and SLAM or full training."""
+
+    training: str = field(
+        default="slam",
+        metadata={
+            "help": "slam: only the chosen layers' FFN sub-layers train (SelectiveFFNTrainer); full: plain "
+            "SFTTrainer over every parameter (as the L² paper trains).",
+            "choices": TRAINING,
+        },
+    )
 
     dataset_name: str = field(
         default="synthetic",
@@ -149,13 +159,16 @@ def build_training_data(script_args, tokenizer, model, training_args):
 
 def run(script_args, training_args, model_args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import get_peft_config
+    from trl import SFTTrainer, get_peft_config
 
+    from slam_trainer.l2.collator import L2EpochCallback
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
     from slam_trainer.trainer import SelectiveFFNTrainer
 
     if script_args.l2_mode not in L2_MODES:
         raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
+    if script_args.training not in TRAINING:
+        raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
     name = model_args.model_name_or_path
     if name is None:
         raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, or 'tiny:llama').")
@@ -170,7 +183,7 @@ def run(script_args, training_args, model_args):
         model = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
     train_dataset, collator = build_training_data(script_args, tokenizer, model, training_args)
-    trainer = SelectiveFFNTrainer(
+    kwargs = dict(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -178,7 +191,14 @@ def run(script_args, training_args, model_args):
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    print(trainer.slam_report)
+    if script_args.training == "slam":
+        trainer = SelectiveFFNTrainer(**kwargs)
+        print(trainer.slam_report)
+    else:
+        if collator is not None:
+            collator.configure_sft_args(training_args)
+            kwargs["callbacks"] = [L2EpochCallback(collator)]
+        trainer = SFTTrainer(**kwargs)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:

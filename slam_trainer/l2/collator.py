@@ -262,6 +262,11 @@ class L2DataCollator(DataCollatorMixin):
 
     # -- sampling, per example and epoch -----------------------------------------------------------------------
 
+    def configure_sft_args(self, args) -> None:
+        """Apply `SFT_CONFIG_SETTINGS` to an `SFTConfig` in place (merging into an existing `dataset_kwargs`)."""
+        for key, value in self.SFT_CONFIG_SETTINGS.items():
+            setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw a new mixture: called at each epoch start by `L2EpochCallback`."""
         self.epoch = int(epoch)
