@@ -12,6 +12,7 @@ from trl.trainer.utils import create_model_from_path
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback
 from slam_trainer.config import SelectiveFFNConfig
+from slam_trainer.delta import FFNDeltaCallback
 
 
 logger = logging.get_logger(__name__)
@@ -97,9 +98,16 @@ class SelectiveFFNTrainer(SFTTrainer):
         if peft_config is not None:
             self._target_chosen_projections(peft_config, chosen)
 
+        if peft_config is not None and (args.slam_save_delta or args.slam_push == "delta"):
+            raise ValueError(
+                "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
+                "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
+                "`push_to_hub` then hold the adapter)."
+            )
         self.slam_callback = SelectiveFFNCallback(
             layers, args.slam_projection_roles, args.slam_extra_trainable or (), args.slam_ffn_modules
         )
+        slam_callbacks = [self.slam_callback] + ([FFNDeltaCallback()] if args.slam_save_delta else [])
         super().__init__(
             model=model,
             args=args,
@@ -109,7 +117,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             processing_class=processing_class,
             compute_loss_func=compute_loss_func,
             compute_metrics=compute_metrics,
-            callbacks=[self.slam_callback, *(callbacks or [])],
+            callbacks=[*slam_callbacks, *(callbacks or [])],
             optimizers=optimizers,
             optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
