@@ -13,6 +13,7 @@ from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback
 from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
+from slam_trainer.hub import card_section, push_ffn_delta
 
 
 logger = logging.get_logger(__name__)
@@ -169,13 +170,22 @@ class SelectiveFFNTrainer(SFTTrainer):
         super().log(logs, *args, **kwargs)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """TRL's card, plus a section saying which layers and projections SLAM trained."""
+        """TRL's card, plus a section saying which layers and projections SLAM trained, how, and on what."""
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if not self.is_world_process_zero() or self.slam_report is None:
             return
         path = os.path.join(self.args.output_dir, "README.md")
         with open(path, "a", encoding="utf-8") as card:
-            card.write("\n" + self.slam_card_section() + "\n")
+            card.write("\n" + card_section(self, dataset_name) + "\n")
+
+    def push_to_hub(self, commit_message="End of training", blocking=True, token=None, revision=None, private=None,
+                    **kwargs):
+        """`Trainer.push_to_hub`; with `slam_push="delta"` only the FFN delta, the tokenizer and a card that says
+        how to rebuild the model from the base (`dataset_name=` in kwargs goes on the card either way)."""
+        if self.args.slam_push == "delta":
+            return push_ffn_delta(self, commit_message, blocking, token, revision, private,
+                                  dataset_name=kwargs.get("dataset_name"))
+        return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
 
     def slam_card_section(self) -> str:
         report = self.slam_report
