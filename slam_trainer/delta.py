@@ -223,7 +223,7 @@ def save_ffn_delta(
     return metadata
 
 
-def _resolve_directory(path: str, revision: str | None) -> str:
+def resolve_delta_directory(path: str, revision: str | None) -> str:
     """A local delta directory, or a Hub repo id downloaded (the delta files only) to the cache."""
     if os.path.isdir(path):
         return path
@@ -252,7 +252,7 @@ def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = N
         `check_base`) has other weights than the base the delta was trained on.
     """
     _refuse_peft(base_model)
-    directory = _resolve_directory(path, revision)
+    directory = resolve_delta_directory(path, revision)
     metadata = DeltaMetadata.read(directory)
     trained_on = metadata.base_model or "an unnamed model"
     if metadata.base_revision:
