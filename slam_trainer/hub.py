@@ -79,7 +79,12 @@ directory (for `from_pretrained` or vLLM): `slam merge {base} {repo_id} merged/`
 
 
 def push_ffn_delta(
-    trainer, commit_message="End of training", blocking=True, token=None, revision=None, private=None,
+    trainer,
+    commit_message="End of training",
+    blocking=True,
+    token=None,
+    revision=None,
+    private=None,
     dataset_name=None,
 ):
     """Save the delta under `output_dir/ffn_delta/` (all ranks: ZeRO-3 gathers), then upload that folder."""

@@ -30,9 +30,20 @@ def trained(tmp_path_factory, tokenizer, arithmetic_dataset):
     base.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     args = SelectiveFFNConfig(
-        output_dir=str(root / "out"), slam_layers=[0, -1], max_steps=3, per_device_train_batch_size=4,
-        learning_rate=1e-2, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-        save_strategy="steps", save_steps=3, save_only_model=True, slam_save_delta=True, disable_tqdm=True,
+        output_dir=str(root / "out"),
+        slam_layers=[0, -1],
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="steps",
+        save_steps=3,
+        save_only_model=True,
+        slam_save_delta=True,
+        disable_tqdm=True,
     )
     model = AutoModelForCausalLM.from_pretrained(root / "base")
     trainer = SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)

@@ -25,8 +25,14 @@ pytestmark = pytest.mark.distributed
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "distributed_scripts" / "train_and_resume.py"
 ATOL = 1e-5
-ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-       "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {
+    **os.environ,
+    "DS_ACCELERATOR": "cpu",
+    "PYTHONPATH": str(ROOT),
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def run(command, output_dir):
@@ -50,8 +56,21 @@ def reference(base, tmp_path_factory):
 
 def launch(recipe, base, out):
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}"]
-    return run([*accelerate, "--num_processes", "2", str(SCRIPT), "--base", str(base), "--output_dir", str(out),
-                "--batch_size", "2"], out)
+    return run(
+        [
+            *accelerate,
+            "--num_processes",
+            "2",
+            str(SCRIPT),
+            "--base",
+            str(base),
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+        ],
+        out,
+    )
 
 
 @pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml"])

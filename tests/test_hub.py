@@ -30,7 +30,9 @@ def hub_commits(monkeypatch):
     def create_commit(self, repo_id, operations, **kwargs):
         commits.append(sorted(op.path_in_repo for op in operations))
 
-    def pipelined_upload(api, *, add_operations, delete_operations, **kwargs):  # the path taken when hf_xet is installed
+    def pipelined_upload(
+        api, *, add_operations, delete_operations, **kwargs
+    ):  # the path taken when hf_xet is installed
         commits.append(sorted(op.path_in_repo for op in [*delete_operations, *add_operations]))
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
@@ -52,8 +54,16 @@ def test_delta_push_uploads_the_delta_tokenizer_and_card(
     trainer.train()
     trainer.push_to_hub(dataset_name="org/arithmetic")
     assert hub_commits == [
-        sorted(["README.md", DELTA_WEIGHTS_NAME, DELTA_CONFIG_NAME, "tokenizer.json", "tokenizer_config.json",
-                "chat_template.jinja"])
+        sorted(
+            [
+                "README.md",
+                DELTA_WEIGHTS_NAME,
+                DELTA_CONFIG_NAME,
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "chat_template.jinja",
+            ]
+        )
     ]
     card = ModelCard.load(f"{trainer.args.output_dir}/ffn_delta/README.md")
     assert card.data.base_model == "org/tiny-llama"
@@ -72,8 +82,12 @@ def test_delta_push_uploads_the_delta_tokenizer_and_card(
     # Same object once `slam_trainer/__init__.py` exports it (requested from its owner); needed until then.
     monkeypatch.setattr(slam_trainer, "load_ffn_delta", load_ffn_delta, raising=False)
     namespace = {}
-    exec(code.replace('"org/tiny-llama"', repr(base_dir)).replace('"user/tiny-slam"', repr(
-        f"{trainer.args.output_dir}/ffn_delta")), namespace)
+    exec(
+        code.replace('"org/tiny-llama"', repr(base_dir)).replace(
+            '"user/tiny-slam"', repr(f"{trainer.args.output_dir}/ffn_delta")
+        ),
+        namespace,
+    )
     for name, param in trainer.model.state_dict().items():
         assert torch.equal(namespace["model"].state_dict()[name], param), name
 
@@ -94,5 +108,10 @@ def test_delta_options_with_peft_are_refused(cpu_args, tokenizer, arithmetic_dat
     from peft import LoraConfig
 
     with pytest.raises(ValueError, match="LoRA adapter already is the small artefact"):
-        SelectiveFFNTrainer(build_tiny_model("llama"), args=cpu_args(slam_push="delta"), train_dataset=arithmetic_dataset,
-                            processing_class=tokenizer, peft_config=LoraConfig())
+        SelectiveFFNTrainer(
+            build_tiny_model("llama"),
+            args=cpu_args(slam_push="delta"),
+            train_dataset=arithmetic_dataset,
+            processing_class=tokenizer,
+            peft_config=LoraConfig(),
+        )

@@ -29,7 +29,7 @@ def main(args) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slam_trainer.cli.main import CommandError
-    from slam_trainer.delta import DeltaMetadata, resolve_delta_directory, load_ffn_delta
+    from slam_trainer.delta import DeltaMetadata, load_ffn_delta, resolve_delta_directory
 
     if os.path.exists(args.out) and os.listdir(args.out):
         raise CommandError(f"`out` {args.out!r} exists and is not empty; choose a new directory.")
@@ -42,7 +42,9 @@ def main(args) -> None:
     load_ffn_delta(model, delta_dir)
     model.save_pretrained(args.out)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.base, revision=revision, trust_remote_code=args.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            args.base, revision=revision, trust_remote_code=args.trust_remote_code
+        )
     except (OSError, ValueError):
         print(f"slam merge: no tokenizer found with the base {args.base!r}; wrote the model only.")
     else:

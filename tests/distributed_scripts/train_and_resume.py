@@ -15,11 +15,11 @@ import argparse
 import json
 import os
 
+import cpu_deepspeed  # noqa: F401  (first: see its docstring)
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM
 
-import cpu_deepspeed  # noqa: F401  (first: see its docstring)
 from slam_trainer.callback import optimizer_parameters
 from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import save_ffn_delta
