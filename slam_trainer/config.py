@@ -63,6 +63,13 @@ class SelectiveFFNConfig(SFTConfig):
         slam_ffn_modules (`dict[str, str]` or `str`, *optional*):
             Explicit FFN projection names relative to a decoder layer, for an architecture not found structurally,
             e.g. `{"up": "mlp.fc_in", "down": "mlp.fc_out"}` (a JSON string on the command line).
+        slam_save_delta (`bool`, *optional*, defaults to `False`):
+            Also write `checkpoint-N/ffn_delta/` (see `save_ffn_delta`) at every checkpoint: a few percent of the full
+            weights, enough to rebuild the model from the base. Full checkpoints are still written, because resuming
+            needs them; set `save_only_model=True` to drop the optimizer state from them.
+        slam_push (`str`, *optional*, defaults to `"full"`):
+            What `push_to_hub` uploads: `"full"` (the whole model, as `Trainer` does) or `"delta"` (only the trained
+            FFN tensors, their metadata, the tokenizer and a card with the three lines that rebuild the model).
     """
 
     _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["slam_ffn_modules"]
@@ -95,6 +102,18 @@ class SelectiveFFNConfig(SFTConfig):
         default=None,
         metadata={"help": 'Explicit FFN module names relative to a layer, as JSON, e.g. \'{"up": "mlp.fc_in"}\'.'},
     )
+    slam_save_delta: bool = field(
+        default=False,
+        metadata={"help": "Also write the trained FFN tensors as a small delta (ffn_delta/) in every checkpoint."},
+    )
+    slam_push: str = field(
+        default="full",
+        metadata={
+            "help": "What `push_to_hub` uploads: the full model, or only the FFN delta with a card that says how to "
+            "rebuild the model from the base.",
+            "choices": ["full", "delta"],
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -119,6 +138,8 @@ class SelectiveFFNConfig(SFTConfig):
         self.slam_projections = projections
         if isinstance(self.slam_extra_trainable, str):
             self.slam_extra_trainable = [self.slam_extra_trainable]
+        if self.slam_push not in ("full", "delta"):
+            raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
             raise ValueError(
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."

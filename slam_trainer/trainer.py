@@ -12,6 +12,8 @@ from trl.trainer.utils import create_model_from_path
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback
 from slam_trainer.config import SelectiveFFNConfig
+from slam_trainer.delta import FFNDeltaCallback
+from slam_trainer.hub import card_section, push_ffn_delta
 from slam_trainer.l2.collator import L2EpochCallback
 
 
@@ -97,12 +99,19 @@ class SelectiveFFNTrainer(SFTTrainer):
             if not any(isinstance(c, L2EpochCallback) for c in callbacks):
                 callbacks.append(L2EpochCallback(data_collator))
 
+        if peft_config is not None and (args.slam_save_delta or args.slam_push == "delta"):
+            raise ValueError(
+                "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
+                "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
+                "`push_to_hub` then hold the adapter)."
+            )
         if peft_config is not None:
             self._target_chosen_projections(peft_config, chosen)
 
         self.slam_callback = SelectiveFFNCallback(
             layers, args.slam_projection_roles, args.slam_extra_trainable or (), args.slam_ffn_modules
         )
+        slam_callbacks = [self.slam_callback] + ([FFNDeltaCallback()] if args.slam_save_delta else [])
         super().__init__(
             model=model,
             args=args,
@@ -112,7 +121,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             processing_class=processing_class,
             compute_loss_func=compute_loss_func,
             compute_metrics=compute_metrics,
-            callbacks=[self.slam_callback, *callbacks],
+            callbacks=[*slam_callbacks, *callbacks],
             optimizers=optimizers,
             optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
@@ -167,13 +176,24 @@ class SelectiveFFNTrainer(SFTTrainer):
         super().log(logs, *args, **kwargs)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """TRL's card, plus a section saying which layers and projections SLAM trained."""
+        """TRL's card, plus a section saying which layers and projections SLAM trained, how, and on what."""
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if not self.is_world_process_zero() or self.slam_report is None:
             return
         path = os.path.join(self.args.output_dir, "README.md")
         with open(path, "a", encoding="utf-8") as card:
-            card.write("\n" + self.slam_card_section() + "\n")
+            card.write("\n" + card_section(self, dataset_name) + "\n")
+
+    def push_to_hub(
+        self, commit_message="End of training", blocking=True, token=None, revision=None, private=None, **kwargs
+    ):
+        """`Trainer.push_to_hub`; with `slam_push="delta"` only the FFN delta, the tokenizer and a card that says
+        how to rebuild the model from the base (`dataset_name=` in kwargs goes on the card either way)."""
+        if self.args.slam_push == "delta":
+            return push_ffn_delta(
+                self, commit_message, blocking, token, revision, private, dataset_name=kwargs.get("dataset_name")
+            )
+        return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
 
     def slam_card_section(self) -> str:
         report = self.slam_report

@@ -10,8 +10,12 @@ from slam_trainer.l2.parallel import build_parallel_dataset
 
 
 SEED = [
-    {"id": f"q{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i),
-     "steps": [f"Take {i}.", f"Add {i} to get {2 * i}.", f"The answer is {2 * i}."]}
+    {
+        "id": f"q{i}",
+        "question": f"What is {i} + {i}?",
+        "answer": str(2 * i),
+        "steps": [f"Take {i}.", f"Add {i} to get {2 * i}.", f"The answer is {2 * i}."],
+    }
     for i in range(6)
 ]
 LANGS = ["zh", "ja", "th"]
@@ -54,8 +58,10 @@ class FakeEndpoint:
                     else:
                         fake.counts[key] += 1
                 steps = [f"[{payload['target_language']}] {s}" for s in payload["steps"]]
-                reply = {"question": f"[{payload['target_language']}] {payload['question']}",
-                         "steps": steps[:-1] if wrong else steps}
+                reply = {
+                    "question": f"[{payload['target_language']}] {payload['question']}",
+                    "steps": steps[:-1] if wrong else steps,
+                }
                 content = "```json\n" + json.dumps(reply, ensure_ascii=False) + "\n```"
                 data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
                 self.send_response(200)
@@ -165,8 +171,22 @@ def test_slam_annotate_command_writes_rows_and_fails_loudly_on_failures(tmp_path
     seed.write_text("".join(json.dumps(row) + "\n" for row in SEED[:3]), encoding="utf-8")
     counts = Counter()
     server = FakeEndpoint(counts, wrong_steps={(SEED[2]["question"], "th"): -1})
-    argv = ["annotate", "--seed", str(seed), "--languages", "zh", "th", "--model", "fake", "--base_url",
-            server.endpoint.base_url, "--output", str(tmp_path / "out.jsonl"), "--max_retries", "1"]
+    argv = [
+        "annotate",
+        "--seed",
+        str(seed),
+        "--languages",
+        "zh",
+        "th",
+        "--model",
+        "fake",
+        "--base_url",
+        server.endpoint.base_url,
+        "--output",
+        str(tmp_path / "out.jsonl"),
+        "--max_retries",
+        "1",
+    ]
     assert main(argv) == 2
     assert "1 request(s) failed" in capsys.readouterr().err
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]

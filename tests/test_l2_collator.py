@@ -69,8 +69,9 @@ def test_labels_mask_exactly_prompt_and_padding_and_every_step_appears_once(toke
 
 def test_mixed_mode_matches_switch_rate_and_language_weights(tokenizer):
     weights = {"en": 0.4, "zh": 0.3, "ja": 0.2, "th": 0.1}
-    collator = L2DataCollator(tokenizer, languages=LANGS, mode="mixed", switch_probability=0.25,
-                              language_weights=weights)
+    collator = L2DataCollator(
+        tokenizer, languages=LANGS, mode="mixed", switch_probability=0.25, language_weights=weights
+    )
     steps = Counter()
     switches = boundaries = 0
     for example_id in range(6000):
@@ -90,8 +91,15 @@ def test_full_and_both_modes_and_question_language(tokenizer):
     assert all(len(set(p.step_languages)) == 1 for p in plans)
     assert Counter(p.step_languages[0] for p in plans)["th"] / 4000 == pytest.approx(0.25, abs=0.03)
     assert sum(p.question_language != p.step_languages[0] for p in plans) / 4000 == pytest.approx(0.75, abs=0.03)
-    both = L2DataCollator(tokenizer, languages=LANGS, mode="both", mixed_ratio=0.2, question_language="pivot",
-                          pivot_language="en", switch_probability=0.5)
+    both = L2DataCollator(
+        tokenizer,
+        languages=LANGS,
+        mode="both",
+        mixed_ratio=0.2,
+        question_language="pivot",
+        pivot_language="en",
+        switch_probability=0.5,
+    )
     plans = [both.plan({"id": i}, 5) for i in range(4000)]
     assert sum(p.kind == "mixed" for p in plans) / 4000 == pytest.approx(0.2, abs=0.03)
     assert all(p.question_language == "en" for p in plans)
@@ -115,8 +123,9 @@ def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, da
     assert torch.equal(again(features)["input_ids"], epoch1)
     # Order within the batch does not change an example's draw (what DataLoader workers rely on).
     reversed_batch = first(features[::-1])
-    assert torch.equal(reversed_batch["labels"][0][reversed_batch["attention_mask"][0] == 1],
-                       first(features[-1:])["labels"][0])
+    assert torch.equal(
+        reversed_batch["labels"][0][reversed_batch["attention_mask"][0] == 1], first(features[-1:])["labels"][0]
+    )
 
 
 def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
@@ -130,8 +139,10 @@ def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
 
 
 def test_max_length_drops_in_prepare_and_warns_at_collation(tokenizer, dataset):
-    longest = [L2DataCollator(tokenizer, languages=LANGS).longest_length(ex)
-               for ex in L2DataCollator(tokenizer, languages=LANGS).prepare(dataset)]
+    longest = [
+        L2DataCollator(tokenizer, languages=LANGS).longest_length(ex)
+        for ex in L2DataCollator(tokenizer, languages=LANGS).prepare(dataset)
+    ]
     limit = sorted(longest)[len(longest) // 2]
     collator = L2DataCollator(tokenizer, languages=LANGS, max_length=limit)
     prepared = collator.prepare(dataset)
@@ -167,8 +178,9 @@ def test_bad_arguments_and_examples_fail_clearly(tokenizer, dataset):
     with pytest.raises(ValueError, match="`language_weights` names sw"):
         L2DataCollator(tokenizer, languages=LANGS, language_weights={"sw": 1.0})
     with pytest.raises(ValueError, match="`switch_probability`"):
-        L2DataCollator(tokenizer, languages=["en", "zh"], language_weights={"en": 0.9, "zh": 0.1},
-                       switch_probability=0.5)
+        L2DataCollator(
+            tokenizer, languages=["en", "zh"], language_weights={"en": 0.9, "zh": 0.1}, switch_probability=0.5
+        )
     with pytest.raises(ValueError, match="shipped languages"):
         L2DataCollator(tokenizer, languages=["en", "xx"])
     with pytest.raises(ValueError, match="no steps in language 'sw'"):

@@ -84,7 +84,9 @@ def test_auto_mode_picks_by_length_and_structure():
 
 def test_custom_cues_and_bad_arguments():
     assert split_steps("Go on. Yet no. Yet yes.", "en", mode="reflection", cues=["Yet"]) == [
-        "Go on.", "Yet no.", "Yet yes."
+        "Go on.",
+        "Yet no.",
+        "Yet yes.",
     ]
     with pytest.raises(ValueError, match="`mode`"):
         split_steps("x", "en", mode="words")

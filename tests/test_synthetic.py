@@ -47,7 +47,7 @@ def test_answers_are_correct_and_every_step_states_correct_arithmetic():
             steps = problem.steps[lang]
             assert len(steps) == len(problem.operations) + 1
             for step, operation in zip(steps, problem.operations):
-                (left, symbol, right, result), = EQUATION.findall(step)
+                ((left, symbol, right, result),) = EQUATION.findall(step)
                 assert _evaluate(int(left), symbol, int(right)) == int(result), (lang, step)
                 assert int(result) == values[operation[3]]
             assert str(problem.answer) in steps[-1]
