@@ -145,9 +145,9 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         """Per row, the index in `languages` of the last tag in `input_ids`, or -1 when the row has none."""
         _, language_of_token, _ = self._buffers(input_ids.device, vocab_size)
         languages = language_of_token[input_ids]
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        last = torch.where(languages >= 0, positions, -1).max(dim=-1).values
-        return torch.where(last >= 0, languages.gather(1, last.clamp(min=0)[:, None]).squeeze(1), -1)
+        # Position of the last tag; with no tag, the last position, whose value is then -1 (not a tag).
+        last = input_ids.shape[1] - 1 - (languages >= 0).flip(-1).int().argmax(-1)
+        return languages.gather(1, last[:, None]).squeeze(1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         device = scores.device
