@@ -56,8 +56,9 @@ def test_boost_raises_and_suppress_lowers_the_target_tag_with_beta(tokenizer):
     boosted, suppressed = [], []
     for beta in (0.5, 1.0, 2.0, 4.0):
         for alpha, out in ((1.0, boosted), (0.0, suppressed)):
-            processor = LanguageSwitchLogitsProcessor(tokenizer, LANGS, alpha=alpha, beta=beta, top_k=5,
-                                                      policy="fixed", target="zh")
+            processor = LanguageSwitchLogitsProcessor(
+                tokenizer, LANGS, alpha=alpha, beta=beta, top_k=5, policy="fixed", target="zh"
+            )
             new = processor(ids, scores)
             assert new is not scores and torch.equal(scores, logits_with_tag_ranked(tokenizer, rank=2))
             out.append(probability(new, target))
@@ -65,20 +66,25 @@ def test_boost_raises_and_suppress_lowers_the_target_tag_with_beta(tokenizer):
     assert base > suppressed[0] > suppressed[1] > suppressed[2] > suppressed[3]
 
 
-@pytest.mark.parametrize(("text", "rank", "boundary"), [
-    ("step one\n", 7, "newline"),  # tag outside the top 5
-    ("step one", 1, "newline"),  # in the top 5, but not at a step boundary
-])
+@pytest.mark.parametrize(
+    ("text", "rank", "boundary"),
+    [
+        ("step one\n", 7, "newline"),  # tag outside the top 5
+        ("step one", 1, "newline"),  # in the top 5, but not at a step boundary
+    ],
+)
 def test_nothing_happens_without_a_tag_in_the_top_k_at_a_boundary(tokenizer, text, rank, boundary):
     scores = logits_with_tag_ranked(tokenizer, rank=rank)
-    processor = LanguageSwitchLogitsProcessor(tokenizer, LANGS, alpha=1.0, beta=5.0, top_k=5, policy="fixed",
-                                              target="zh", boundary=boundary)
+    processor = LanguageSwitchLogitsProcessor(
+        tokenizer, LANGS, alpha=1.0, beta=5.0, top_k=5, policy="fixed", target="zh", boundary=boundary
+    )
     assert torch.equal(processor(ids_ending_with(tokenizer, text), scores), scores)
 
 
 def test_boundary_any_acts_mid_line(tokenizer):
-    processor = LanguageSwitchLogitsProcessor(tokenizer, LANGS, alpha=1.0, beta=5.0, top_k=5, policy="fixed",
-                                              target="zh", boundary="any")
+    processor = LanguageSwitchLogitsProcessor(
+        tokenizer, LANGS, alpha=1.0, beta=5.0, top_k=5, policy="fixed", target="zh", boundary="any"
+    )
     scores = logits_with_tag_ranked(tokenizer, rank=1)
     assert not torch.equal(processor(ids_ending_with(tokenizer, "step one"), scores), scores)
 
@@ -108,8 +114,9 @@ def test_seeded_draws_repeat_and_weighted_policy_follows_weights(tokenizer):
     scores = logits_with_tag_ranked(tokenizer, rank=0).expand(4000, -1)
 
     def run(seed):
-        processor = LanguageSwitchLogitsProcessor(tokenizer, LANGS, alpha=0.25, beta=1.0, top_k=3,
-                                                  policy="weighted", weights=[3.0, 1.0, 0.0], seed=seed)
+        processor = LanguageSwitchLogitsProcessor(
+            tokenizer, LANGS, alpha=0.25, beta=1.0, top_k=3, policy="weighted", weights=[3.0, 1.0, 0.0], seed=seed
+        )
         return processor(ids, scores) - scores
 
     delta = run(seed=1)
@@ -120,16 +127,19 @@ def test_seeded_draws_repeat_and_weighted_policy_follows_weights(tokenizer):
     assert en == pytest.approx(0.75, abs=0.03) and zh == pytest.approx(0.25, abs=0.03) and de == 0
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"alpha": 1.5}, "`alpha`"),
-    ({"beta": -1.0}, "`beta`"),
-    ({"top_k": 0}, "`top_k`"),
-    ({"policy": "random"}, "`policy`"),
-    ({"policy": "fixed"}, "`target`"),
-    ({"policy": "fixed", "target": "fr"}, "`target`"),
-    ({"policy": "weighted", "weights": [1.0]}, "`weights`"),
-    ({"boundary": "sentence"}, "`boundary`"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": 1.5}, "`alpha`"),
+        ({"beta": -1.0}, "`beta`"),
+        ({"top_k": 0}, "`top_k`"),
+        ({"policy": "random"}, "`policy`"),
+        ({"policy": "fixed"}, "`target`"),
+        ({"policy": "fixed", "target": "fr"}, "`target`"),
+        ({"policy": "weighted", "weights": [1.0]}, "`weights`"),
+        ({"boundary": "sentence"}, "`boundary`"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(tokenizer, kwargs, message):
     with pytest.raises(ValueError, match=message):
         LanguageSwitchLogitsProcessor(tokenizer, LANGS, **kwargs)
@@ -140,11 +150,14 @@ def test_multi_token_tag_is_an_error_that_says_how_to_fix_it():
         LanguageSwitchLogitsProcessor(build_tiny_tokenizer(), LANGS)
 
 
-@pytest.mark.parametrize("mode", [
-    {"do_sample": False},
-    {"do_sample": True, "top_k": 0, "temperature": 1.0},
-    {"do_sample": False, "num_beams": 3},
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        {"do_sample": False},
+        {"do_sample": True, "top_k": 0, "temperature": 1.0},
+        {"do_sample": False, "num_beams": 3},
+    ],
+)
 def test_generate_with_a_tiny_model_in_every_decoding_mode(mode):
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model()
@@ -152,10 +165,16 @@ def test_generate_with_a_tiny_model_in_every_decoding_mode(mode):
     tokenizer.padding_side = "left"
     inputs = tokenizer(["Question: 2+2?\n", "<|zh|>问题\n"], return_tensors="pt", padding=True)
     prompt_length = inputs["input_ids"].shape[1]
-    processor = LanguageSwitchLogitsProcessor(tokenizer, LANGS, alpha=1.0, beta=1e4, top_k=len(tokenizer),
-                                              policy="fixed", target="de", boundary="any")
-    output = model.generate(**inputs, max_new_tokens=4, logits_processor=LogitsProcessorList([processor]),
-                            pad_token_id=tokenizer.pad_token_id, **mode)
+    processor = LanguageSwitchLogitsProcessor(
+        tokenizer, LANGS, alpha=1.0, beta=1e4, top_k=len(tokenizer), policy="fixed", target="de", boundary="any"
+    )
+    output = model.generate(
+        **inputs,
+        max_new_tokens=4,
+        logits_processor=LogitsProcessorList([processor]),
+        pad_token_id=tokenizer.pad_token_id,
+        **mode,
+    )
     # An overwhelming boost at every position makes every generated token the target tag, in every mode.
     assert output.shape == (2, prompt_length + 4)
     assert (output[:, prompt_length:] == tag_id(tokenizer, "de")).all()

@@ -38,8 +38,11 @@ def model_dir(tmp_path_factory):
 @pytest.fixture
 def data_file(tmp_path):
     path = tmp_path / "bench.jsonl"
-    rows = [{"id": i, "lang": lang, "question": q, "answer": ANSWERS[i]}
-            for lang, questions in QUESTIONS.items() for i, q in enumerate(questions)]
+    rows = [
+        {"id": i, "lang": lang, "question": q, "answer": ANSWERS[i]}
+        for lang, questions in QUESTIONS.items()
+        for i, q in enumerate(questions)
+    ]
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return str(path)
 
@@ -99,15 +102,35 @@ def test_resume_with_other_settings_is_refused(model_dir, data_file, tmp_path):
     run_evaluation(settings(model_dir, data_file, limit=1), tmp_path, progress=False)
     with pytest.raises(ValueError, match="max_new_tokens.*--overwrite"):
         run_evaluation(settings(model_dir, data_file, limit=1, max_new_tokens=5), tmp_path, progress=False)
-    run_evaluation(settings(model_dir, data_file, limit=1, max_new_tokens=5), tmp_path, overwrite=True,
-                   progress=False)
+    run_evaluation(settings(model_dir, data_file, limit=1, max_new_tokens=5), tmp_path, overwrite=True, progress=False)
 
 
 def test_cli_runs_baseline_and_intervention_in_one_invocation(model_dir, data_file, tmp_path, capsys):
     out = tmp_path / "out"
-    code = slam(["eval", "--model", model_dir, "--data", data_file, "--languages", "en", "de", "--limit", "1",
-                 "--max_new_tokens", "5", "--device", "cpu", "--output_dir", str(out), "--switch_beta", "3",
-                 "--switch_boundary", "any"])
+    code = slam(
+        [
+            "eval",
+            "--model",
+            model_dir,
+            "--data",
+            data_file,
+            "--languages",
+            "en",
+            "de",
+            "--limit",
+            "1",
+            "--max_new_tokens",
+            "5",
+            "--device",
+            "cpu",
+            "--output_dir",
+            str(out),
+            "--switch_beta",
+            "3",
+            "--switch_boundary",
+            "any",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "baseline:acc%" in printed and "switch:tokens" in printed and "tokens/s" in printed
@@ -117,9 +140,30 @@ def test_cli_runs_baseline_and_intervention_in_one_invocation(model_dir, data_fi
     assert switch_settings["intervention"]["beta"] == 3.0
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Several runs passed together share the table and the PNG.
-    assert slam(["eval", "--model", model_dir, "--data", data_file, "--languages", "en", "--limit", "1",
-                 "--max_new_tokens", "2", "--device", "cpu", "--output_dir", str(tmp_path / "again"),
-                 "--compare", str(out / "switch" / "results.json")]) == 0
+    assert (
+        slam(
+            [
+                "eval",
+                "--model",
+                model_dir,
+                "--data",
+                data_file,
+                "--languages",
+                "en",
+                "--limit",
+                "1",
+                "--max_new_tokens",
+                "2",
+                "--device",
+                "cpu",
+                "--output_dir",
+                str(tmp_path / "again"),
+                "--compare",
+                str(out / "switch" / "results.json"),
+            ]
+        )
+        == 0
+    )
     assert "switch:acc%" in capsys.readouterr().out
 
 
@@ -132,6 +176,7 @@ def test_help_renders(capsys):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Bad input must fail before the (expensive) model load."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was checked")
 
@@ -139,16 +184,19 @@ def no_model_loading(monkeypatch):
 
 
 @pytest.mark.usefixtures("no_model_loading")
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--languages", "xx"], "Unknown language code 'xx'"),
-    (["--languages", "fr"], "`languages` asks for fr but `data`"),
-    (["--max_new_tokens", "0"], "`max_new_tokens` must be a positive"),
-    (["--batch_size", "0"], "`batch_size` must be positive"),
-    (["--num_shots", "2"], "needs `exemplars`"),
-    (["--limit", "0"], "`limit` must be a positive"),
-    (["--switch_policy", "fixed"], "`target` is needed"),
-    (["--skip_baseline"], "`skip_baseline` leaves nothing"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--languages", "xx"], "Unknown language code 'xx'"),
+        (["--languages", "fr"], "`languages` asks for fr but `data`"),
+        (["--max_new_tokens", "0"], "`max_new_tokens` must be a positive"),
+        (["--batch_size", "0"], "`batch_size` must be positive"),
+        (["--num_shots", "2"], "needs `exemplars`"),
+        (["--limit", "0"], "`limit` must be a positive"),
+        (["--switch_policy", "fixed"], "`target` is needed"),
+        (["--skip_baseline"], "`skip_baseline` leaves nothing"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(model_dir, data_file, tmp_path, capsys, flags, message):
     code = slam(["eval", "--model", model_dir, "--data", data_file, "--output_dir", str(tmp_path), *flags])
     error = capsys.readouterr().err
@@ -156,12 +204,15 @@ def test_bad_input_is_a_one_line_error(model_dir, data_file, tmp_path, capsys, f
 
 
 @pytest.mark.usefixtures("no_model_loading")
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"id": 0, "lang": "en", "question": "q"}\n', r"lacks column\(s\) answer"),
-    ("", "holds no rows"),
-    ('{"id": 0, "lang": "en", "question": "q", "answer": "many"}\n', "is not a number"),
-    ("not json\n", "line 1 is not JSON"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"id": 0, "lang": "en", "question": "q"}\n', r"lacks column\(s\) answer"),
+        ("", "holds no rows"),
+        ('{"id": 0, "lang": "en", "question": "q", "answer": "many"}\n', "is not a number"),
+        ("not json\n", "line 1 is not JSON"),
+    ],
+)
 def test_bad_data_file_is_a_clear_error(model_dir, tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -183,16 +234,24 @@ def test_intervention_needs_single_token_tags(data_file, tmp_path, no_model_load
     plain = tmp_path / "plain"
     build_tiny_tokenizer().save_pretrained(plain)
     with pytest.raises(ValueError, match="must be one"):
-        run_evaluation(settings(str(plain), data_file), tmp_path / "out",
-                       intervention=InterventionSettings(beta=1.0), progress=False)
+        run_evaluation(
+            settings(str(plain), data_file),
+            tmp_path / "out",
+            intervention=InterventionSettings(beta=1.0),
+            progress=False,
+        )
 
 
 def test_prompts_zero_and_few_shot():
     exemplars = [{"question": "Frage: Roger hat 5 Bälle.", "cot": "Schritt: 5 + 6 = 11. Die Antwort ist 11."}]
     zero = build_prompt("Wie viele?", "de", "mathoctopus")
-    assert "in German. Please answer in German." in zero and zero.endswith("### Instruction:\nWie viele?\n\n### Response:")
+    assert "in German. Please answer in German." in zero and zero.endswith(
+        "### Instruction:\nWie viele?\n\n### Response:"
+    )
     few = build_prompt("Wie viele?", "de", "slam", exemplars=exemplars)
-    assert few == ("Human: Frage: Roger hat 5 Bälle.\nAssistant: Schritt: 5 + 6 = 11. Die Antwort ist 11.\n"
-                   "Human: Frage: Wie viele?\nAssistant:")
+    assert few == (
+        "Human: Frage: Roger hat 5 Bälle.\nAssistant: Schritt: 5 + 6 = 11. Die Antwort ist 11.\n"
+        "Human: Frage: Wie viele?\nAssistant:"
+    )
     chat = build_prompt("Wie viele?", "de", "chat", tokenizer=build_tiny_tokenizer(), exemplars=exemplars)
     assert chat.endswith("Human: Frage: Wie viele?\nAssistant: ") and "Die Antwort ist 11.</s>" in chat

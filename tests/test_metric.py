@@ -53,7 +53,11 @@ def test_token_statistics_and_language_consistency():
     ]
     scores = score_records(records)
     assert scores["languages"]["en"] == {
-        "num_examples": 2, "num_correct": 1, "accuracy": 0.5, "mean_tokens": 20.0, "tokens_per_correct": 40.0,
+        "num_examples": 2,
+        "num_correct": 1,
+        "accuracy": 0.5,
+        "mean_tokens": 20.0,
+        "tokens_per_correct": 40.0,
         "language_consistency": 1.0,
     }
     assert scores["languages"]["zh"]["language_consistency"] == 0.0
@@ -82,8 +86,9 @@ def test_compute_metrics_for_trainer_scores_the_labelled_tokens():
     tokenizer = build_tiny_tokenizer()
     prompt, answers = "Q: 2+2?\nA:", [" 4", " 5"]
     encoded = [tokenizer(prompt + answer)["input_ids"] for answer in answers]
-    labels = np.array([[-100] * len(tokenizer(prompt)["input_ids"]) + ids[len(tokenizer(prompt)["input_ids"]):]
-                       for ids in encoded])
+    labels = np.array(
+        [[-100] * len(tokenizer(prompt)["input_ids"]) + ids[len(tokenizer(prompt)["input_ids"]) :] for ids in encoded]
+    )
     # Teacher-forced argmax predictions: position t predicts token t + 1.
     predictions = np.array([ids[1:] + [tokenizer.pad_token_id] for ids in encoded])
     compute_metrics = build_compute_metrics(tokenizer, references=["4", "4"], languages="en")

@@ -22,8 +22,12 @@ _SWITCH_FLAGS = ("alpha", "beta", "top_k", "policy", "target", "weights", "bound
 
 
 def make_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("eval", help="Evaluate multilingual math reasoning per language.",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "eval",
+        help="Evaluate multilingual math reasoning per language.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="Hub id or local path of a causal LM, or a PEFT adapter dir.")
     parser.add_argument("--data", required=True, help="Benchmark JSONL with id, lang, question, answer.")
     parser.add_argument("--output_dir", default="eval_results", help="Where runs, the table and the PNG go.")
@@ -41,12 +45,21 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer", default=None, help="Tokenizer path when not the model's own.")
     parser.add_argument("--delta", default=None, help="Saved FFN delta to apply on top of --model.")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                        help="auto: bf16 on a GPU that supports it, else fp32.")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="auto: bf16 on a GPU that supports it, else fp32.",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     parser.add_argument("--overwrite", action="store_true", help="Start runs again instead of resuming them.")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="RESULTS_JSON",
-                        help="results.json files of other runs to show in the table and PNG.")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="results.json files of other runs to show in the table and PNG.",
+    )
     group = parser.add_argument_group("L² decoding intervention (any of these adds a `switch` run)")
     group.add_argument("--switch_alpha", type=float, default=None, help="Probability of boosting (default 0.5).")
     group.add_argument("--switch_beta", type=float, default=None, help="Logit shift (default 2.0).")
@@ -72,14 +85,23 @@ def main(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"--compare {path}: no such results file.")
         compared.append(json.loads(Path(path).read_text(encoding="utf-8")))
     settings = EvalSettings(**{name: getattr(args, name) for name in EvalSettings.__dataclass_fields__})
-    given = {name: getattr(args, f"switch_{name}") for name in _SWITCH_FLAGS if getattr(args, f"switch_{name}") is not None}
+    given = {
+        name: getattr(args, f"switch_{name}") for name in _SWITCH_FLAGS if getattr(args, f"switch_{name}") is not None
+    }
     intervention = InterventionSettings(**given) if given else None
-    results = run_evaluation(settings, args.output_dir, intervention=intervention, skip_baseline=args.skip_baseline,
-                             overwrite=args.overwrite)
+    results = run_evaluation(
+        settings,
+        args.output_dir,
+        intervention=intervention,
+        skip_baseline=args.skip_baseline,
+        overwrite=args.overwrite,
+    )
     for result in results:
         throughput = result["throughput"]
-        print(f"{result['run']}: generated {throughput['tokens']} tokens for {throughput['rows']} new rows "
-              f"({throughput['tokens_per_second']:.1f} tokens/s)")
+        print(
+            f"{result['run']}: generated {throughput['tokens']} tokens for {throughput['rows']} new rows "
+            f"({throughput['tokens_per_second']:.1f} tokens/s)"
+        )
     shown = results + compared
     print(format_table(shown))
     png = plot_results(shown, Path(args.output_dir) / "results.png")

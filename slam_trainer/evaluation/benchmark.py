@@ -55,17 +55,23 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
             Keep the first `limit` rows of each language (quick runs).
     """
     rows = read_jsonl(path, REQUIRED_COLUMNS, "data")
-    present = sorted({row["lang"] for row in rows}, key=lambda code: list(LANGUAGES).index(code) if code in LANGUAGES else 99)
+    present = sorted(
+        {row["lang"] for row in rows}, key=lambda code: list(LANGUAGES).index(code) if code in LANGUAGES else 99
+    )
     unknown = [code for code in present if code not in LANGUAGES]
     if unknown:
-        raise ValueError(f"`data` {path} has rows in unknown language(s) {', '.join(map(str, unknown))}; "
-                         f"the shipped languages are {', '.join(LANGUAGES)}.")
+        raise ValueError(
+            f"`data` {path} has rows in unknown language(s) {', '.join(map(str, unknown))}; "
+            f"the shipped languages are {', '.join(LANGUAGES)}."
+        )
     if languages is None:
         languages = present
     languages = validate_languages(languages)
     absent = [code for code in languages if code not in present]
     if absent:
-        raise ValueError(f"`languages` asks for {', '.join(absent)} but `data` {path} only holds {', '.join(present)}.")
+        raise ValueError(
+            f"`languages` asks for {', '.join(absent)} but `data` {path} only holds {', '.join(present)}."
+        )
     if limit is not None and limit <= 0:
         raise ValueError(f"`limit` must be a positive number of rows per language, got {limit}.")
     selected = []
@@ -74,7 +80,9 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
         selected.extend(lang_rows)
     keys = [(row["lang"], row["id"]) for row in selected]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"`data` {path} repeats an (`lang`, `id`) pair; each row must be one question in one language.")
+        raise ValueError(
+            f"`data` {path} repeats an (`lang`, `id`) pair; each row must be one question in one language."
+        )
     for row in selected:
         parse_gold(row["answer"])  # fails now, not after generation, on an answer that is not a number
     return selected

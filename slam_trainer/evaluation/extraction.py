@@ -167,7 +167,9 @@ def parse_gold(answer: str | int | float) -> float:
         return float(answer)
     value = parse_number(str(answer), "en")
     if value is None:
-        raise ValueError(f"Gold answer {answer!r} is not a number; the `answer` column must hold numbers like `2,125`.")
+        raise ValueError(
+            f"Gold answer {answer!r} is not a number; the `answer` column must hold numbers like `2,125`."
+        )
     return value
 
 

@@ -57,9 +57,20 @@ def count_generated(tokens: torch.Tensor, eos_token_ids: list[int]) -> tuple[lis
     return counts.tolist(), ended.tolist()
 
 
-def generate_predictions(model, tokenizer, rows: list[dict], prompts: list[str], path: str | Path, *,
-                         batch_size: int = 8, seed: int = 0, logits_processor=None, add_special_tokens: bool = True,
-                         progress: bool = True, **generate_kwargs) -> GenerationStats:
+def generate_predictions(
+    model,
+    tokenizer,
+    rows: list[dict],
+    prompts: list[str],
+    path: str | Path,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    logits_processor=None,
+    add_special_tokens: bool = True,
+    progress: bool = True,
+    **generate_kwargs,
+) -> GenerationStats:
     """Generate an output for every row not yet in `path`, appending one JSON record per row.
 
     Parameters:
@@ -83,8 +94,10 @@ def generate_predictions(model, tokenizer, rows: list[dict], prompts: list[str],
     """
     done = {(record["lang"], record["id"]) for record in read_predictions(path)}
     batches = [range(start, min(start + batch_size, len(rows))) for start in range(0, len(rows), batch_size)]
-    pending = [(index, [i for i in batch if (rows[i]["lang"], rows[i]["id"]) not in done])
-               for index, batch in enumerate(batches)]
+    pending = [
+        (index, [i for i in batch if (rows[i]["lang"], rows[i]["id"]) not in done])
+        for index, batch in enumerate(batches)
+    ]
     pending = [(index, members) for index, members in pending if members]
     eos = model.generation_config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
@@ -95,20 +108,28 @@ def generate_predictions(model, tokenizer, rows: list[dict], prompts: list[str],
             for processor in logits_processor or []:
                 if isinstance(getattr(processor, "generator", None), torch.Generator):
                     processor.generator.manual_seed(seed + index)
-            inputs = tokenizer([prompts[i] for i in members], return_tensors="pt", padding=True,
-                               add_special_tokens=add_special_tokens).to(model.device)
+            inputs = tokenizer(
+                [prompts[i] for i in members], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+            ).to(model.device)
             started = time.perf_counter()
             with torch.inference_mode():
-                output = model.generate(**inputs, logits_processor=logits_processor,
-                                        pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
-            generated = output[:, inputs["input_ids"].shape[1]:]
+                output = model.generate(
+                    **inputs, logits_processor=logits_processor, pad_token_id=tokenizer.pad_token_id, **generate_kwargs
+                )
+            generated = output[:, inputs["input_ids"].shape[1] :]
             counts, ends = count_generated(generated, eos_ids)
             stats.seconds += time.perf_counter() - started
             for row_index, tokens, count, ended in zip(members, generated, counts, ends):
                 row = rows[row_index]
                 text = tokenizer.decode(tokens[: count - 1 if ended else count], skip_special_tokens=False)
-                record = {"id": row["id"], "lang": row["lang"], "answer": row["answer"], "output": text,
-                          "num_tokens": count, **judge(text, row["answer"], row["lang"])}
+                record = {
+                    "id": row["id"],
+                    "lang": row["lang"],
+                    "answer": row["answer"],
+                    "output": text,
+                    "num_tokens": count,
+                    **judge(text, row["answer"], row["lang"]),
+                }
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 handle.flush()
                 stats.rows += 1

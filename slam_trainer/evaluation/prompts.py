@@ -35,8 +35,9 @@ def question_label(exemplar_question: str) -> str:
     return match.group(0) if match else ""
 
 
-def build_prompt(question: str, lang: str, style: str = "mathoctopus", *, tokenizer=None,
-                 exemplars: list[dict] = ()) -> str:
+def build_prompt(
+    question: str, lang: str, style: str = "mathoctopus", *, tokenizer=None, exemplars: list[dict] = ()
+) -> str:
     """The prompt text for one question.
 
     Parameters:
@@ -58,11 +59,15 @@ def build_prompt(question: str, lang: str, style: str = "mathoctopus", *, tokeni
         question = question_label(exemplars[0]["question"]) + question
     if style == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("`prompt_style='chat'` needs a tokenizer with a chat template; use 'mathoctopus' or 'slam'.")
+            raise ValueError(
+                "`prompt_style='chat'` needs a tokenizer with a chat template; use 'mathoctopus' or 'slam'."
+            )
         messages = []
         for exemplar in exemplars:
-            messages += [{"role": "user", "content": exemplar["question"]},
-                         {"role": "assistant", "content": exemplar["cot"]}]
+            messages += [
+                {"role": "user", "content": exemplar["question"]},
+                {"role": "assistant", "content": exemplar["cot"]},
+            ]
         messages.append({"role": "user", "content": question})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if style not in _TEXT_TEMPLATES:

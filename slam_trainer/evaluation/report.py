@@ -10,8 +10,12 @@ from pathlib import Path
 from slam_trainer.languages import LANGUAGES
 
 
-_COLUMNS = (("accuracy", "acc%", 100), ("mean_tokens", "tokens", 1), ("tokens_per_correct", "tok/ok", 1),
-            ("language_consistency", "lang%", 100))
+_COLUMNS = (
+    ("accuracy", "acc%", 100),
+    ("mean_tokens", "tokens", 1),
+    ("tokens_per_correct", "tok/ok", 1),
+    ("language_consistency", "lang%", 100),
+)
 
 
 def _languages(results: list[dict]) -> list[str]:
@@ -20,7 +24,8 @@ def _languages(results: list[dict]) -> list[str]:
 
 
 def format_table(results: list[dict]) -> str:
-    """Per language (rows) and run (column groups): accuracy, mean tokens, tokens per correct answer, language share."""
+    """Rows per language, a column group per run: accuracy, mean tokens, tokens per correct answer, language share."""
+
     def cell(entry: dict | None, key: str, scale: float) -> str:
         value = None if entry is None else entry.get(key)
         return "-" if value is None else f"{value * scale:.1f}"

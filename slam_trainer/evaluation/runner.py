@@ -99,8 +99,15 @@ class InterventionSettings:
     languages: list[str] | None = field(default=None)
 
 
-def run_evaluation(settings: EvalSettings, output_dir: str | Path, *, intervention: InterventionSettings | None = None,
-                   skip_baseline: bool = False, overwrite: bool = False, progress: bool = True) -> list[dict]:
+def run_evaluation(
+    settings: EvalSettings,
+    output_dir: str | Path,
+    *,
+    intervention: InterventionSettings | None = None,
+    skip_baseline: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[dict]:
     """Evaluate, writing one directory per run under `output_dir`; returns each run's results (see `results.json`).
 
     Parameters:
@@ -121,24 +128,43 @@ def run_evaluation(settings: EvalSettings, output_dir: str | Path, *, interventi
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
     tokenizer = load_tokenizer(settings.model, settings.tokenizer)
-    prompts = [build_prompt(row["question"], row["lang"], settings.prompt_style, tokenizer=tokenizer,
-                            exemplars=exemplars.get(row["lang"], [])) for row in rows]
+    prompts = [
+        build_prompt(
+            row["question"],
+            row["lang"],
+            settings.prompt_style,
+            tokenizer=tokenizer,
+            exemplars=exemplars.get(row["lang"], []),
+        )
+        for row in rows
+    ]
     runs = [] if skip_baseline else [("baseline", None)]
     if intervention is not None:
         processor_kwargs = {key: value for key, value in asdict(intervention).items() if key != "languages"}
-        processor = LanguageSwitchLogitsProcessor(tokenizer, intervention.languages or languages, seed=settings.seed,
-                                                  **processor_kwargs)
+        processor = LanguageSwitchLogitsProcessor(
+            tokenizer, intervention.languages or languages, seed=settings.seed, **processor_kwargs
+        )
         runs.append(("switch", LogitsProcessorList([processor])))
-    run_dirs = [_prepare_run_dir(Path(output_dir) / name, _run_settings(settings, name, intervention), overwrite)
-                for name, _ in runs]
+    run_dirs = [
+        _prepare_run_dir(Path(output_dir) / name, _run_settings(settings, name, intervention), overwrite)
+        for name, _ in runs
+    ]
 
     model = load_model(settings.model, delta=settings.delta, dtype=settings.dtype, device=settings.device)
     results = []
     for (name, processors), run_dir in zip(runs, run_dirs):
         stats = generate_predictions(
-            model, tokenizer, rows, prompts, run_dir / "predictions.jsonl", batch_size=settings.batch_size,
-            seed=settings.seed, logits_processor=processors, add_special_tokens=settings.prompt_style != "chat",
-            progress=progress, **settings.generate_kwargs(),
+            model,
+            tokenizer,
+            rows,
+            prompts,
+            run_dir / "predictions.jsonl",
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            logits_processor=processors,
+            add_special_tokens=settings.prompt_style != "chat",
+            progress=progress,
+            **settings.generate_kwargs(),
         )
         results.append(_write_results(run_dir, name, rows, stats))
     return results

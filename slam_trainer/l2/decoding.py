@@ -72,9 +72,21 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    def __init__(self, tokenizer, languages: list[str], *, alpha: float = 0.5, beta: float = 2.0, top_k: int = 10,
-                 policy: str = "switch", target: str | None = None, weights: list[float] | None = None,
-                 boundary: str = "newline", tag_format: str = DEFAULT_TAG_FORMAT, seed: int = 0):
+    def __init__(
+        self,
+        tokenizer,
+        languages: list[str],
+        *,
+        alpha: float = 0.5,
+        beta: float = 2.0,
+        top_k: int = 10,
+        policy: str = "switch",
+        target: str | None = None,
+        weights: list[float] | None = None,
+        boundary: str = "newline",
+        tag_format: str = DEFAULT_TAG_FORMAT,
+        seed: int = 0,
+    ):
         self.languages = validate_languages(languages)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"`alpha` is a probability and must lie in [0, 1], got {alpha}.")

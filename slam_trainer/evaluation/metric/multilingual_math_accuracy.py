@@ -41,7 +41,9 @@ class MultilingualMathAccuracy(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions, references, languages="en", num_tokens=None, tolerance=1e-3):
@@ -53,7 +55,9 @@ class MultilingualMathAccuracy(evaluate.Metric):
             raise ValueError(f"`num_tokens` has {len(num_tokens)} entries for {len(predictions)} predictions.")
         records = [
             {"output": output, "answer": gold, "lang": lang, "num_tokens": None if num_tokens is None else count}
-            for output, gold, lang, count in zip(predictions, references, languages, num_tokens or [None] * len(predictions))
+            for output, gold, lang, count in zip(
+                predictions, references, languages, num_tokens or [None] * len(predictions)
+            )
         ]
         scores = score_records(records, tolerance)
         flat = {}
