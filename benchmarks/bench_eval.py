@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -93,7 +94,8 @@ def main() -> None:
             f"{args.rows} prompts from {source}; batch {args.batch_size}, greedy, "
             f"exactly {args.max_new_tokens} new tokens; "
             f"device {device_name}; processor: beta 2, top_k 10, boundary any (acts on every step); "
-            f"median of {args.repeats} repeats, baseline and switch alternating in one run.",
+            f"median of {args.repeats} repeats, baseline and switch alternating in one run; "
+            f"load average at the end {os.getloadavg()[0]:.1f} (other processes distort CPU timings).",
             "",
             "| condition | tokens/s (median) | all repeats |",
             "| --- | --- | --- |",
