@@ -1,0 +1,108 @@
+"""`slam eval`: multilingual math accuracy, generated tokens and language consistency of a model, per language.
+
+Usage:
+    slam eval --model PATH --data ../shared/data/mgsm/mgsm.jsonl --languages en zh sw --output_dir eval/
+    slam eval --model ADAPTER_DIR --data ../shared/data/msvamp/msvamp.jsonl --limit 50 --batch_size 16
+    slam eval --model BASE --delta delta.safetensors --data mgsm.jsonl --num_shots 8 \
+        --exemplars ../shared/data/mgsm/exemplars.jsonl
+    slam eval --model L2_MODEL --data mgsm.jsonl --switch_beta 2 --switch_alpha 0.5 --switch_top_k 10
+
+Runs resume: run the same command again after an interruption and it continues where it stopped. With any
+`--switch_*` flag the model is evaluated twice in one invocation (`baseline` and `switch`, with L²'s
+`LanguageSwitchLogitsProcessor`), so accuracy and token counts are compared side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+_SWITCH_FLAGS = ("alpha", "beta", "top_k", "policy", "target", "weights", "boundary", "languages")
+
+
+def make_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval",
+        help="Evaluate multilingual math reasoning per language.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="Hub id or local path of a causal LM, or a PEFT adapter dir.")
+    parser.add_argument("--data", required=True, help="Benchmark JSONL with id, lang, question, answer.")
+    parser.add_argument("--output_dir", default="eval_results", help="Where runs, the table and the PNG go.")
+    parser.add_argument("--languages", nargs="+", default=None, help="Language codes (default: all in --data).")
+    parser.add_argument("--limit", type=int, default=None, help="First N questions per language.")
+    parser.add_argument("--prompt_style", default="mathoctopus", choices=["mathoctopus", "slam", "chat"])
+    parser.add_argument("--num_shots", type=int, default=0, help="Few-shot exemplars per prompt (needs --exemplars).")
+    parser.add_argument("--exemplars", default=None, help="Exemplar JSONL with lang, question, cot.")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--max_new_tokens", type=int, default=600, help="Default 600, as MathOctopus.")
+    parser.add_argument("--do_sample", action="store_true", help="Sample instead of greedy decoding.")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--num_beams", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer", default=None, help="Tokenizer path when not the model's own.")
+    parser.add_argument("--delta", default=None, help="Saved FFN delta to apply on top of --model.")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="auto: bf16 on a GPU that supports it, else fp32.",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--overwrite", action="store_true", help="Start runs again instead of resuming them.")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="results.json files of other runs to show in the table and PNG.",
+    )
+    group = parser.add_argument_group("L² decoding intervention (any of these adds a `switch` run)")
+    group.add_argument("--switch_alpha", type=float, default=None, help="Probability of boosting (default 0.5).")
+    group.add_argument("--switch_beta", type=float, default=None, help="Logit shift (default 2.0).")
+    group.add_argument("--switch_top_k", type=int, default=None, help="Act when a tag is in the top k (default 10).")
+    group.add_argument("--switch_policy", default=None, choices=["fixed", "switch", "weighted"])
+    group.add_argument("--switch_target", default=None, help="Target language for --switch_policy fixed.")
+    group.add_argument("--switch_weights", type=float, nargs="+", default=None, help="Per-language weights.")
+    group.add_argument("--switch_boundary", default=None, choices=["newline", "any"])
+    group.add_argument("--switch_languages", nargs="+", default=None, help="Tag languages (default: --languages).")
+    group.add_argument("--skip_baseline", action="store_true", help="Run only with the intervention.")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from slam_trainer.evaluation.report import format_table, plot_results
+    from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
+
+    compared = []
+    for path in args.compare:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--compare {path}: no such results file.")
+        compared.append(json.loads(Path(path).read_text(encoding="utf-8")))
+    settings = EvalSettings(**{name: getattr(args, name) for name in EvalSettings.__dataclass_fields__})
+    given = {
+        name: getattr(args, f"switch_{name}") for name in _SWITCH_FLAGS if getattr(args, f"switch_{name}") is not None
+    }
+    intervention = InterventionSettings(**given) if given else None
+    results = run_evaluation(
+        settings,
+        args.output_dir,
+        intervention=intervention,
+        skip_baseline=args.skip_baseline,
+        overwrite=args.overwrite,
+    )
+    for result in results:
+        throughput = result["throughput"]
+        print(
+            f"{result['run']}: generated {throughput['tokens']} tokens for {throughput['rows']} new rows "
+            f"({throughput['tokens_per_second']:.1f} tokens/s)"
+        )
+    shown = results + compared
+    print(format_table(shown))
+    png = plot_results(shown, Path(args.output_dir) / "results.png")
+    print(f"Wrote {', '.join(str(Path(args.output_dir) / r['run'] / 'results.json') for r in results)} and {png}")

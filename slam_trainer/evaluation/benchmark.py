@@ -1,0 +1,101 @@
+"""Reading benchmark files in the MGSM/MSVAMP row format, with errors that say what is wrong before a model loads.
+
+A benchmark is a JSONL file of rows `{"id", "lang", "question", "answer"}`; rows sharing an `id` are translations of
+each other. Few-shot exemplars use the same format plus `cot`, a worked answer (MGSM's `exemplars.jsonl`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slam_trainer.evaluation.extraction import parse_gold
+from slam_trainer.languages import LANGUAGES, validate_languages
+
+
+REQUIRED_COLUMNS = ("id", "lang", "question", "answer")
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...], argument: str) -> list[dict]:
+    """The rows of a JSONL file, each checked to hold the `required` columns; `argument` names the flag in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`{argument}` file {path} does not exist.")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"`{argument}` {path} line {number} is not JSON: {error.msg}.") from None
+            missing = [column for column in required if column not in row]
+            if missing:
+                raise ValueError(
+                    f"`{argument}` {path} line {number} lacks column(s) {', '.join(missing)}; every row needs "
+                    f"{', '.join(required)}."
+                )
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"`{argument}` {path} holds no rows.")
+    return rows
+
+
+def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Rows of a benchmark file for the chosen languages, in the registry's language order, then file order.
+
+    Parameters:
+        path (`str` or `Path`):
+            A JSONL file with columns `id`, `lang`, `question`, `answer`.
+        languages (`list[str]`, *optional*):
+            Language codes to keep; all languages in the file when None. A code outside the registry, or one the
+            file does not hold, is an error.
+        limit (`int`, *optional*):
+            Keep the first `limit` rows of each language (quick runs).
+    """
+    rows = read_jsonl(path, REQUIRED_COLUMNS, "data")
+    present = sorted(
+        {row["lang"] for row in rows}, key=lambda code: list(LANGUAGES).index(code) if code in LANGUAGES else 99
+    )
+    unknown = [code for code in present if code not in LANGUAGES]
+    if unknown:
+        raise ValueError(
+            f"`data` {path} has rows in unknown language(s) {', '.join(map(str, unknown))}; "
+            f"the shipped languages are {', '.join(LANGUAGES)}."
+        )
+    if languages is None:
+        languages = present
+    languages = validate_languages(languages)
+    absent = [code for code in languages if code not in present]
+    if absent:
+        raise ValueError(
+            f"`languages` asks for {', '.join(absent)} but `data` {path} only holds {', '.join(present)}."
+        )
+    if limit is not None and limit <= 0:
+        raise ValueError(f"`limit` must be a positive number of rows per language, got {limit}.")
+    selected = []
+    for lang in sorted(languages, key=list(LANGUAGES).index):
+        lang_rows = [row for row in rows if row["lang"] == lang][:limit]
+        selected.extend(lang_rows)
+    keys = [(row["lang"], row["id"]) for row in selected]
+    if len(set(keys)) != len(keys):
+        raise ValueError(
+            f"`data` {path} repeats an (`lang`, `id`) pair; each row must be one question in one language."
+        )
+    for row in selected:
+        parse_gold(row["answer"])  # fails now, not after generation, on an answer that is not a number
+    return selected
+
+
+def load_exemplars(path: str | Path, languages: list[str], num_shots: int) -> dict[str, list[dict]]:
+    """The first `num_shots` exemplars (`question`, `cot`) of each language, e.g. MGSM's `exemplars.jsonl`."""
+    rows = read_jsonl(path, ("lang", "question", "cot"), "exemplars")
+    exemplars = {lang: [row for row in rows if row["lang"] == lang][:num_shots] for lang in languages}
+    short = [f"{lang} ({len(found)})" for lang, found in exemplars.items() if len(found) < num_shots]
+    if short:
+        raise ValueError(
+            f"`num_shots` is {num_shots} but `exemplars` {path} has fewer for {', '.join(short)}; "
+            f"lower `num_shots` or add exemplars."
+        )
+    return exemplars
