@@ -6,8 +6,11 @@ from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.data.loaders import load_jsonl_rows
 from slam_trainer.data.synthetic import generate_problems, synthetic_parallel_dataset, synthetic_rows
 from slam_trainer.delta import FFNDeltaCallback, load_ffn_delta, save_ffn_delta
+from slam_trainer.evaluation.extraction import extract_answer
+from slam_trainer.evaluation.runner import EvalSettings, run_evaluation
 from slam_trainer.freezing import FreezeReport, freeze_except_ffn
 from slam_trainer.l2.collator import L2DataCollator, L2EpochCallback
+from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
 from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.l2.tags import add_language_tokens
@@ -18,10 +21,12 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ArchitectureMap",
+    "EvalSettings",
     "FFNDeltaCallback",
     "FreezeReport",
     "L2DataCollator",
     "L2EpochCallback",
+    "LanguageSwitchLogitsProcessor",
     "SelectiveFFNCallback",
     "SelectiveFFNConfig",
     "SelectiveFFNTrainer",
@@ -29,11 +34,13 @@ __all__ = [
     "__version__",
     "add_language_tokens",
     "build_parallel_dataset",
+    "extract_answer",
     "freeze_except_ffn",
     "generate_problems",
-    "load_ffn_delta",
     "get_architecture_map",
+    "load_ffn_delta",
     "load_jsonl_rows",
+    "run_evaluation",
     "save_ffn_delta",
     "split_steps",
     "synthetic_parallel_dataset",

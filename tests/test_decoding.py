@@ -5,7 +5,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
-from slam_trainer.l2.tags import language_tag
+from slam_trainer.l2.tags import add_language_tokens, language_tag
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
@@ -13,10 +13,8 @@ LANGS = ["en", "zh", "de"]
 
 
 def add_language_tags(tokenizer, model=None, languages=LANGS):
-    """Make each language tag one token (and give the model embeddings for them)."""
-    tokenizer.add_special_tokens({"additional_special_tokens": [language_tag(lang) for lang in languages]})
-    if model is not None:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    """Make each language tag one token (and give the model embeddings for them), as users do."""
+    add_language_tokens(tokenizer, model, languages)
     return tokenizer
 
 

@@ -13,8 +13,8 @@ from transformers import GenerationMixin
 from slam_trainer.cli.main import main as slam
 from slam_trainer.evaluation.prompts import build_prompt
 from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
+from slam_trainer.l2.tags import add_language_tokens
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
-from tests.test_decoding import add_language_tags
 
 
 QUESTIONS = {
@@ -29,7 +29,7 @@ ANSWERS = ["7", "24"]
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-model")
     tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
-    add_language_tags(tokenizer, model)
+    add_language_tokens(tokenizer, model, ["en", "zh", "de"])
     tokenizer.save_pretrained(path)
     model.save_pretrained(path)
     return str(path)
