@@ -14,7 +14,7 @@ from slam_trainer.probe.report import LayerReport
 from slam_trainer.probe.scores import SCORES, lape, lower_half, overlap_statistics, rank_layers
 
 
-def _candidates(total: int, num_layers: int, restrict_lower_half: bool) -> list[int]:
+def candidate_layers(total: int, num_layers: int, restrict_lower_half: bool) -> list[int]:
     """Layers eligible for the choice; checks `num_layers` against them before any forward pass."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
@@ -23,7 +23,7 @@ def _candidates(total: int, num_layers: int, restrict_lower_half: bool) -> list[
         where = (
             f"the lower half of the model ({len(candidates)} of {total} layers)"
             if restrict_lower_half
-            else (f"the model's {total} decoder layers")
+            else f"the model's {total} decoder layers"
         )
         raise ValueError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
     return candidates
@@ -45,7 +45,7 @@ def build_report(
     """Scores and choice from activation counts (the part of `identify_language_layers` after the forward pass)."""
     languages = counts.languages
     pivot = pivot if pivot is not None else ("en" if "en" in languages else languages[0])
-    candidates = _candidates(len(counts.active), num_layers, restrict_lower_half)
+    candidates = candidate_layers(len(counts.active), num_layers, restrict_lower_half)
     probs = counts.probabilities()
     lape_stats = lape(probs, top_rate=top_rate, activation_bar_ratio=activation_bar_ratio)
     threshold = lape_stats["bar"] if active_threshold is None else active_threshold
@@ -157,7 +157,7 @@ def identify_language_layers(
     if not 0 < activation_bar_ratio < 1:
         raise ValueError(f"`activation_bar_ratio` must be in (0, 1), got {activation_bar_ratio}.")
     architecture = get_architecture_map(model)
-    _candidates(architecture.num_layers, num_layers, lower_half)
+    candidate_layers(architecture.num_layers, num_layers, lower_half)
     parallel = load_parallel_texts(texts_by_lang, languages=languages, text_column=text_column)
     if pivot is not None and pivot not in parallel.languages:
         raise ValueError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
