@@ -9,6 +9,7 @@ Usage:
 
 from __future__ import annotations
 
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
