@@ -143,9 +143,11 @@ class ActivationCounter:
     def _register(self, layer: int, block: str) -> None:
         self._block_order[layer].append(block)
 
-    def _mask_on(self, device: torch.device) -> torch.Tensor:
+    def _mask_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's count mask on `device`, as bool (to select rows) and as float32 (to count by a matmul)."""
         if device not in self._masks:
-            self._masks[device] = self._mask.to(device, non_blocking=True)
+            mask = self._mask.to(device, non_blocking=True)
+            self._masks[device] = (mask, mask.float())
         return self._masks[device]
 
     def _slot(self, layer: int, block: str, width: int, device: torch.device) -> torch.Tensor:
@@ -156,14 +158,17 @@ class ActivationCounter:
 
     def _dense_hook(self, layer: int, block: str):
         def hook(module, args, output):
-            active = output.reshape(-1, output.shape[-1])
-            mask = self._mask_on(active.device)
-            if active.shape[0] != mask.shape[0]:
+            active = output.reshape(-1, output.shape[-1]) > 0
+            weights = self._mask_on(active.device)[1]
+            if active.shape[0] != weights.shape[0]:
                 raise RuntimeError(
-                    f"Layer {layer}: the FFN saw {active.shape[0]} token positions but the batch has {mask.shape[0]}."
+                    f"Layer {layer}: the FFN saw {active.shape[0]} token positions but the batch has "
+                    f"{weights.shape[0]}."
                 )
             slot = self._slot(layer, block, active.shape[-1], active.device)
-            slot[:, self._language] += (active[mask] > 0).sum(0)
+            # Masked count as a float32 matrix-vector product: exact (sums stay far below 2**24), and it copies no
+            # rows, unlike boolean indexing.
+            slot[:, self._language] += (weights @ active.float()).long()
 
         return hook
 
@@ -171,7 +176,7 @@ class ActivationCounter:
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             top_k = args[1] if len(args) > 1 else kwargs["top_k_index"]
-            mask = self._mask_on(hidden.device)
+            mask = self._mask_on(hidden.device)[0]
             hidden = hidden.reshape(-1, hidden.shape[-1])[mask]
             top_k = top_k.reshape(-1, top_k.shape[-1])[mask]
             slot = self._slot(layer, "experts", bank.num_experts * bank.width, hidden.device)
