@@ -131,7 +131,9 @@ class ArchitectureMap:
         available = self.roles()
         for role in projections:
             if role not in ROLES:
-                raise ValueError(f"`projections` has unknown role {role!r}; valid roles: {', '.join(ROLES)}, or 'all'.")
+                raise ValueError(
+                    f"`projections` has unknown role {role!r}; valid roles: {', '.join(ROLES)}, or 'all'."
+                )
             if role not in available:
                 raise ValueError(
                     f"{self.model_class} has no `{role}` projection in its FFN; its roles are "
@@ -150,7 +152,7 @@ def _is_projection(module: nn.Module) -> bool:
     """A layer holding a weight matrix: `nn.Linear`, GPT-2's `Conv1D`, or a PEFT wrapper around either."""
     base = getattr(module, "base_layer", module)
     weight = getattr(base, "weight", None)
-    return isinstance(weight, nn.Parameter) and weight.dim() == 2 and not isinstance(base, nn.Embedding)
+    return isinstance(weight, nn.Parameter) and len(_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
 
 
 def _output_dim(module: nn.Module) -> int:
@@ -230,7 +232,9 @@ def _map_layer(index: int, prefix: str, layer: nn.Module) -> LayerFFN | None:
     container_attr = next((a for a in FFN_CONTAINER_NAMES if isinstance(getattr(layer, a, None), nn.Module)), None)
     container = getattr(layer, container_attr) if container_attr else layer
     container_prefix = f"{prefix}.{container_attr}" if container_attr else prefix
-    experts_attr = next((a for a in EXPERT_CONTAINER_NAMES if isinstance(getattr(container, a, None), nn.Module)), None)
+    experts_attr = next(
+        (a for a in EXPERT_CONTAINER_NAMES if isinstance(getattr(container, a, None), nn.Module)), None
+    )
     if experts_attr:
         experts = getattr(container, experts_attr)
         tensors = _expert_bank_tensors(f"{container_prefix}.{experts_attr}", experts)
@@ -312,7 +316,8 @@ def _explicit_layer(index: int, prefix: str, layer: nn.Module, modules: dict[str
             module = layer.get_submodule(relative_name)
         except AttributeError:
             raise UnsupportedArchitectureError(
-                f"`modules` names {relative_name!r} for role {role!r}, but layer {index} ({prefix}) has no such module."
+                f"`modules` names {relative_name!r} for role {role!r}, but layer {index} ({prefix}) has no such "
+                "module."
             ) from None
         tensors += _module_tensors(f"{prefix}.{relative_name}", module, lambda p, d, r=role: [(r, None)])
     if not tensors:

@@ -22,6 +22,7 @@ from slam_trainer.architectures import FFNTensor, get_architecture_map
 EXTRA_ALIASES = ("embeddings", "lm_head", "final_norm")
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
 _MASK_HOOKS_ATTR = "_slam_gradient_mask_hooks"
+PEFT_OWN_TRAINABLE = ("modules_to_save.", "trainable_tokens_")
 
 
 @dataclass
@@ -135,7 +136,9 @@ def resolve_extra(model: nn.Module, extra: str | Sequence[str], layers_path: str
             matched = [
                 name
                 for name in names.values()
-                if name == target or name.endswith("." + target) or name.startswith(target + ".")
+                if name == target
+                or name.endswith("." + target)
+                or name.startswith(target + ".")
                 or ("." + target + ".") in name
             ]
         if not matched:
@@ -253,8 +256,12 @@ def freeze_except_ffn(
             hooks.append(_install_gradient_mask(params[name], slices))
 
     extra_names = []
+    if is_peft:
+        # Copies PEFT itself made trainable (`modules_to_save`, `trainable_token_indices`) stay trainable.
+        extra_names += [n for n, p in params.items() if p.requires_grad and any(k in n for k in PEFT_OWN_TRAINABLE)]
     if extra:
-        extra_names = [name for name in resolve_extra(model, extra, amap.layers_path) if name not in to_train]
+        extra_names += [name for name in resolve_extra(model, extra, amap.layers_path) if name not in to_train]
+    extra_names = list(dict.fromkeys(n for n in extra_names if n not in to_train))
     for name in extra_names:
         to_train[name] = params[name]
         trainable_elements += numel(params[name])

@@ -62,8 +62,9 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def tiny_config(architecture: str = "llama", *, vocab_size: int = 260, hidden_size: int = 32,
-                num_layers: int = 4, **overrides):
+def tiny_config(
+    architecture: str = "llama", *, vocab_size: int = 260, hidden_size: int = 32, num_layers: int = 4, **overrides
+):
     """A small config of a real architecture (see `TINY_ARCHITECTURES`), sized for CPU tests and the demo."""
     if architecture not in _ARCHITECTURE_KWARGS:
         raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(TINY_ARCHITECTURES)}.")

@@ -75,6 +75,15 @@ def make_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] in COMMANDS:
+            module = importlib.import_module(COMMANDS[argv[0]])
+            if hasattr(module, "parse_own_arguments"):  # e.g. `slam train`, parsed by TRL's TrlParser
+                module.parse_own_arguments(argv[1:])
+                return 0
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        print(f"slam {argv[0]}: error: {error}", file=sys.stderr)
+        return 2
     parser, commands = make_parser()
     try:
         args = parser.parse_args(argv)

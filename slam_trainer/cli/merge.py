@@ -1,0 +1,52 @@
+"""`slam merge`: base model + FFN delta -> a normal model directory (loads with `from_pretrained`, and in vLLM).
+
+Usage:
+    slam merge meta-llama/Llama-2-7b-hf user/llama2-7b-slam-delta merged/
+    slam merge ./base ./out/ffn_delta merged/ --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def make_parser(subparsers):
+    parser = subparsers.add_parser("merge", help=__doc__.split("\n")[0], description=__doc__)
+    parser.add_argument("base", help="Base model: Hub id or directory (the one the delta was trained on).")
+    parser.add_argument("delta", help="FFN delta: directory written by save_ffn_delta, or a Hub repo id.")
+    parser.add_argument("out", help="Output directory for the merged model (and the base's tokenizer).")
+    parser.add_argument("--revision", default=None, help="Revision of the base (default: the one the delta records).")
+    parser.add_argument("--delta_revision", default=None, help="Revision of the delta, when it is a Hub repo.")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="dtype to load and save the model in.")
+    parser.add_argument("--trust_remote_code", action="store_true", help="Allow custom modelling code of the base.")
+    return parser
+
+
+def main(args) -> None:
+    import os
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slam_trainer.cli.main import CommandError
+    from slam_trainer.delta import DeltaMetadata, load_ffn_delta, resolve_delta_directory
+
+    if os.path.exists(args.out) and os.listdir(args.out):
+        raise CommandError(f"`out` {args.out!r} exists and is not empty; choose a new directory.")
+    delta_dir = resolve_delta_directory(args.delta, args.delta_revision)
+    metadata = DeltaMetadata.read(delta_dir)  # fails early on a path that holds no delta
+    revision = args.revision or metadata.base_revision
+    model = AutoModelForCausalLM.from_pretrained(
+        args.base, revision=revision, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
+    load_ffn_delta(model, delta_dir)
+    model.save_pretrained(args.out)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            args.base, revision=revision, trust_remote_code=args.trust_remote_code
+        )
+    except (OSError, ValueError):
+        print(f"slam merge: no tokenizer found with the base {args.base!r}; wrote the model only.")
+    else:
+        tokenizer.save_pretrained(args.out)
+    print(f"slam merge: {args.base} + {len(metadata.tensors)} delta tensors (layers {metadata.layers}) -> {args.out}")

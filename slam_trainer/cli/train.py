@@ -1,0 +1,206 @@
+"""`slam train`: a complete SFT script with SLAM's selective FFN training and, optionally, L²'s data collator.
+
+Usage:
+    slam train --config recipes/slam_tiny_cpu.yaml
+    slam train --model_name_or_path Qwen/Qwen2.5-7B-Instruct --dataset_name data.jsonl --slam_layers auto \\
+        --output_dir out --bf16 true
+    accelerate launch --config_file recipes/accelerate/zero2.yaml -m slam_trainer.cli train --config recipe.yaml
+
+Arguments are those of `SelectiveFFNConfig` (all of `trl.SFTConfig`), `trl.ModelConfig` (model, dtype, LoRA) and
+`TrainScriptArguments` below; a YAML `--config` gives defaults, flags win, unknown keys fail (TRL's `TrlParser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+
+DATASET_FORMATS = ("auto", "prompt_completion", "messages", "text", "parallel")
+L2_MODES = ("off", "full", "mixed", "both")
+TRAINING = ("slam", "full")
+
+
+@dataclass
+class TrainScriptArguments:
+    """What to train on: a dataset and how to read it, whether to build L² sequences, and SLAM or full training."""
+
+    training: str = field(
+        default="slam",
+        metadata={
+            "help": "slam: only the chosen layers' FFN sub-layers train (SelectiveFFNTrainer); full: plain "
+            "SFTTrainer over every parameter (as the L² paper trains).",
+            "choices": TRAINING,
+        },
+    )
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={
+            "help": "Hub dataset id, a local file (.jsonl/.json/.parquet/.csv), or 'synthetic' (the package's "
+            "multilingual arithmetic world)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_format: str = field(
+        default="auto",
+        metadata={
+            "help": "How rows are read: prompt_completion, messages, text (TRL formats), or parallel (MGSM-style "
+            "rows id, lang, question, answer, cot: turned into SLAM's translate+answer set, or L² sequences with "
+            "--l2_mode). 'auto' picks parallel when rows have id/lang/question.",
+            "choices": DATASET_FORMATS,
+        },
+    )
+    languages: list[str] | None = field(
+        default=None, metadata={"help": "Languages to keep from parallel rows (default: all present)."}
+    )
+    synthetic_problems: int = field(default=200, metadata={"help": "Problems drawn for --dataset_name synthetic."})
+    l2_mode: str = field(
+        default="off",
+        metadata={
+            "help": "L² data collator: off (SLAM data), full (whole chain per language), mixed (step-wise mixture), "
+            "or both.",
+            "choices": L2_MODES,
+        },
+    )
+    l2_switch_probability: float = field(
+        default=0.3, metadata={"help": "Share of step boundaries where an L² mixed chain switches language (ours)."}
+    )
+    l2_special_tokens: bool = field(
+        default=False,
+        metadata={"help": "Add the L² language tags as special tokens (their embedding rows are then trained)."},
+    )
+
+
+def make_parser(subparsers=None):
+    from trl import ModelConfig, TrlParser
+
+    from slam_trainer.config import SelectiveFFNConfig
+
+    dataclass_types = (TrainScriptArguments, SelectiveFFNConfig, ModelConfig)
+    if subparsers is None:
+        return TrlParser(dataclass_types)
+    # Listed for `slam --help`; `slam train ...` is parsed by `TrlParser` in `run` (see `parse_own_arguments`).
+    return subparsers.add_parser(
+        "train", help="SFT with SLAM (and optionally L²)", add_help=False, description=__doc__.split("\n")[0]
+    )
+
+
+def parse_own_arguments(argv: list[str]) -> None:
+    """`slam train` parses its arguments with TRL's `TrlParser` (dataclass fields, YAML `--config`)."""
+    parser = make_parser()
+    parser.prog = "slam train"
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    run(script_args, training_args, model_args)
+
+
+def main(args: argparse.Namespace) -> None:  # pragma: no cover - `slam train` is dispatched to parse_own_arguments
+    raise SystemExit("slam train parses its own arguments; call `slam train --help`.")
+
+
+def load_rows(script_args: TrainScriptArguments):
+    """The training rows as a `datasets.Dataset`."""
+    import os
+
+    from datasets import Dataset, load_dataset
+
+    from slam_trainer.data.synthetic import synthetic_rows
+
+    name = script_args.dataset_name
+    if name == "synthetic":
+        return Dataset.from_list(synthetic_rows(script_args.synthetic_problems, languages=script_args.languages))
+    if os.path.isfile(name):
+        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(
+            os.path.splitext(name)[1]
+        )
+        if builder is None:
+            raise ValueError(f"`dataset_name` {name!r}: use a .jsonl, .json, .parquet or .csv file.")
+        return load_dataset(builder, data_files=name, split="train")
+    return load_dataset(name, script_args.dataset_config, split=script_args.dataset_train_split)
+
+
+def build_training_data(script_args, tokenizer, model, training_args):
+    """(train_dataset, data_collator) for the chosen format and L² mode."""
+    from slam_trainer.data.slam_mix import build_slam_training_set
+    from slam_trainer.l2.collator import L2DataCollator
+    from slam_trainer.l2.parallel import build_parallel_dataset
+    from slam_trainer.l2.tags import add_language_tokens
+
+    dataset = load_rows(script_args)
+    fmt = script_args.dataset_format
+    if fmt == "auto":
+        fmt = "parallel" if {"id", "lang", "question"} <= set(dataset.column_names) else "trl"
+    if script_args.l2_mode != "off" and fmt != "parallel":
+        raise ValueError(
+            "`l2_mode` needs parallel rows (id, lang, question, answer, cot/steps); see --dataset_format."
+        )
+    if fmt != "parallel":
+        return dataset, None
+    rows = [row for row in dataset if script_args.languages is None or row["lang"] in script_args.languages]
+    if script_args.l2_mode == "off":
+        return build_slam_training_set(rows), None
+    parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
+    languages = script_args.languages or sorted(parallel[0]["question"])
+    if script_args.l2_special_tokens:
+        add_language_tokens(tokenizer, model, languages)
+        extra = set(training_args.slam_extra_trainable or []) | {"embeddings", "lm_head"}
+        training_args.slam_extra_trainable = sorted(extra)
+    collator = L2DataCollator(
+        tokenizer,
+        languages=languages,
+        mode=script_args.l2_mode,
+        switch_probability=script_args.l2_switch_probability,
+        max_length=training_args.max_length,
+        seed=training_args.seed,
+    )
+    return collator.prepare(parallel), collator
+
+
+def run(script_args, training_args, model_args):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer, get_peft_config
+
+    from slam_trainer.l2.collator import L2EpochCallback
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+    from slam_trainer.trainer import SelectiveFFNTrainer
+
+    if script_args.l2_mode not in L2_MODES:
+        raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
+    if script_args.training not in TRAINING:
+        raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    name = model_args.model_name_or_path
+    if name is None:
+        raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, or 'tiny:llama').")
+    if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
+        model, tokenizer = build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
+    else:
+        model_kwargs = {"revision": model_args.model_revision, "trust_remote_code": model_args.trust_remote_code}
+        if model_args.dtype not in (None, "auto"):
+            model_kwargs["dtype"] = model_args.dtype
+        if model_args.attn_implementation:
+            model_kwargs["attn_implementation"] = model_args.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
+    train_dataset, collator = build_training_data(script_args, tokenizer, model, training_args)
+    kwargs = dict(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    if script_args.training == "slam":
+        trainer = SelectiveFFNTrainer(**kwargs)
+        print(trainer.slam_report)
+    else:
+        if collator is not None:
+            collator.configure_sft_args(training_args)
+            kwargs["callbacks"] = [L2EpochCallback(collator)]
+        trainer = SFTTrainer(**kwargs)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer

@@ -1,0 +1,151 @@
+"""`SelectiveFFNConfig`: `trl.SFTConfig` plus the choices of SLAM's selective FFN training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from slam_trainer.architectures import ROLES
+
+
+def parse_layers(value: Any) -> list[int] | str:
+    """Accept `"auto"`, a list of ints, or a string such as `"0,1,2"`, `"0-5"`, `"[0, 1, -1]"`."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "auto":
+            return "auto"
+        try:
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = []
+                for part in filter(None, (p.strip() for p in text.split(","))):
+                    start, sep, stop = part.partition("-") if not part.startswith("-") else (part, "", "")
+                    value += list(range(int(start), int(stop) + 1)) if sep else [int(part)]
+        except ValueError:
+            raise ValueError(
+                f"`slam_layers` must be 'auto' or layer indices such as '0,1,2', '0-5' or '[0, -1]', got {text!r}."
+            ) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise ValueError(f"`slam_layers` must be 'auto' or a list of layer indices such as [0, 1, 2], got {value!r}.")
+    if not value:
+        raise ValueError("`slam_layers` is empty: name at least one decoder layer, or use 'auto'.")
+    return list(value)
+
+
+@dataclass
+class SelectiveFFNConfig(SFTConfig):
+    r"""
+    Configuration for [`SelectiveFFNTrainer`]: everything of [`~trl.SFTConfig`], plus SLAM's choice of what to train.
+
+    Parameters:
+        slam_layers (`list[int]` or `str`, *optional*, defaults to `"auto"`):
+            Decoder layers whose FFN sub-layers train (0-indexed; negatives count from the top; gaps allowed). The
+            SLAM paper trains layers 0-5 of LLaMA-2-13B (its 7B script: 0-4). `"auto"` measures which layers'
+            FFN neurons behave language-specifically on parallel text and trains the `slam_num_layers` best.
+            On the command line: `auto`, `0,1,2`, or `0-5`.
+        slam_num_layers (`int`, *optional*, defaults to `6`):
+            How many layers auto mode chooses (the paper's "about 6 layers").
+        slam_projections (`list[str]`, *optional*, defaults to `["up", "down"]`):
+            FFN roles to train. The default is the official SLAM code's (`up_proj` and `down_proj`; `gate_proj`
+            frozen); `all` adds the gate; `router` adds an MoE layer's router.
+        slam_probe_dataset (`str`, *optional*):
+            Parallel text for auto mode: a jsonl/json file of rows `id`, `lang`, `text` (or `question`). When
+            absent, a small parallel corpus built into the package is used.
+        slam_extra_trainable (`list[str]`, *optional*):
+            More tensors to train: aliases `embeddings`, `lm_head`, `final_norm`, or parameter/module names matched
+            exactly or by suffix. Needed e.g. after adding language tokens to the vocabulary.
+        slam_ffn_modules (`dict[str, str]` or `str`, *optional*):
+            Explicit FFN projection names relative to a decoder layer, for an architecture not found structurally,
+            e.g. `{"up": "mlp.fc_in", "down": "mlp.fc_out"}` (a JSON string on the command line).
+        slam_save_delta (`bool`, *optional*, defaults to `False`):
+            Also write `checkpoint-N/ffn_delta/` (see `save_ffn_delta`) at every checkpoint: a few percent of the full
+            weights, enough to rebuild the model from the base. Full checkpoints are still written, because resuming
+            needs them; set `save_only_model=True` to drop the optimizer state from them.
+        slam_push (`str`, *optional*, defaults to `"full"`):
+            What `push_to_hub` uploads: `"full"` (the whole model, as `Trainer` does) or `"delta"` (only the trained
+            FFN tensors, their metadata, the tokenizer and a card with the three lines that rebuild the model).
+    """
+
+    _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["slam_ffn_modules"]
+
+    slam_layers: list[int] | str | None = field(
+        default="auto",
+        metadata={
+            "help": "Decoder layers whose FFN sub-layers train: 'auto', or indices such as '0,1,2' or '0-5' "
+            "(negatives count from the top)."
+        },
+    )
+    slam_num_layers: int = field(
+        default=6, metadata={"help": "How many layers `slam_layers='auto'` chooses (the paper's about 6)."}
+    )
+    slam_projections: list[str] = field(
+        default_factory=lambda: ["up", "down"],
+        metadata={
+            "help": "FFN roles to train: up, down, gate, router, or all. Default up+down as in the official SLAM code."
+        },
+    )
+    slam_probe_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Parallel text (jsonl/json: id, lang, text) for auto mode; built-in corpus when absent."},
+    )
+    slam_extra_trainable: list[str] | None = field(
+        default=None,
+        metadata={"help": "More tensors to train: embeddings, lm_head, final_norm, or parameter/module names."},
+    )
+    slam_ffn_modules: dict[str, str] | str | None = field(
+        default=None,
+        metadata={"help": 'Explicit FFN module names relative to a layer, as JSON, e.g. \'{"up": "mlp.fc_in"}\'.'},
+    )
+    slam_save_delta: bool = field(
+        default=False,
+        metadata={"help": "Also write the trained FFN tensors as a small delta (ffn_delta/) in every checkpoint."},
+    )
+    slam_push: str = field(
+        default="full",
+        metadata={
+            "help": "What `push_to_hub` uploads: the full model, or only the FFN delta with a card that says how to "
+            "rebuild the model from the base.",
+            "choices": ["full", "delta"],
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.slam_layers = parse_layers(self.slam_layers)
+        if (
+            isinstance(self.slam_num_layers, bool)
+            or not isinstance(self.slam_num_layers, int)
+            or self.slam_num_layers < 1
+        ):
+            raise ValueError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
+        projections = (
+            [self.slam_projections] if isinstance(self.slam_projections, str) else list(self.slam_projections)
+        )
+        if not projections:
+            raise ValueError("`slam_projections` is empty: choose among up, down, gate, router, or all.")
+        if projections != ["all"]:
+            unknown = [role for role in projections if role not in ROLES]
+            if unknown:
+                raise ValueError(
+                    f"`slam_projections` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'."
+                )
+        self.slam_projections = projections
+        if isinstance(self.slam_extra_trainable, str):
+            self.slam_extra_trainable = [self.slam_extra_trainable]
+        if self.slam_push not in ("full", "delta"):
+            raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+        if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
+            raise ValueError(
+                f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
+            )
+
+    @property
+    def slam_projection_roles(self) -> str | list[str]:
+        """`slam_projections` in the form `freeze_except_ffn` takes (`"all"` stays a string)."""
+        return "all" if self.slam_projections == ["all"] else self.slam_projections

@@ -1,0 +1,93 @@
+"""SLAM's one-stage training set: question alignment (X → English) merged with multilingual answers.
+
+The official SLAM code trains on one merged set: a question-translation task (a question in language X, answered
+with the same question in English) and an answer task over GSM8K-derived data in every language (MGSM8KInstruct
+style), in Alpaca form, loss on the response only, prompted as `Human: {instruction}\\nAssistant: {output}</s>`.
+This builds that set from parallel rows (`id`, `lang`, `question`, `answer`, and `cot` where present).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from datasets import Dataset
+
+from slam_trainer.languages import get_language
+
+
+PROMPT_TEMPLATE = "Human: {instruction}\nAssistant: "
+# Ours: the official code's translation instruction is not public; this wording names the target language.
+TRANSLATE_INSTRUCTION = "Translate the following question into English.\n{question}"
+TASKS = ("translate", "answer")
+
+
+def build_slam_training_set(
+    rows,
+    *,
+    pivot: str = "en",
+    tasks=TASKS,
+    answer_language: str = "same",
+    prompt_template: str = PROMPT_TEMPLATE,
+) -> Dataset:
+    """Prompt/completion rows for SLAM's merged question-alignment and answer tasks.
+
+    Parameters:
+        rows (iterable of `dict`):
+            Parallel rows with `id`, `lang`, `question`, `answer` and, for the answer task, `cot` (the worked
+            solution); rows with the same `id` are translations of each other.
+        pivot (`str`, *optional*, defaults to `"en"`):
+            The language questions are aligned to (the paper: English).
+        tasks (`tuple[str]`, *optional*, defaults to `("translate", "answer")`):
+            `"translate"`: X question → pivot question, for every non-pivot language; `"answer"`: question →
+            worked solution, for every language.
+        answer_language (`str`, *optional*, defaults to `"same"`):
+            `"same"`: the solution in the question's language (MGSM8KInstruct); `"pivot"`: always the pivot's.
+        prompt_template (`str`, *optional*):
+            Wraps each instruction; the default is the official code's `Human: ...\\nAssistant: `.
+
+    Returns:
+        `datasets.Dataset` with `prompt`, `completion`, `task`, `lang`, `id` columns, ready for `SFTTrainer`.
+    """
+    get_language(pivot)
+    unknown = [task for task in tasks if task not in TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
+    if answer_language not in ("same", "pivot"):
+        raise ValueError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
+    by_id: dict = defaultdict(dict)
+    for row in rows:
+        missing = [key for key in ("id", "lang", "question") if key not in row]
+        if missing:
+            raise ValueError(f"Row {row!r} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
+        by_id[row["id"]][row["lang"]] = row
+    examples = []
+    for example_id, by_lang in by_id.items():
+        pivot_row = by_lang.get(pivot)
+        for lang, row in by_lang.items():
+            if "translate" in tasks and lang != pivot and pivot_row is not None:
+                instruction = TRANSLATE_INSTRUCTION.format(question=row["question"])
+                examples.append(
+                    _example(example_id, lang, "translate", instruction, pivot_row["question"], prompt_template)
+                )
+            if "answer" in tasks:
+                source = row if answer_language == "same" else pivot_row
+                if source is None or not source.get("cot"):
+                    raise ValueError(
+                        f"Example {example_id!r} ({lang}) has no `cot` in language "
+                        f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
+                        "solutions or drop 'answer' from `tasks`."
+                    )
+                examples.append(_example(example_id, lang, "answer", row["question"], source["cot"], prompt_template))
+    if not examples:
+        raise ValueError(f"No training example could be built: no id has both `{pivot}` and another language.")
+    return Dataset.from_list(examples)
+
+
+def _example(example_id, lang, task, instruction, output, prompt_template) -> dict:
+    return {
+        "id": str(example_id),
+        "lang": lang,
+        "task": task,
+        "prompt": prompt_template.format(instruction=instruction),
+        "completion": output,
+    }

@@ -1,0 +1,112 @@
+"""Model cards and Hub pushes for SLAM runs: the full model (as `Trainer` pushes it) or only the FFN delta.
+
+The card says what a reader needs to trust and reuse the weights: the base model, the method (SLAM, and L² when
+its collator built the data), the layers and projections trained and their share of the parameters, the
+layer-identification report when `slam_layers="auto"` chose them, the dataset ids, and how to load. A delta repo
+holds `ffn_delta.safetensors`, `slam_delta.json`, the tokenizer and the card; the card's three lines rebuild the
+model from the base.
+"""
+
+from __future__ import annotations
+
+import os
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from slam_trainer.delta import DELTA_DIR_NAME, save_ffn_delta
+
+
+SLAM_TAGS = ["slam", "trl", "sft"]
+DELTA_TAGS = ["ffn-delta"]
+
+
+def _datasets(dataset_name) -> list[str] | None:
+    if dataset_name is None:
+        return None
+    return [dataset_name] if isinstance(dataset_name, str) else list(dataset_name)
+
+
+def method_line(trainer) -> str:
+    uses_l2 = type(trainer.data_collator).__name__ == "L2DataCollator"
+    return "SLAM (selective language alignment, arXiv:2501.03681)" + (
+        " on L² multilingual unification data (arXiv:2506.18341), built by `L2DataCollator`" if uses_l2 else ""
+    )
+
+
+def card_section(trainer, dataset_name=None) -> str:
+    """The SLAM part of a card: method, what trained, how the layers were chosen, datasets."""
+    lines = [trainer.slam_card_section(), f"- Method: {method_line(trainer)}"]
+    if dataset_name is not None:
+        lines.append(f"- Datasets: {', '.join(_datasets(dataset_name))}")
+    if trainer.slam_layer_report is not None:
+        lines += ["", "### Layer identification", "", "```", str(trainer.slam_layer_report), "```"]
+    return "\n".join(lines)
+
+
+def delta_card(trainer, metadata, repo_id: str, dataset_name=None) -> ModelCard:
+    """The card of a delta repo, with the three lines that rebuild the model from the base."""
+    base = metadata.base_model or "<base model id or path>"
+    revision = f', revision="{metadata.base_revision}"' if metadata.base_revision else ""
+    data = ModelCardData(
+        base_model=metadata.base_model if metadata.base_model and not os.path.isdir(metadata.base_model) else None,
+        datasets=_datasets(dataset_name),
+        library_name="slam-trainer",
+        tags=[*SLAM_TAGS, *DELTA_TAGS],
+    )
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {repo_id.split("/")[-1]}
+
+An FFN delta: only the feed-forward tensors that SLAM trained on top of `{base}` ({len(metadata.tensors)} tensors),
+with the metadata that puts them back on the right base (`slam_delta.json`). The tokenizer is included.
+
+## How to load
+
+```python
+from transformers import AutoModelForCausalLM
+from slam_trainer import load_ffn_delta
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")
+```
+
+`load_ffn_delta` refuses a base whose weights differ from the one the delta was trained on. To write a normal model
+directory (for `from_pretrained` or vLLM): `slam merge {base} {repo_id} merged/`.
+
+{card_section(trainer, dataset_name)}
+"""
+    return ModelCard(content)
+
+
+def push_ffn_delta(
+    trainer,
+    commit_message="End of training",
+    blocking=True,
+    token=None,
+    revision=None,
+    private=None,
+    dataset_name=None,
+):
+    """Save the delta under `output_dir/ffn_delta/` (all ranks: ZeRO-3 gathers), then upload that folder."""
+    from transformers.utils.hub import hf_api
+
+    trainer.callback_handler.on_push_begin(trainer.args, trainer.state, trainer.control)
+    token = token if token is not None else trainer.args.hub_token
+    if trainer.hub_model_id is None:
+        trainer.init_hf_repo(token=token, private=private)
+    folder = os.path.join(trainer.args.output_dir, DELTA_DIR_NAME)
+    metadata = save_ffn_delta(trainer, folder)
+    if not trainer.is_world_process_zero():
+        return None
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(folder)
+    delta_card(trainer, metadata, trainer.hub_model_id, dataset_name).save(os.path.join(folder, "README.md"))
+    trainer._finish_current_push()  # Trainer's own wait for an earlier checkpoint push to end
+    return hf_api().upload_folder(
+        repo_id=trainer.hub_model_id,
+        folder_path=folder,
+        commit_message=commit_message,
+        token=token,
+        run_as_future=not blocking,
+        revision=revision if revision is not None else trainer.args.hub_revision,
+    )

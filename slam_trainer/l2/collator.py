@@ -1,0 +1,357 @@
+"""`L2DataCollator`: L² training sequences built on the fly from parallel, step-aligned chains of thought.
+
+Each example of the parallel schema (`slam_trainer.l2.parallel`) becomes, per draw, one prompt (the question in one
+language) and one completion (every step, each in the language drawn for it, language runs opened by a tag). The
+draw depends only on `(seed, epoch, example id)`: every epoch sees a new mixture, any epoch can be reproduced, and
+DataLoader workers agree. Steps are tokenized once by `prepare`; a batch only samples and concatenates token ids.
+
+With a plain `trl.SFTTrainer`, pass the dataset unprepared by TRL and keep its columns (see `SFT_CONFIG_SETTINGS`):
+
+    collator = L2DataCollator(tokenizer, languages=["en", "zh", "ja"])
+    train_dataset = collator.prepare(parallel_dataset, num_proc=4)
+    args = SFTConfig(..., remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True})
+    SFTTrainer(model, args=args, train_dataset=train_dataset, data_collator=collator,
+               callbacks=[L2EpochCallback(collator)])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers.data.data_collator import DataCollatorMixin
+
+from slam_trainer.l2.mixing import LanguageSchedule
+from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
+from slam_trainer.languages import get_language, validate_languages
+
+
+logger = logging.getLogger(__name__)
+
+MODES = ("full", "mixed", "both")
+QUESTION_LANGUAGES = ("same", "pivot", "random")
+
+
+@dataclass(frozen=True)
+class L2Plan:
+    """The draw for one example: `kind` is `"full"` or `"mixed"`; one language per step."""
+
+    kind: str
+    question_language: str
+    step_languages: tuple[str, ...]
+
+
+def _example_seed(seed: int, epoch: int, example_id) -> int:
+    # A stable hash (Python's `hash` of a str changes between processes).
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{example_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@dataclass
+class L2DataCollator(DataCollatorMixin):
+    """Builds L² sequences (prompt + multilingual chain of thought) with the loss on the completion only.
+
+    Parameters:
+        tokenizer (`PreTrainedTokenizerBase`):
+            Tokenizes prompts, steps and tags; its pad token (or else its EOS token) pads.
+        languages (`list[str]`):
+            The languages to draw from; every example must have each of them.
+        mode (`str`, *optional*, defaults to `"mixed"`):
+            `"full"`: the whole chain in one language drawn per example; `"mixed"`: L²'s step-wise mixture
+            (see `slam_trainer.l2.mixing`); `"both"`: mixed with probability `mixed_ratio`, else full.
+        mixed_ratio (`float`, *optional*, defaults to `0.5`):
+            Share of mixed examples in mode `"both"` (ours; the paper does not give its ratio).
+        switch_probability (`float`, *optional*, defaults to `0.3`):
+            Share of step boundaries where a mixed chain changes language (ours).
+        language_weights (`dict[str, float]`, *optional*):
+            Share of steps (and of full chains) per language; uniform by default.
+        question_language (`str`, *optional*, defaults to `"same"`):
+            The prompt's language: `"same"` as the first step, `"pivot"` (always `pivot_language`), or `"random"`
+            (drawn from the weights independently of the reasoning).
+        pivot_language (`str`, *optional*, defaults to `"en"`):
+            The question's language when `question_language="pivot"`.
+        tag_format (`str` or `None`, *optional*, defaults to `"<|{lang}|>"`):
+            Tag written before each run of steps in one language (also before a full chain); `None` writes no tags.
+            Tags are plain text unless added as special tokens with `add_language_tokens`.
+        use_chat_template (`bool`, *optional*):
+            Format the prompt with the tokenizer's chat template (user turn + generation prompt); by default when
+            the tokenizer has one, else `prompt_template`.
+        prompt_template (`str`, *optional*, defaults to `"Question: {question}\\nAnswer: "`):
+            The plain prompt format.
+        step_separator (`str`, *optional*, defaults to `"\\n"`):
+            Written between steps (ours).
+        max_length (`int`, *optional*):
+            `prepare` drops examples whose longest possible sequence is longer (and logs how many); a longer
+            sequence met at collation (unprepared data) has its completion truncated with a warning. A prompt alone
+            longer than this is an error, never a silent cut.
+        padding_side (`str`, *optional*):
+            `"right"` or `"left"`; the tokenizer's by default.
+        pad_to_multiple_of (`int`, *optional*):
+            Pad the batch length to a multiple of this (e.g. 8 for tensor cores).
+        seed (`int`, *optional*, defaults to `42`):
+            With `epoch` and the example's `id`, fixes every draw.
+        epoch (`int`, *optional*, defaults to `0`):
+            Set by `set_epoch` (or `L2EpochCallback`) so that each epoch draws a new mixture.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    languages: list[str]
+    mode: str = "mixed"
+    mixed_ratio: float = 0.5
+    switch_probability: float = 0.3
+    language_weights: dict[str, float] | None = None
+    question_language: str = "same"
+    pivot_language: str = "en"
+    tag_format: str | None = DEFAULT_TAG_FORMAT
+    use_chat_template: bool | None = None
+    prompt_template: str = "Question: {question}\nAnswer: "
+    step_separator: str = "\n"
+    max_length: int | None = None
+    padding_side: str | None = None
+    pad_to_multiple_of: int | None = None
+    seed: int = 42
+    epoch: int = 0
+    return_tensors: str = "pt"
+
+    # How `SelectiveFFNTrainer` (or a user) recognises a collator that consumes the raw parallel dataset, and the
+    # `SFTConfig` settings that it needs: keep the `id`/`prompt_ids`/`step_ids` columns and skip TRL's preparation.
+    requires_raw_dataset: ClassVar[bool] = True
+    SFT_CONFIG_SETTINGS: ClassVar[dict[str, Any]] = {
+        "remove_unused_columns": False,
+        "dataset_kwargs": {"skip_prepare_dataset": True},
+    }
+
+    def __post_init__(self):
+        self.languages = validate_languages(self.languages)
+        if self.mode not in MODES:
+            raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
+        if not 0.0 <= self.mixed_ratio <= 1.0:
+            raise ValueError(f"`mixed_ratio` must be in [0, 1], got {self.mixed_ratio}.")
+        if self.question_language not in QUESTION_LANGUAGES:
+            raise ValueError(
+                f"`question_language` must be one of {', '.join(QUESTION_LANGUAGES)}, got {self.question_language!r}."
+            )
+        get_language(self.pivot_language)
+        weights = self.language_weights or {}
+        unknown = sorted(set(weights) - set(self.languages))
+        if unknown:
+            raise ValueError(
+                f"`language_weights` names {', '.join(unknown)}, which are not in `languages` "
+                f"{self.languages}; add them to `languages` or drop their weights."
+            )
+        self._schedule = LanguageSchedule(
+            self.languages,
+            [weights.get(lang, 0.0 if weights else 1.0) for lang in self.languages],
+            self.switch_probability if self.mode != "full" and len(self.languages) > 1 else 0.0,
+        )
+        if self.mode != "full" and len(self.languages) == 1 and self.switch_probability > 0:
+            logger.info("L2DataCollator: one language, so mixed chains never switch.")
+        if self.padding_side is None:
+            self.padding_side = self.tokenizer.padding_side
+        if self.padding_side not in ("left", "right"):
+            raise ValueError(f"`padding_side` must be 'left' or 'right', got {self.padding_side!r}.")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ValueError(f"`pad_to_multiple_of` must be a positive integer, got {self.pad_to_multiple_of}.")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"`max_length` must be a positive integer, got {self.max_length}.")
+        self._pad_id = self.tokenizer.pad_token_id
+        if self._pad_id is None:
+            self._pad_id = self.tokenizer.eos_token_id
+        if self._pad_id is None:
+            raise ValueError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
+        if self.use_chat_template is None:
+            self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        elif self.use_chat_template and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
+                "`use_chat_template=False` to use `prompt_template`."
+            )
+        if "{question}" not in self.prompt_template:
+            raise ValueError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
+        encode = self._encode
+        self._tag_ids = {
+            lang: encode(language_tag(lang, self.tag_format)) if self.tag_format else [] for lang in self.languages
+        }
+        self._separator_ids = encode(self.step_separator) if self.step_separator else []
+        eos = self.tokenizer.eos_token_id
+        self._eos_ids = [] if eos is None else [eos]
+
+    # -- tokenization, once per dataset ------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _prompt_ids(self, question: str) -> list[int]:
+        if self.use_chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            )
+            return self._encode(text)
+        return self.tokenizer(self.prompt_template.format(question=question))["input_ids"]
+
+    @property
+    def _question_languages(self) -> list[str]:
+        if self.question_language == "pivot":
+            return [self.pivot_language]
+        return self.languages
+
+    def tokenize_example(self, example: dict) -> dict:
+        """`prompt_ids` per question language and `step_ids` per language for one parallel example."""
+        missing = [key for key in ("id", "question", "steps") if key not in example]
+        if missing:
+            raise ValueError(
+                f"An example is missing {', '.join(missing)}: L2DataCollator reads the parallel schema "
+                "(id, question, steps) of `build_parallel_dataset`, or its `prepare`d form."
+            )
+        questions, steps = example["question"] or {}, example["steps"] or {}
+        needed = [("steps", steps, lang) for lang in self.languages]
+        needed += [("question", questions, lang) for lang in self._question_languages]
+        for name, table, lang in needed:
+            if table.get(lang) is None:
+                raise ValueError(
+                    f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
+                    "`languages` (or change `pivot_language`) or rebuild the dataset with it."
+                )
+        counts = {lang: len(steps[lang]) for lang in self.languages}
+        if len(set(counts.values())) != 1 or not next(iter(counts.values())):
+            raise ValueError(
+                f"Example id {example['id']!r} has step counts {counts}; every language needs the same "
+                "non-zero number of steps (validate with `build_parallel_dataset`)."
+            )
+        return {
+            "prompt_ids": {lang: self._prompt_ids(questions[lang]) for lang in self._question_languages},
+            "step_ids": {lang: [self._encode(step) for step in steps[lang]] for lang in self.languages},
+        }
+
+    def longest_length(self, example: dict) -> int:
+        """The longest sequence any draw can build from a prepared example."""
+        tag = max(len(ids) for ids in self._tag_ids.values())
+        steps = zip(*(example["step_ids"][lang] for lang in self.languages))
+        completion = sum(max(len(ids) for ids in step) + tag for step in steps)
+        num_steps = len(example["step_ids"][self.languages[0]])
+        completion += (num_steps - 1) * len(self._separator_ids) + len(self._eos_ids)
+        return max(len(example["prompt_ids"][lang]) for lang in self._question_languages) + completion
+
+    def prepare(self, dataset, *, num_proc: int | None = None):
+        """Tokenize a parallel dataset once (with `datasets.map` over `num_proc` processes) and, with `max_length`,
+        drop the examples that could exceed it. Keeps `id` and `answer`; replaces the text by token ids."""
+        text_columns = [c for c in ("question", "steps") if c in dataset.column_names]
+        prepared = dataset.map(
+            self.tokenize_example, num_proc=num_proc, remove_columns=text_columns, desc="Tokenizing L² steps"
+        )
+        if self.max_length is not None:
+            before = len(prepared)
+            prepared = prepared.filter(lambda ex: self.longest_length(ex) <= self.max_length, num_proc=num_proc)
+            if len(prepared) < before:
+                logger.warning(
+                    "L2DataCollator.prepare: dropped %d of %d examples that can exceed max_length=%d.",
+                    before - len(prepared),
+                    before,
+                    self.max_length,
+                )
+            if len(prepared) == 0:
+                raise ValueError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
+        return prepared
+
+    # -- sampling, per example and epoch -----------------------------------------------------------------------
+
+    def configure_sft_args(self, args) -> None:
+        """Apply `SFT_CONFIG_SETTINGS` to an `SFTConfig` in place (merging into an existing `dataset_kwargs`)."""
+        for key, value in self.SFT_CONFIG_SETTINGS.items():
+            setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a new mixture: called at each epoch start by `L2EpochCallback`."""
+        self.epoch = int(epoch)
+
+    def plan(self, example: dict, num_steps: int) -> L2Plan:
+        """The draw for `example` at the current seed and epoch."""
+        rng = random.Random(_example_seed(self.seed, self.epoch, example["id"]))
+        mixed = self.mode == "mixed" or (self.mode == "both" and rng.random() < self.mixed_ratio)
+        if mixed:
+            step_languages = tuple(self._schedule.sample(num_steps, rng))
+        else:
+            step_languages = (self.languages[self._schedule.first(rng)],) * num_steps
+        if self.question_language == "same":
+            question = step_languages[0]
+        elif self.question_language == "pivot":
+            question = self.pivot_language
+        else:
+            question = self.languages[self._schedule.first(rng)]
+        return L2Plan("mixed" if mixed else "full", question, step_languages)
+
+    def build(self, example: dict) -> tuple[list[int], list[int]]:
+        """Prompt ids and completion ids of one (prepared or raw) example."""
+        if "step_ids" not in example:
+            example = {**example, **self.tokenize_example(example)}
+        step_ids = example["step_ids"]
+        plan = self.plan(example, len(step_ids[self.languages[0]]))
+        completion: list[int] = []
+        previous = None
+        for index, lang in enumerate(plan.step_languages):
+            if index:
+                completion += self._separator_ids
+            if lang != previous:
+                completion += self._tag_ids[lang]
+            completion += step_ids[lang][index]
+            previous = lang
+        return list(example["prompt_ids"][plan.question_language]), completion + self._eos_ids
+
+    def torch_call(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        return {key: torch.from_numpy(value) for key, value in self.numpy_call(features).items()}
+
+    def numpy_call(self, features: list[dict]) -> dict[str, np.ndarray]:
+        sequences, truncated = [], []
+        for example in features:
+            prompt, completion = self.build(example)
+            if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
+                if len(prompt) >= self.max_length:
+                    raise ValueError(
+                        f"Example id {example['id']!r}: the prompt alone has {len(prompt)} tokens, not "
+                        f"less than `max_length`={self.max_length}; raise it or drop the example."
+                    )
+                completion = completion[: self.max_length - len(prompt)]
+                truncated.append(example["id"])
+            sequences.append((prompt, completion))
+        if truncated:
+            warnings.warn(
+                f"L2DataCollator: truncated the completion of {len(truncated)} example(s) to "
+                f"max_length={self.max_length} (ids {truncated[:5]}); `prepare` drops such examples "
+                "ahead of training instead.",
+                stacklevel=2,
+            )
+        length = max(len(p) + len(c) for p, c in sequences)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = np.full((len(sequences), length), self._pad_id, dtype=np.int64)
+        labels = np.full((len(sequences), length), -100, dtype=np.int64)
+        attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
+        for row, (prompt, completion) in enumerate(sequences):
+            size = len(prompt) + len(completion)
+            start = 0 if self.padding_side == "right" else length - size
+            input_ids[row, start : start + size] = prompt + completion
+            labels[row, start + len(prompt) : start + size] = completion
+            attention_mask[row, start : start + size] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class L2EpochCallback(TrainerCallback):
+    """Tells an `L2DataCollator` which epoch starts, so each epoch draws a new (reproducible) mixture.
+
+    DataLoader workers copy the collator when an epoch's iterator starts, so this reaches them unless the
+    `Trainer` keeps workers alive across epochs (`dataloader_persistent_workers=True`).
+    """
+
+    def __init__(self, collator: L2DataCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # `state.epoch` is the float progress (e.g. 1.5 when resuming mid-epoch); its floor is the epoch.
+        self.collator.set_epoch(int((state.epoch or 0) + 1e-6))

@@ -1,0 +1,176 @@
+"""The parallel chain-of-thought schema L² trains on, and its builder from per-language rows.
+
+One example is a question in several languages and a chain of thought cut into the same number of steps in each:
+`{"id": str, "question": {lang: str}, "steps": {lang: [str, ...]}, "answer": str}`. Step `i` in every language says
+the same thing, which is what lets the collator switch language at any step boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+
+from slam_trainer.l2.segmentation import split_steps
+from slam_trainer.languages import validate_languages
+
+
+logger = logging.getLogger(__name__)
+
+ON_INVALID = ("drop", "raise")
+
+
+@dataclass
+class BuildReport:
+    """What the builder kept and what it dropped, with one line per problem: `id`, language and reason."""
+
+    kept: int = 0
+    dropped: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in self.reasons.most_common())
+        return f"kept {self.kept} example(s), dropped {self.dropped}" + (f" ({reasons})" if reasons else "")
+
+
+def _problem(example_id, lang, reason) -> tuple[str, str]:
+    where = f"id {example_id!r}" + (f", language {lang!r}" if lang else "")
+    return reason, f"{where}: {reason}"
+
+
+def _check(example_id, by_lang: dict[str, dict], languages: list[str]) -> list[tuple[str, str]]:
+    """Problems of one grouped example; empty when it is valid."""
+    problems = [_problem(example_id, lang, "missing language") for lang in languages if lang not in by_lang]
+    for lang in languages:
+        if lang not in by_lang:
+            continue
+        row = by_lang[lang]
+        if not str(row["question"]).strip():
+            problems.append(_problem(example_id, lang, "empty question"))
+        if not row["steps"]:
+            problems.append(_problem(example_id, lang, "no steps"))
+        elif any(not step.strip() for step in row["steps"]):
+            problems.append(_problem(example_id, lang, "empty step"))
+    counts = {lang: len(by_lang[lang]["steps"]) for lang in languages if lang in by_lang}
+    if len(set(counts.values())) > 1:
+        detail = ", ".join(f"{lang}={count}" for lang, count in counts.items())
+        problems.append(("step counts differ", f"id {example_id!r}: step counts differ between languages ({detail})"))
+    answers = {str(by_lang[lang]["answer"]).strip() for lang in languages if lang in by_lang}
+    if len(answers) > 1:
+        problems.append(("answers differ", f"id {example_id!r}: answers differ between languages ({sorted(answers)})"))
+    return problems
+
+
+def build_parallel_dataset(
+    rows,
+    *,
+    languages=None,
+    on_invalid: str = "drop",
+    segmentation: str = "auto",
+    cues: dict[str, list[str]] | None = None,
+) -> tuple[Dataset, BuildReport]:
+    """Group per-language rows by `id` into parallel, step-aligned examples and validate them.
+
+    Parameters:
+        rows (iterable of `dict`):
+            MGSM/MSVAMP-style rows with `id`, `lang`, `question`, `answer`, and either `steps` (a list) or `cot`
+            (text, cut with `split_steps`).
+        languages (`list[str]`, *optional*):
+            Languages every example must have; by default every language seen in `rows`.
+        on_invalid (`str`, *optional*, defaults to `"drop"`):
+            `"drop"` leaves out invalid examples (missing language, different step counts, empty steps or question,
+            answers that differ) and logs a count per reason; `"raise"` fails with the list of problems. Ours.
+        segmentation (`str`, *optional*, defaults to `"auto"`):
+            `mode` of `split_steps` for rows given as `cot` text.
+        cues (`dict[str, list[str]]`, *optional*):
+            Reflection cues per language, replacing the shipped ones.
+
+    Returns:
+        `(datasets.Dataset, BuildReport)`: columns `id` (str), `question`, `steps`, `answer` (str).
+    """
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"`on_invalid` must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
+    grouped: dict[str, dict[str, dict]] = {}
+    report = BuildReport()
+    duplicates: dict[str, list[tuple[str, str]]] = {}
+    for number, row in enumerate(rows):
+        missing = [key for key in ("id", "lang", "question", "answer") if key not in row]
+        if "steps" not in row and "cot" not in row:
+            missing.append("steps or cot")
+        if missing:
+            raise ValueError(
+                f"Row {number} is missing {', '.join(missing)}; each row needs id, lang, question, "
+                f"answer and steps (a list) or cot (text)."
+            )
+        example_id, lang = str(row["id"]), row["lang"]
+        validate_languages([lang], argument=f"lang of row {number}")
+        steps = (
+            row["steps"]
+            if "steps" in row
+            else split_steps(row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang))
+        )
+        group = grouped.setdefault(example_id, {})
+        if lang in group:
+            duplicates.setdefault(example_id, []).append(_problem(example_id, lang, "duplicate row"))
+        group[lang] = {"question": row["question"], "steps": [str(step) for step in steps], "answer": row["answer"]}
+    if languages is None:
+        languages = sorted({lang for group in grouped.values() for lang in group})
+    languages = validate_languages(languages)
+    examples = []
+    for example_id, by_lang in grouped.items():
+        problems = _check(example_id, by_lang, languages) + duplicates.get(example_id, [])
+        if problems:
+            report.dropped += 1
+            report.reasons.update(reason for reason, _ in problems)
+            report.problems.extend(message for _, message in problems)
+            continue
+        examples.append(
+            {
+                "id": example_id,
+                "question": {lang: by_lang[lang]["question"] for lang in languages},
+                "steps": {lang: by_lang[lang]["steps"] for lang in languages},
+                "answer": str(by_lang[languages[0]]["answer"]).strip(),
+            }
+        )
+    report.kept = len(examples)
+    if report.problems and on_invalid == "raise":
+        shown = "\n  ".join(report.problems[:20])
+        more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
+        raise ValueError(
+            f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  {shown}{more}"
+        )
+    if report.dropped:
+        first = "; ".join(report.problems[:5])
+        logger.warning("Parallel CoT builder: %s. First problems: %s", report.summary(), first)
+    if not examples:
+        raise ValueError(
+            f"No valid parallel example for languages {languages}: {report.summary()}. "
+            f"First problems: {'; '.join(report.problems[:5])}"
+        )
+    return Dataset.from_list(examples), report
+
+
+def dataset_name(source: str, num_languages: int, num_samples: int) -> str:
+    """The paper's naming: `L2-M {source} {languages} {samples}`, e.g. `L2-M o1 10 6`."""
+    return f"L2-M {source} {num_languages} {num_samples}"
+
+
+def parallel_statistics(dataset: Dataset) -> dict:
+    """Examples, languages, steps per example (min/mean/max) and characters per language of a parallel dataset."""
+    if len(dataset) == 0:
+        return {"examples": 0, "languages": [], "steps": {}, "characters": {}}
+    languages = list(dataset[0]["steps"])
+    steps = [len(example[languages[0]]) for example in dataset["steps"]]
+    characters = {
+        lang: sum(len(q[lang]) + sum(len(s) for s in st[lang]) for q, st in zip(dataset["question"], dataset["steps"]))
+        for lang in languages
+    }
+    return {
+        "examples": len(dataset),
+        "languages": languages,
+        "steps": {"min": min(steps), "mean": round(sum(steps) / len(steps), 2), "max": max(steps)},
+        "characters": characters,
+    }

@@ -1,0 +1,63 @@
+"""Shared fixtures: the byte-level tokenizer, a tiny prompt/completion dataset, and CPU training arguments."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` beside the project (MGSM, MSVAMP); tests needing it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party data not found at {SHARED_DATA} (the project reads it from ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def arithmetic_dataset():
+    from datasets import Dataset
+
+    prompts = [f"{a}+{b}=" for a in range(4) for b in range(4)]
+    completions = [f" {a + b}" for a in range(4) for b in range(4)]
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
+@pytest.fixture
+def cpu_args(tmp_path):
+    """Factory for `SelectiveFFNConfig` on CPU: fp32, no checkpointing, no saving unless asked, large lr."""
+    from slam_trainer.config import SelectiveFFNConfig
+
+    def make(**overrides):
+        kwargs = dict(
+            output_dir=str(tmp_path / "out"),
+            slam_layers=[0, -1],
+            max_steps=3,
+            per_device_train_batch_size=4,
+            learning_rate=1e-2,
+            use_cpu=True,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+        )
+        kwargs.update(overrides)
+        return SelectiveFFNConfig(**kwargs)
+
+    return make

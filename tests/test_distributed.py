@@ -1,0 +1,114 @@
+"""SLAM under DeepSpeed ZeRO-2 and ZeRO-3 with 2 CPU ranks, launched with the recipes in recipes/accelerate/.
+
+Each launch trains a tiny saved Llama for 4 steps (global batch 4: 2 ranks x 2), saves checkpoints with FFN deltas,
+the full model and a delta, then resumes a second run from checkpoint-2. The same script run as one process with
+batch 4 is the reference. Trained tensors must match it within ATOL (fp32; only the order of the reductions
+differs), frozen tensors must be bitwise the initial ones, and the resumed run must end bitwise where the first did.
+Run alone with `pytest -m distributed`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from slam_trainer.delta import DeltaMetadata, load_ffn_delta
+from slam_trainer.tiny import build_tiny_model
+
+
+pytestmark = pytest.mark.distributed
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "distributed_scripts" / "train_and_resume.py"
+ATOL = 1e-5
+ENV = {
+    **os.environ,
+    "DS_ACCELERATOR": "cpu",
+    "PYTHONPATH": str(ROOT),
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def run(command, output_dir):
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    path = tmp_path_factory.mktemp("base")
+    build_tiny_model("llama").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    return run([sys.executable, str(SCRIPT), "--base", str(base), "--output_dir", str(out), "--batch_size", "4"], out)
+
+
+def launch(recipe, base, out):
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}"]
+    return run(
+        [
+            *accelerate,
+            "--num_processes",
+            "2",
+            str(SCRIPT),
+            "--base",
+            str(base),
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+        ],
+        out,
+    )
+
+
+@pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml"])
+def test_zero_training_saving_and_resuming(recipe, base, reference, tmp_path):
+    out = launch(recipe, base, tmp_path)
+    initial = load_file(base / "model.safetensors")
+    final = load_file(out / "final" / "model.safetensors")
+    delta = load_file(out / "final_delta" / "ffn_delta.safetensors")
+    held = json.loads((out / "optimizer.json").read_text())
+    assert sorted(held["held"]) == sorted(held["trainable"]) == sorted(delta)  # the optimizer holds exactly these
+
+    assert final.keys() == initial.keys()
+    for name in initial:
+        if name in delta:
+            assert not torch.equal(final[name], initial[name]), f"{name} did not train"
+        else:
+            assert torch.equal(final[name], initial[name]), f"frozen {name} changed"
+
+    single = load_file(reference / "final" / "model.safetensors")
+    for name in delta:
+        torch.testing.assert_close(final[name], single[name], atol=ATOL, rtol=0)
+        assert torch.equal(delta[name], final[name])  # the gathered delta is the saved model's tensor
+
+    # The ZeRO delta and the single-process delta describe the same tensors on the same base.
+    zero_meta, single_meta = DeltaMetadata.read(out / "final_delta"), DeltaMetadata.read(reference / "final_delta")
+    assert zero_meta.base_fingerprint == single_meta.base_fingerprint and zero_meta.tensors == single_meta.tensors
+    single_delta = load_file(reference / "final_delta" / "ffn_delta.safetensors")
+    for name in single_delta:
+        torch.testing.assert_close(delta[name], single_delta[name], atol=ATOL, rtol=0)
+
+    resumed = load_file(out / "resumed" / "model.safetensors")
+    for name in final:
+        assert torch.equal(resumed[name], final[name]), f"resumed run ended elsewhere at {name}"
+
+    # The checkpoint's delta rebuilds the checkpoint from the base.
+    from transformers import AutoModelForCausalLM
+
+    checkpoint = out / "checkpoint-2"
+    rebuilt = load_ffn_delta(AutoModelForCausalLM.from_pretrained(base), str(checkpoint / "ffn_delta")).state_dict()
+    saved = load_file(checkpoint / "model.safetensors")
+    assert all(torch.equal(rebuilt[name], saved[name]) for name in saved)

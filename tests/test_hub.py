@@ -1,0 +1,117 @@
+"""`push_to_hub`: the exact files a push uploads (captured at huggingface_hub's commit) and the card it writes."""
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, RepoUrl
+
+from slam_trainer.delta import DELTA_CONFIG_NAME, DELTA_WEIGHTS_NAME
+from slam_trainer.tiny import build_tiny_model
+from slam_trainer.trainer import SelectiveFFNTrainer
+
+
+@pytest.fixture
+def hub_commits(monkeypatch):
+    """Record the operations of every commit instead of sending them; everything above the commit call is real.
+
+    Two more calls reach the network before the commit and are stubbed: `create_repo`, and the server-side check of
+    the card's YAML, which is replaced by parsing it back into `ModelCardData` (the tests then check its fields).
+    """
+    import huggingface_hub._upload_pipeline as pipeline
+
+    commits = []
+
+    def validate_yaml(self, content, **kwargs):
+        data = ModelCard(content).data
+        assert isinstance(data.tags, list) and all(isinstance(tag, str) for tag in data.tags)
+
+    monkeypatch.setattr(HfApi, "_validate_yaml", validate_yaml)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: RepoUrl(f"https://huggingface.co/{repo_id}"))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        commits.append(sorted(op.path_in_repo for op in operations))
+
+    def pipelined_upload(
+        api, *, add_operations, delete_operations, **kwargs
+    ):  # the path taken when hf_xet is installed
+        commits.append(sorted(op.path_in_repo for op in [*delete_operations, *add_operations]))
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(pipeline, "pipelined_upload", pipelined_upload)
+    return commits
+
+
+def make_trainer(cpu_args, tokenizer, dataset, **overrides):
+    model = build_tiny_model("llama")
+    model.config._name_or_path = "org/tiny-llama"  # as if loaded from the Hub
+    args = cpu_args(hub_model_id="user/tiny-slam", max_steps=1, **overrides)
+    return SelectiveFFNTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def test_delta_push_uploads_the_delta_tokenizer_and_card(
+    hub_commits, cpu_args, tokenizer, arithmetic_dataset, monkeypatch
+):
+    trainer = make_trainer(cpu_args, tokenizer, arithmetic_dataset, slam_push="delta")
+    trainer.train()
+    trainer.push_to_hub(dataset_name="org/arithmetic")
+    assert hub_commits == [
+        sorted(
+            [
+                "README.md",
+                DELTA_WEIGHTS_NAME,
+                DELTA_CONFIG_NAME,
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "chat_template.jinja",
+            ]
+        )
+    ]
+    card = ModelCard.load(f"{trainer.args.output_dir}/ffn_delta/README.md")
+    assert card.data.base_model == "org/tiny-llama"
+    assert card.data.datasets == ["org/arithmetic"]
+    assert {"slam", "trl", "sft"} <= set(card.data.tags)
+    assert "Trained layers (given): [0, 3]" in card.text and "Method: SLAM" in card.text
+    assert f"({100 * trainer.slam_report.share:.2f}%)" in card.text
+    # The card's loading lines, pointed at the local folders, rebuild the trained model.
+    code = card.text.split("```python\n")[1].split("```")[0]
+    assert len(code.strip().splitlines()) == 3
+    base_dir = f"{trainer.args.output_dir}/base"
+    build_tiny_model("llama").save_pretrained(base_dir)
+    import slam_trainer
+    from slam_trainer.delta import load_ffn_delta
+
+    # Same object once `slam_trainer/__init__.py` exports it (requested from its owner); needed until then.
+    monkeypatch.setattr(slam_trainer, "load_ffn_delta", load_ffn_delta, raising=False)
+    namespace = {}
+    exec(
+        code.replace('"org/tiny-llama"', repr(base_dir)).replace(
+            '"user/tiny-slam"', repr(f"{trainer.args.output_dir}/ffn_delta")
+        ),
+        namespace,
+    )
+    for name, param in trainer.model.state_dict().items():
+        assert torch.equal(namespace["model"].state_dict()[name], param), name
+
+
+def test_full_push_uploads_the_model_with_the_slam_card(hub_commits, cpu_args, tokenizer, arithmetic_dataset):
+    trainer = make_trainer(cpu_args, tokenizer, arithmetic_dataset)
+    trainer.train()
+    trainer.push_to_hub(dataset_name="org/arithmetic")
+    assert len(hub_commits) == 1
+    assert {"README.md", "model.safetensors", "config.json", "tokenizer.json"} <= set(hub_commits[0])
+    assert DELTA_WEIGHTS_NAME not in hub_commits[0]
+    card = ModelCard.load(f"{trainer.args.output_dir}/README.md")
+    assert {"slam", "trl", "sft"} <= set(card.data.tags) and card.data.base_model == "org/tiny-llama"
+    assert "## SLAM: selective FFN training" in card.text and "Datasets: org/arithmetic" in card.text
+
+
+def test_delta_options_with_peft_are_refused(cpu_args, tokenizer, arithmetic_dataset):
+    from peft import LoraConfig
+
+    with pytest.raises(ValueError, match="LoRA adapter already is the small artefact"):
+        SelectiveFFNTrainer(
+            build_tiny_model("llama"),
+            args=cpu_args(slam_push="delta"),
+            train_dataset=arithmetic_dataset,
+            processing_class=tokenizer,
+            peft_config=LoraConfig(),
+        )

@@ -1,0 +1,189 @@
+import warnings
+from collections import Counter
+
+import pytest
+import torch
+
+from slam_trainer.data.synthetic import synthetic_parallel_dataset
+from slam_trainer.l2.collator import L2DataCollator, L2EpochCallback
+from slam_trainer.l2.tags import add_language_tokens, language_tag
+from slam_trainer.tiny import build_tiny_tokenizer
+
+
+LANGS = ["en", "zh", "ja", "th"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic_parallel_dataset(24, languages=LANGS, seed=3)
+
+
+def _expected_sequence(tokenizer, example, plan, separator="\n"):
+    """The prompt and completion text written out independently from the raw example and the collator's draw."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": example["question"][plan.question_language]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    parts, previous = [], None
+    for index, lang in enumerate(plan.step_languages):
+        if index:
+            parts.append(separator)
+        if lang != previous:
+            parts.append(language_tag(lang))
+        parts.append(example["steps"][lang][index])
+        previous = lang
+    return prompt, "".join(parts) + tokenizer.eos_token
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_labels_mask_exactly_prompt_and_padding_and_every_step_appears_once(tokenizer, dataset, padding_side):
+    collator = L2DataCollator(tokenizer, languages=LANGS, padding_side=padding_side, pad_to_multiple_of=16)
+    prepared = collator.prepare(dataset)
+    features = [prepared[i] for i in range(8)]
+    batch = collator(features)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape[1] % 16 == 0
+    for row, (raw, feature) in enumerate(zip(dataset.select(range(8)), features)):
+        plan = collator.plan(feature, len(raw["steps"]["en"]))
+        prompt, completion = _expected_sequence(tokenizer, raw, plan)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        ids, mask, labels = (batch[k][row].tolist() for k in ("input_ids", "attention_mask", "labels"))
+        real = [i for i, m in enumerate(mask) if m]
+        assert real == list(range(real[0], real[0] + len(real)))  # one contiguous block
+        assert (real[0] == 0) == (padding_side == "right") or len(real) == len(ids)
+        assert [ids[i] for i in real] == prompt_ids + completion_ids
+        assert [labels[i] for i in real] == [-100] * len(prompt_ids) + completion_ids
+        assert all(labels[i] == -100 and ids[i] == tokenizer.pad_token_id for i in range(len(ids)) if not mask[i])
+        text = tokenizer.decode(completion_ids)
+        for index, lang in enumerate(plan.step_languages):
+            assert text.count(raw["steps"][lang][index]) == 1
+        assert text.count("<|") == 1 + sum(a != b for a, b in zip(plan.step_languages, plan.step_languages[1:]))
+
+
+def test_mixed_mode_matches_switch_rate_and_language_weights(tokenizer):
+    weights = {"en": 0.4, "zh": 0.3, "ja": 0.2, "th": 0.1}
+    collator = L2DataCollator(
+        tokenizer, languages=LANGS, mode="mixed", switch_probability=0.25, language_weights=weights
+    )
+    steps = Counter()
+    switches = boundaries = 0
+    for example_id in range(6000):
+        languages = collator.plan({"id": example_id}, 6).step_languages
+        steps.update(languages)
+        switches += sum(a != b for a, b in zip(languages, languages[1:]))
+        boundaries += len(languages) - 1
+    assert switches / boundaries == pytest.approx(0.25, abs=0.01)
+    total = sum(steps.values())
+    for lang, weight in weights.items():
+        assert steps[lang] / total == pytest.approx(weight, abs=0.01), lang
+
+
+def test_full_and_both_modes_and_question_language(tokenizer):
+    full = L2DataCollator(tokenizer, languages=LANGS, mode="full", question_language="random", seed=1)
+    plans = [full.plan({"id": i}, 5) for i in range(4000)]
+    assert all(len(set(p.step_languages)) == 1 for p in plans)
+    assert Counter(p.step_languages[0] for p in plans)["th"] / 4000 == pytest.approx(0.25, abs=0.03)
+    assert sum(p.question_language != p.step_languages[0] for p in plans) / 4000 == pytest.approx(0.75, abs=0.03)
+    both = L2DataCollator(
+        tokenizer,
+        languages=LANGS,
+        mode="both",
+        mixed_ratio=0.2,
+        question_language="pivot",
+        pivot_language="en",
+        switch_probability=0.5,
+    )
+    plans = [both.plan({"id": i}, 5) for i in range(4000)]
+    assert sum(p.kind == "mixed" for p in plans) / 4000 == pytest.approx(0.2, abs=0.03)
+    assert all(p.question_language == "en" for p in plans)
+    assert any(len(set(p.step_languages)) > 1 for p in plans if p.kind == "mixed")
+    assert all(len(set(p.step_languages)) == 1 for p in plans if p.kind == "full")
+
+
+def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, dataset):
+    make = lambda seed: L2DataCollator(tokenizer, languages=LANGS, seed=seed, switch_probability=0.5)  # noqa: E731
+    prepared = make(0).prepare(dataset)
+    features = [prepared[i] for i in range(12)]
+    first, again, other_seed = make(0), make(0), make(1)
+    assert torch.equal(first(features)["input_ids"], again(features)["input_ids"])
+    assert not torch.equal(first(features)["input_ids"], other_seed(features)["input_ids"])
+    epoch0 = first(features)["input_ids"]
+    L2EpochCallback(first).on_epoch_begin(None, type("State", (), {"epoch": 1.0})(), None)
+    assert first.epoch == 1
+    epoch1 = first(features)["input_ids"]
+    assert epoch0.shape != epoch1.shape or not torch.equal(epoch0, epoch1)
+    again.set_epoch(1)
+    assert torch.equal(again(features)["input_ids"], epoch1)
+    # Order within the batch does not change an example's draw (what DataLoader workers rely on).
+    reversed_batch = first(features[::-1])
+    assert torch.equal(
+        reversed_batch["labels"][0][reversed_batch["attention_mask"][0] == 1], first(features[-1:])["labels"][0]
+    )
+
+
+def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
+    collator = L2DataCollator(tokenizer, languages=LANGS, use_chat_template=False)
+    prepared = collator.prepare(dataset, num_proc=2)
+    assert set(prepared.column_names) == {"id", "answer", "prompt_ids", "step_ids"}
+    raw = [dataset[i] for i in range(6)]
+    batch_raw, batch_prepared = collator(raw), collator([prepared[i] for i in range(6)])
+    assert torch.equal(batch_raw["input_ids"], batch_prepared["input_ids"])
+    assert tokenizer.decode(batch_raw["input_ids"][0]).startswith("Question: ")
+
+
+def test_max_length_drops_in_prepare_and_warns_at_collation(tokenizer, dataset):
+    longest = [
+        L2DataCollator(tokenizer, languages=LANGS).longest_length(ex)
+        for ex in L2DataCollator(tokenizer, languages=LANGS).prepare(dataset)
+    ]
+    limit = sorted(longest)[len(longest) // 2]
+    collator = L2DataCollator(tokenizer, languages=LANGS, max_length=limit)
+    prepared = collator.prepare(dataset)
+    assert len(prepared) == sum(n <= limit for n in longest) and 0 < len(prepared) < len(dataset)
+    assert collator(list(prepared))["input_ids"].shape[1] <= limit
+    short = L2DataCollator(tokenizer, languages=LANGS, max_length=min(longest) // 2 + 60)
+    with pytest.warns(UserWarning, match="truncated the completion"):
+        batch = short([dataset[i] for i in range(4)])
+    assert batch["input_ids"].shape[1] == short.max_length
+    with pytest.raises(ValueError, match="prompt alone"):
+        L2DataCollator(tokenizer, languages=LANGS, max_length=20)([dataset[0]])
+
+
+def test_special_token_tags_are_single_ids(dataset):
+    tokenizer = build_tiny_tokenizer()
+    ids = add_language_tokens(tokenizer, None, LANGS)
+    collator = L2DataCollator(tokenizer, languages=LANGS, switch_probability=0.6)
+    batch = collator([dataset[i] for i in range(4)])
+    labels = batch["labels"][batch["labels"] != -100].tolist()
+    assert set(ids.values()) & set(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = collator.plan(dataset[0], len(dataset[0]["steps"]["en"]))
+    row = batch["labels"][0].tolist()
+    assert sum(row.count(ids[lang]) for lang in LANGS) == 1 + sum(
+        a != b for a, b in zip(plan.step_languages, plan.step_languages[1:])
+    )
+
+
+def test_bad_arguments_and_examples_fail_clearly(tokenizer, dataset):
+    with pytest.raises(ValueError, match="`mode`"):
+        L2DataCollator(tokenizer, languages=LANGS, mode="half")
+    with pytest.raises(ValueError, match="`language_weights` names sw"):
+        L2DataCollator(tokenizer, languages=LANGS, language_weights={"sw": 1.0})
+    with pytest.raises(ValueError, match="`switch_probability`"):
+        L2DataCollator(
+            tokenizer, languages=["en", "zh"], language_weights={"en": 0.9, "zh": 0.1}, switch_probability=0.5
+        )
+    with pytest.raises(ValueError, match="shipped languages"):
+        L2DataCollator(tokenizer, languages=["en", "xx"])
+    with pytest.raises(ValueError, match="no steps in language 'sw'"):
+        L2DataCollator(tokenizer, languages=["en", "sw"])([dataset[0]])
+    with pytest.raises(ValueError, match="parallel schema"):
+        L2DataCollator(tokenizer, languages=LANGS)([{"input_ids": [1, 2]}])
