@@ -85,7 +85,8 @@ def main() -> None:
         [
             "# Probe throughput vs plain forward",
             "",
-            f"Device: {device}. Model: hidden {args.hidden}, {args.layers} layers, FFN 4x (Mixtral: 4 experts, top-2).",
+            f"Device: {device}. Model: hidden {args.hidden}, {args.layers} layers, FFN 4x "
+            "(Mixtral: 4 experts, top-2).",
             f"Data: built-in corpus, {len(parallel.languages)} languages, {len(batches)} batches of "
             f"{args.batch_size}, {tokens:,} counted tokens. Median of {args.repeats} alternating runs.",
             "",
