@@ -1,0 +1,90 @@
+"""`slam identify`: find a model's language-specific layers and write the report (JSON + PNG heatmap).
+
+Usage:
+    slam identify --model Qwen/Qwen2.5-0.5B                      # built-in 10-language corpus
+    slam identify --model PATH --data ../shared/data/mgsm/mgsm.jsonl --languages en zh ru th bn --max_items 100
+    slam identify --model PATH --data flores.jsonl --score overlap_msd --lower_half --num_layers 4 \
+        --dtype bfloat16 --device_map auto --output_dir reports/
+"""
+
+from __future__ import annotations
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def make_parser(subparsers):
+    from slam_trainer.probe.scores import SCORES
+
+    parser = subparsers.add_parser(
+        "identify",
+        help="Find the language-specific decoder layers of a model (SLAM layer analysis, LAPE).",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("--model", required=True, help="Model directory or Hub id (a causal LM and its tokenizer).")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="Parallel texts: .jsonl/.json rows with id, lang and text (or question). Default: the built-in corpus.",
+    )
+    parser.add_argument("--languages", nargs="+", default=None, help="Use only these languages (default: all).")
+    parser.add_argument("--text_column", default=None, help="Text column of --data (default: text, else question).")
+    parser.add_argument("--max_items", type=int, default=None, help="Use only the first N parallel items.")
+    parser.add_argument("--num_layers", type=int, default=6, help="How many layers to choose (default: 6).")
+    parser.add_argument("--score", choices=SCORES, default="lape", help="Score to choose by (default: lape).")
+    parser.add_argument("--pivot", default=None, help="Language overlaps are measured against (default: en).")
+    parser.add_argument("--lower_half", action="store_true", help="Choose only among the lower half of the layers.")
+    parser.add_argument("--top_rate", type=float, default=0.01, help="LAPE share of neurons (default: 0.01).")
+    parser.add_argument("--activation_bar_ratio", type=float, default=0.95, help="LAPE bar quantile (default: 0.95).")
+    parser.add_argument("--batch_size", type=int, default=8, help="Texts per forward pass (default: 8).")
+    parser.add_argument("--max_length", type=int, default=256, help="Truncate texts to N tokens (default: 256).")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
+    parser.add_argument("--device_map", default=None, help="e.g. auto (shard over GPUs), cuda, cpu (default: cpu).")
+    parser.add_argument(
+        "--output_dir", default="slam-identify", help="Where the JSON and PNG go (default: ./slam-identify)."
+    )
+    return parser
+
+
+def main(args) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from slam_trainer.cli.main import CommandError
+    from slam_trainer.probe import identify_language_layers
+    from slam_trainer.probe.corpus import load_probe_corpus
+    from slam_trainer.probe.identify import candidate_layers
+    from slam_trainer.probe.parallel import load_parallel_texts
+
+    if args.max_items is not None and args.max_items < 1:
+        raise CommandError(f"--max_items must be at least 1, got {args.max_items}.")
+    data = load_probe_corpus() if args.data is None else args.data
+    parallel = load_parallel_texts(data, languages=args.languages, text_column=args.text_column)
+    texts = {lang: items[: args.max_items] for lang, items in parallel.texts.items()}
+    try:
+        config = AutoConfig.from_pretrained(args.model)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CommandError(f"--model {args.model}: not a model directory or Hub id ({reason})") from None
+    total = config.get_text_config().num_hidden_layers
+    candidate_layers(total, args.num_layers, args.lower_half)  # fail before loading the weights
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, device_map=args.device_map)
+    report = identify_language_layers(
+        model,
+        tokenizer,
+        texts,
+        num_layers=args.num_layers,
+        score=args.score,
+        pivot=args.pivot,
+        lower_half=args.lower_half,
+        top_rate=args.top_rate,
+        activation_bar_ratio=args.activation_bar_ratio,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        progress=True,
+    )
+    print(report.format_table())
+    json_path, png_path = report.save(args.output_dir)
+    print(f"Wrote {json_path} and {png_path}.")

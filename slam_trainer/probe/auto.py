@@ -1,0 +1,101 @@
+"""`slam_layers="auto"`: identify the language layers once per run, before freezing, and agree on them everywhere.
+
+The trainer calls `resolve_auto_layers` before the optimizer exists. Only the main process runs the probe (every
+rank holds the same weights, so one pass suffices); under `accelerate launch`/DeepSpeed, where
+`torch.distributed` is initialised, the report is broadcast so every rank freezes the same layers. A failure on the
+main process is broadcast too, so the other ranks raise instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from slam_trainer.probe.corpus import load_probe_corpus
+from slam_trainer.probe.identify import identify_language_layers
+from slam_trainer.probe.report import LayerReport
+
+
+logger = logging.getLogger(__name__)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _check_full_weights(model) -> None:
+    """Under ZeRO-3 loading each rank holds an empty shard; a forward pass outside the engine cannot run."""
+    if any(getattr(p, "ds_numel", 0) and p.numel() == 0 for p in model.parameters()):
+        raise ValueError(
+            "`slam_layers='auto'` needs the full model weights, but they are partitioned by DeepSpeed ZeRO-3. Run "
+            "`slam identify` on the model first and pass the chosen layers as `slam_layers`."
+        )
+
+
+def resolve_auto_layers(
+    model,
+    tokenizer,
+    probe_data=None,
+    num_layers: int = 6,
+    output_dir: str | None = None,
+    *,
+    lower_half: bool = True,
+    **probe_kwargs,
+) -> tuple[list[int], LayerReport]:
+    """Choose the layers for `slam_layers="auto"`: probe on the main process, share the result with every rank.
+
+    Parameters:
+        model (`PreTrainedModel`):
+            The model to be trained, before freezing and before `accelerator.prepare`/DeepSpeed initialisation.
+        tokenizer (`PreTrainedTokenizerBase`):
+            Its tokenizer (the trainer's `processing_class`).
+        probe_data (`dict`, `datasets.Dataset`, `list[dict]` or `str`, *optional*):
+            Parallel texts as `identify_language_layers` takes them (`slam_probe_dataset`); defaults to the built-in
+            corpus (`slam_trainer.probe.corpus`).
+        num_layers (`int`, *optional*, defaults to `6`):
+            Layers to choose (`slam_num_layers`).
+        output_dir (`str`, *optional*):
+            Where the main process writes `language_layers.json` and `language_layers.png` (`args.output_dir`).
+        lower_half (`bool`, *optional*, defaults to `True`):
+            Choose among the lower half of the layers only. Our default for auto mode, following the SLAM paper's
+            claim that language alignment happens in the lower layers (`identify_language_layers` itself defaults
+            to all layers); pass `False` to let the scores pick anywhere.
+        probe_kwargs:
+            Passed on to `identify_language_layers` (`score`, `pivot`, `top_rate`, `batch_size`, ...).
+
+    Returns:
+        `tuple[list[int], LayerReport]`: the chosen layers (ascending) and the full report, identical on every rank.
+    """
+    _check_full_weights(model)
+    is_main = not _distributed() or torch.distributed.get_rank() == 0
+    payload = [None]
+    if is_main:
+        try:
+            data = probe_data if probe_data is not None else load_probe_corpus()
+            report = identify_language_layers(
+                model, tokenizer, data, num_layers=num_layers, lower_half=lower_half, **probe_kwargs
+            )
+            payload = [{"report": report.to_dict()}]
+        except Exception as error:
+            payload = [{"error": f"{type(error).__name__}: {error}"}]
+            if _distributed():
+                torch.distributed.broadcast_object_list(payload, src=0)
+            raise
+    if _distributed():
+        torch.distributed.broadcast_object_list(payload, src=0)
+    if "error" in payload[0]:
+        raise RuntimeError(f"Language-layer identification failed on the main process: {payload[0]['error']}")
+    report = LayerReport.from_dict(payload[0]["report"])
+    if is_main:
+        logger.info(
+            "slam_layers='auto': chose layers %s of %d by `%s` (%s).",
+            report.chosen_layers,
+            report.num_layers,
+            report.score,
+            ", ".join(f"{lang} {n} tokens" for lang, n in report.tokens.items()),
+        )
+        if output_dir is not None:
+            json_path, png_path = report.save(output_dir)
+            logger.info("Language-layer report written to %s and %s.", json_path, png_path)
+    return report.chosen_layers, report

@@ -1,0 +1,135 @@
+"""`slam identify`: flags, files written, table printed, bad input as one-line errors."""
+
+import json
+import os
+
+import pytest
+
+from slam_trainer.cli.main import main
+from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+from slam_trainer.tiny import build_tiny_tokenizer
+from tests.test_probe import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
+
+
+MGSM = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mgsm", "mgsm.jsonl"
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("truth")
+    tokenizer = build_tiny_tokenizer()
+    ground_truth_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "parallel.jsonl"
+    rows = [
+        {"id": i, "lang": lang, "text": text}
+        for lang, texts in ground_truth_texts().items()
+        for i, text in enumerate(texts)
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    return str(path)
+
+
+def test_identify_writes_report_and_prints_table(model_dir, data_file, tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = [
+        "identify",
+        "--model",
+        model_dir,
+        "--data",
+        data_file,
+        "--num_layers",
+        "2",
+        "--top_rate",
+        "0.05",
+        "--score",
+        "overlap",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "| layer | lape | overlap | activated_msd | overlap_msd | chosen |" in printed.out
+    assert f"Chosen by `overlap`: {DESIGNED_LAYERS}" in printed.out
+    assert "Probing FFN neurons" in printed.err  # the progress bar
+    report = json.loads((out / JSON_NAME).read_text())
+    assert report["chosen_layers"] == DESIGNED_LAYERS and report["score"] == "overlap"
+    assert (out / PNG_NAME).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_identify_languages_and_max_items(model_dir, data_file, tmp_path):
+    out = tmp_path / "report"
+    argv = [
+        "identify",
+        "--model",
+        model_dir,
+        "--data",
+        data_file,
+        "--num_layers",
+        "1",
+        "--languages",
+        "zh",
+        "th",
+        "--max_items",
+        "3",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / JSON_NAME).read_text())
+    assert report["languages"] == ["zh", "th"] and report["settings"]["items"] == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--num_layers", "7"], "`num_layers`=7 is more than the model's 6 decoder layers"),
+        (["--num_layers", "4", "--lower_half"], "lower half of the model (3 of 6 layers)"),
+        (["--languages", "en", "fr"], "`languages` asks for ['fr']"),
+        (["--max_items", "0"], "--max_items must be at least 1"),
+    ],
+)
+def test_identify_bad_input(model_dir, data_file, tmp_path, capsys, extra, message):
+    argv = ["identify", "--model", model_dir, "--data", data_file, "--output_dir", str(tmp_path)] + extra
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / JSON_NAME).exists()
+
+
+def test_identify_missing_files(model_dir, tmp_path, capsys):
+    assert main(["identify", "--model", model_dir, "--data", str(tmp_path / "none.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["identify", "--model", str(tmp_path / "no_model")]) == 2
+    assert "not a model directory or Hub id" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(MGSM), reason="MGSM not found at ../shared/data/mgsm/mgsm.jsonl")
+def test_identify_reads_mgsm(model_dir, tmp_path):
+    out = tmp_path / "mgsm"
+    argv = [
+        "identify",
+        "--model",
+        model_dir,
+        "--data",
+        MGSM,
+        "--max_items",
+        "20",
+        "--num_layers",
+        "2",
+        "--max_length",
+        "64",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / JSON_NAME).read_text())
+    assert len(report["languages"]) == 11 and report["settings"]["items"] == 20 and report["pivot"] == "en"

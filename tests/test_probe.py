@@ -1,0 +1,236 @@
+"""Language-layer identification: ground truth, padding, determinism, bad input, every architecture."""
+
+import json
+import random
+import warnings
+
+import pytest
+import torch
+
+from slam_trainer.probe import LayerReport, identify_language_layers
+from slam_trainer.probe.batches import make_batches
+from slam_trainer.probe.counting import count_activations
+from slam_trainer.probe.parallel import load_parallel_texts
+from slam_trainer.probe.scores import SCORES
+from slam_trainer.tiny import TINY_ARCHITECTURES, build_tiny_model, build_tiny_tokenizer
+
+
+# Ground truth: four "languages", each written with its own letters, so its tokens are disjoint from the others'.
+LETTERS = {"en": "abcdef", "zh": "ghijkl", "ru": "mnopqr", "th": "stuvwx"}
+DESIGNED_LAYERS = [1, 4]
+# Language-specific neurons per language in a designed layer; unequal so the activated counts differ.
+SPECIFIC = {"en": 2, "zh": 4, "ru": 6, "th": 8}
+SHARED = 2  # neurons every language fires, in every layer
+
+
+def ground_truth_model(tokenizer):
+    """A 6-layer Llama whose FFN neurons in `DESIGNED_LAYERS` fire for one language only.
+
+    Each language's tokens embed along its own basis direction, padding along a fifth. Attention and FFN outputs
+    are zeroed, so every layer's FFN sees the embedding itself. Gate rows: a language-specific neuron points at its
+    language (and at padding, so counting padding would show), shared neurons at every language, the rest away
+    from everything except, in the other layers, a few padding-only neurons.
+    """
+    model = build_tiny_model("llama", num_layers=6, hidden_size=32)
+    directions = torch.eye(32)
+    langs = list(LETTERS)
+    lang_dir = {lang: directions[i] for i, lang in enumerate(langs)}
+    pad_dir, everything = directions[len(langs)], directions[: len(langs) + 1].sum(0)
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings().weight
+        embeddings.zero_()
+        for lang, letters in LETTERS.items():
+            for token in tokenizer.convert_tokens_to_ids(list(letters)):
+                embeddings[token] = lang_dir[lang]
+        embeddings[tokenizer.pad_token_id] = pad_dir
+        for index, layer in enumerate(model.model.layers):
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+            gate = layer.mlp.gate_proj.weight
+            gate.copy_(-10 * everything.expand_as(gate))  # silent by default
+            gate[:SHARED] = 10 * everything
+            row = SHARED
+            if index in DESIGNED_LAYERS:
+                for lang in langs:
+                    for _ in range(SPECIFIC[lang]):
+                        gate[row] = 10 * (2 * lang_dir[lang] - everything + 2 * pad_dir)
+                        row += 1
+            else:
+                gate[row : row + 3] = 10 * (2 * pad_dir - everything)
+    return model
+
+
+def ground_truth_texts(items=12, seed=0):
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 20) for _ in range(items)]
+    return {
+        lang: ["".join(rng.choice(letters) for _ in range(n)) for n in lengths] for lang, letters in LETTERS.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def truth(tokenizer):
+    return ground_truth_model(tokenizer), ground_truth_texts()
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_ground_truth_layers_rank_first(truth, tokenizer, score):
+    model, texts = truth
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, score=score, top_rate=0.05)
+    assert report.chosen_layers == DESIGNED_LAYERS
+    assert sorted(report.ranking[:2]) == DESIGNED_LAYERS
+    others = [layer for layer in range(6) if layer not in DESIGNED_LAYERS]
+    assert min(report.scores[score][layer] for layer in DESIGNED_LAYERS) > max(
+        report.scores[score][layer] for layer in others
+    )
+
+
+def test_ground_truth_counts(truth, tokenizer):
+    """Every designed neuron is assigned to its own language only; activated sets and overlaps are exact."""
+    model, texts = truth
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05)
+    total = sum(SPECIFIC.values()) * len(DESIGNED_LAYERS)
+    assert sum(report.scores["lape"]) == round(6 * 128 * 0.05) <= total  # only designed neurons are selected
+    assert report.settings["activation_bar"] == 0.0
+    expected_tokens = {lang: sum(len(t) for t in texts[lang]) for lang in LETTERS}
+    assert report.tokens == expected_tokens
+    for layer in DESIGNED_LAYERS:
+        assert report.activated[layer] == [SHARED + SPECIFIC[lang] for lang in LETTERS]
+        union = {lang: SHARED + SPECIFIC["en"] + SPECIFIC[lang] for lang in list(LETTERS)[1:]}
+        assert report.overlap[layer] == [1.0] + [SHARED / union[lang] for lang in union]
+    for layer in (0, 2, 3, 5):
+        assert report.activated[layer] == [SHARED] * 4  # padding-only neurons never count
+        assert report.overlap[layer] == [1.0] * 4
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_never_counts(truth, side):
+    model, texts = truth[0], ground_truth_texts(items=4)
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.padding_side = side
+    parallel = load_parallel_texts(texts)
+    one = count_activations(model, make_batches(tokenizer, parallel, batch_size=1), parallel.languages)
+    eight = count_activations(model, make_batches(tokenizer, parallel, batch_size=8), parallel.languages)
+    assert torch.equal(one.tokens, eight.tokens)
+    for a, b in zip(one.active, eight.active):
+        assert torch.equal(a, b)
+
+
+def test_padding_side_on_a_random_model():
+    """A real (random) model: the same counts up to float noise, whatever the batch size and padding side."""
+    model = build_tiny_model("llama")
+    texts = {"en": ["one two three", "a much longer sentence than the first", "hi"], "ru": ["раз два", "кот", "да"]}
+    results = []
+    for side, batch_size in [("right", 1), ("right", 3), ("left", 3)]:
+        tokenizer = build_tiny_tokenizer()
+        tokenizer.padding_side = side
+        parallel = load_parallel_texts(texts)
+        results.append(
+            count_activations(model, make_batches(tokenizer, parallel, batch_size=batch_size), ["en", "ru"])
+        )
+    for other in results[1:]:
+        assert torch.equal(other.tokens, results[0].tokens)
+        for a, b in zip(other.active, results[0].active):
+            assert (a - b).abs().max() <= 1  # a token's activation may sit at 0 within float noise
+
+
+def test_deterministic_report(truth, tokenizer, tmp_path):
+    model = build_tiny_model("qwen2")
+    texts = ground_truth_texts(items=6, seed=1)
+    first = identify_language_layers(model, tokenizer, texts, num_layers=2)
+    second = identify_language_layers(model, tokenizer, texts, num_layers=2)
+    assert first.to_dict() == second.to_dict()
+    json_path, png_path = first.save(tmp_path)
+    assert LayerReport.from_json(json_path) == first
+    with open(png_path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(open(json_path).read())["chosen_layers"] == first.chosen_layers
+
+
+def test_lower_half_restricts_the_choice(truth, tokenizer):
+    model, texts = truth
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05, lower_half=True)
+    assert report.ranking == [1, 0, 2]  # layer 4 is out of reach; ties go to the lower layer
+    assert report.chosen_layers == [0, 1]
+    assert len(report.scores["lape"]) == 6  # still reported for every layer
+
+
+@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES)
+def test_every_architecture(architecture, tokenizer):
+    model = build_tiny_model(architecture)
+    model.train()
+    report = identify_language_layers(model, tokenizer, {"en": ["the cat sat"], "zh": ["猫坐着"]}, num_layers=2)
+    assert model.training  # mode restored
+    assert len(report.neurons) == 4 and len(report.chosen_layers) == 2
+    assert report.tokens == {"en": len("the cat sat"), "zh": len("猫坐着".encode())}
+    for layer in range(4):
+        assert all(0 <= count <= report.neurons[layer] for count in report.activated[layer])
+
+
+def test_moe_counts_only_routed_tokens(tokenizer):
+    """Every token routed to every expert: each expert's counts are its own gate's; top-2 routing counts less."""
+    texts = {"en": ["routing test sentence"], "sw": ["sentensi ya majaribio"]}
+    parallel = load_parallel_texts(texts)
+    batches = make_batches(tokenizer, parallel)
+    dense = build_tiny_model("mixtral", num_experts_per_tok=4)
+    counts = count_activations(dense, batches, parallel.languages)
+    routed = build_tiny_model("mixtral")  # same weights (same seed), top-2 routing
+    top2 = count_activations(routed, batches, parallel.languages)
+    inputs = {}
+    experts = dense.model.layers[0].mlp.experts
+    experts.register_forward_pre_hook(lambda module, args: inputs.update(h=args[0]))
+    dense(input_ids=batches[0].input_ids)
+    width = experts.gate_up_proj.shape[1] // 2
+    for expert in range(4):
+        expected = (experts.act_fn(inputs["h"] @ experts.gate_up_proj[expert, :width].T) > 0).sum(0)
+        assert torch.equal(counts.active[0][expert * width : (expert + 1) * width, 0], expected)
+    assert (top2.active[0] <= counts.active[0]).all() and top2.active[0].sum() < counts.active[0].sum()
+
+
+def test_bad_input(truth, tokenizer):
+    model, texts = truth
+    with pytest.raises(ValueError, match="at least two languages"):
+        identify_language_layers(model, tokenizer, {"en": texts["en"]}, num_layers=2)
+    with pytest.raises(ValueError, match=r"`num_layers`=7 is more than the model's 6 decoder layers"):
+        identify_language_layers(model, tokenizer, texts, num_layers=7)
+    with pytest.raises(ValueError, match="lower half"):
+        identify_language_layers(model, tokenizer, texts, num_layers=4, lower_half=True)
+    with pytest.raises(ValueError, match="`score`"):
+        identify_language_layers(model, tokenizer, texts, num_layers=2, score="entropy")
+    with pytest.raises(ValueError, match="different lengths"):
+        identify_language_layers(model, tokenizer, {"en": ["a", "b"], "zh": ["g"]}, num_layers=2)
+    with pytest.raises(ValueError, match="'zh' is empty"):
+        identify_language_layers(model, tokenizer, {"en": ["abc"], "zh": [" "]}, num_layers=2)
+    with pytest.raises(ValueError, match="`pivot`"):
+        identify_language_layers(model, tokenizer, texts, num_layers=2, pivot="fr")
+    with pytest.raises(ValueError, match="'zh' has no token to count"):
+        identify_language_layers(model, SpecialOnlyFor("zh", tokenizer), texts, num_layers=2)
+
+
+class SpecialOnlyFor:
+    """A tokenizer that marks every token of one language's texts as special (e.g. one that only adds BOS)."""
+
+    def __init__(self, lang, tokenizer):
+        self.lang_texts, self.tokenizer = ground_truth_texts()[lang], tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, texts, **kwargs):
+        encoded = self.tokenizer(texts, **kwargs)
+        if texts == self.lang_texts:
+            encoded["special_tokens_mask"] = [[1] * len(row) for row in encoded["input_ids"]]
+        return encoded
+
+
+def test_non_parallel_ids_are_dropped_with_a_warning():
+    rows = [{"id": i, "lang": lang, "question": f"{lang} {i}"} for i in range(4) for lang in ("en", "zh")]
+    rows.append({"id": 9, "lang": "en", "question": "only in English"})
+    with pytest.warns(UserWarning, match="not fully parallel"):
+        parallel = load_parallel_texts(rows)
+    assert parallel.ids == [0, 1, 2, 3] and parallel.texts["zh"][2] == "zh 2"
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="no item present in every language"):
+        warnings.simplefilter("ignore")
+        load_parallel_texts([{"id": 1, "lang": "en", "text": "a"}, {"id": 2, "lang": "zh", "text": "b"}])
+    with pytest.raises(ValueError, match="need `id`, `lang`"):
+        load_parallel_texts([{"lang": "en", "text": "a"}])

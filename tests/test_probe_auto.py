@@ -1,0 +1,113 @@
+"""Auto mode (`resolve_auto_layers`) and the built-in probe corpus."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from slam_trainer.languages import get_language
+from slam_trainer.probe.auto import resolve_auto_layers
+from slam_trainer.probe.corpus import load_probe_corpus
+from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+from tests.test_probe import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_corpus_is_parallel_and_in_each_script():
+    corpus = load_probe_corpus()
+    assert len(corpus) >= 8 and {"zh", "ja", "ru", "th", "bn"} <= set(corpus)
+    ids = set(corpus["en"])
+    assert len(ids) >= 24
+    for lang, texts in corpus.items():
+        assert set(texts) == ids, lang
+        script = get_language(lang).script_pattern
+        assert all(script.search(text) for text in texts.values()), lang
+    assert len({text for texts in corpus.values() for text in texts.values()}) == len(ids) * len(corpus)
+
+
+def test_corpus_language_choice():
+    assert list(load_probe_corpus(["th", "en"])) == ["th", "en"]
+    with pytest.raises(ValueError, match="Unknown language code 'xx'"):
+        load_probe_corpus(["en", "xx"])
+    with pytest.raises(ValueError, match="has no \\['te'\\]"):
+        load_probe_corpus(["en", "te"])
+
+
+def test_auto_finds_the_designed_layers_and_writes_the_report(tmp_path, caplog):
+    tokenizer = build_tiny_tokenizer()
+    model = ground_truth_model(tokenizer)
+    with caplog.at_level(logging.INFO, logger="slam_trainer.probe.auto"):
+        layers, report = resolve_auto_layers(
+            model,
+            tokenizer,
+            ground_truth_texts(),
+            num_layers=2,
+            output_dir=str(tmp_path),
+            lower_half=False,
+            top_rate=0.05,
+        )
+    assert layers == DESIGNED_LAYERS == report.chosen_layers
+    assert "chose layers [1, 4]" in caplog.text
+    with open(tmp_path / JSON_NAME) as handle:
+        assert json.load(handle)["chosen_layers"] == DESIGNED_LAYERS
+    assert (tmp_path / PNG_NAME).stat().st_size > 0
+
+
+def test_auto_defaults_to_the_built_in_corpus_and_the_lower_half():
+    model, tokenizer = build_tiny_model("llama"), build_tiny_tokenizer()
+    layers, report = resolve_auto_layers(model, tokenizer, num_layers=2, max_length=16)
+    assert layers == [0, 1] and report.settings["lower_half"]
+    assert set(report.languages) == set(load_probe_corpus()) and report.settings["items"] >= 24
+    with pytest.raises(ValueError, match="lower half"):
+        resolve_auto_layers(build_tiny_model("llama"), build_tiny_tokenizer(), num_layers=3)
+
+
+RANK_SCRIPT = """
+import json, sys, torch.distributed as dist
+from slam_trainer.probe.auto import resolve_auto_layers
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+from tests.test_probe import ground_truth_model, ground_truth_texts
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+tokenizer = build_tiny_tokenizer()
+# Rank 1 holds other weights: without the broadcast it would choose other layers.
+model = ground_truth_model(tokenizer) if rank == 0 else build_tiny_model("llama", num_layers=6, seed=rank)
+layers, report = resolve_auto_layers(
+    model, tokenizer, ground_truth_texts(), num_layers=2, output_dir=f"{sys.argv[1]}/out{rank}", lower_half=False,
+    top_rate=0.05,
+)
+with open(f"{sys.argv[1]}/rank{rank}.json", "w") as handle:
+    json.dump({"layers": layers, "report": report.to_dict()}, handle)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.distributed
+def test_auto_agrees_on_every_rank(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": ROOT, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        str(script),
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["layers"] == ranks[1]["layers"] == DESIGNED_LAYERS
+    assert ranks[0]["report"] == ranks[1]["report"]
+    assert (tmp_path / "out0" / JSON_NAME).exists() and not (tmp_path / "out1").exists()

@@ -1,0 +1,32 @@
+"""`SelectiveFFNTrainer` with `slam_layers="auto"`: the probe chooses, the freezing follows, the files are written."""
+
+import inspect
+import json
+
+import pytest
+
+from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+from slam_trainer.trainer import SelectiveFFNTrainer
+from tests.test_probe import ground_truth_model, ground_truth_texts
+
+
+@pytest.mark.skipif(
+    "not available yet" in inspect.getsource(SelectiveFFNTrainer._identify_layers),
+    reason="SelectiveFFNTrainer._identify_layers does not call resolve_auto_layers yet",
+)
+def test_trainer_auto_mode_trains_the_identified_layer(tokenizer, arithmetic_dataset, cpu_args, tmp_path):
+    probe_file = tmp_path / "probe.jsonl"
+    rows = [
+        {"id": i, "lang": lang, "text": t} for lang, texts in ground_truth_texts().items() for i, t in enumerate(texts)
+    ]
+    probe_file.write_text("\n".join(json.dumps(row) for row in rows))
+    args = cpu_args(slam_layers="auto", slam_num_layers=1, slam_probe_dataset=str(probe_file))
+    trainer = SelectiveFFNTrainer(
+        model=ground_truth_model(tokenizer), args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer
+    )
+    # Layers 1 and 4 hold the language-specific neurons; auto mode looks in the lower half (0-2) by default.
+    assert trainer.slam_layer_report.chosen_layers == [1] == trainer.slam_report.layers
+    trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("model.layers.1.mlp.") for name in trainable)
+    assert json.loads((tmp_path / "out" / JSON_NAME).read_text())["chosen_layers"] == [1]
+    assert (tmp_path / "out" / PNG_NAME).exists()
