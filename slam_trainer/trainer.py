@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from transformers import AutoTokenizer
@@ -139,16 +140,19 @@ class SelectiveFFNTrainer(SFTTrainer):
             return SelectiveFFNConfig(f"{name.split('/')[-1]}-SLAM")
         if isinstance(args, SelectiveFFNConfig):
             return args
-        dict_args = args.to_dict()
-        dict_args["hub_token"] = args.hub_token  # to_dict hides it
+        # Field values as set, not `to_dict()`, which masks every `*_token` field (`eos_token` -> "<EOS_TOKEN>").
+        dict_args = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
         logger.warning("SelectiveFFNTrainer got a plain %s; converting it with SLAM defaults.", type(args).__name__)
         return SelectiveFFNConfig(**dict_args)
 
     def _identify_layers(self, model, tokenizer, args) -> list[int]:
-        raise ValueError(
-            "`slam_layers='auto'` (language-layer identification) is not available yet; pass explicit layers, "
-            "e.g. `slam_layers=[0, 1, 2, 3, 4, 5]`."
+        """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank)."""
+        from slam_trainer.probe.auto import resolve_auto_layers
+
+        layers, self.slam_layer_report = resolve_auto_layers(
+            model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir
         )
+        return layers
 
     @staticmethod
     def _target_chosen_projections(peft_config, chosen) -> None:

@@ -1,19 +1,12 @@
 """`SelectiveFFNTrainer` with `slam_layers="auto"`: the probe chooses, the freezing follows, the files are written."""
 
-import inspect
 import json
-
-import pytest
 
 from slam_trainer.probe.report import JSON_NAME, PNG_NAME
 from slam_trainer.trainer import SelectiveFFNTrainer
 from tests.test_probe import ground_truth_model, ground_truth_texts
 
 
-@pytest.mark.skipif(
-    "not available yet" in inspect.getsource(SelectiveFFNTrainer._identify_layers),
-    reason="SelectiveFFNTrainer._identify_layers does not call resolve_auto_layers yet",
-)
 def test_trainer_auto_mode_trains_the_identified_layer(tokenizer, arithmetic_dataset, cpu_args, tmp_path):
     probe_file = tmp_path / "probe.jsonl"
     rows = [

@@ -9,7 +9,7 @@ from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def main(output_dir: str) -> None:
-    model = build_tiny_model("qwen2", num_layers=8, seed=0)
+    model = build_tiny_model("qwen2", num_layers=12, seed=0)
     tokenizer = build_tiny_tokenizer()
     dataset = Dataset.from_dict(
         {
