@@ -14,6 +14,7 @@ from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
 from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.l2.tags import add_language_tokens
+from slam_trainer.probe import LayerReport, identify_language_layers
 from slam_trainer.trainer import SelectiveFFNTrainer
 
 
@@ -27,6 +28,7 @@ __all__ = [
     "L2DataCollator",
     "L2EpochCallback",
     "LanguageSwitchLogitsProcessor",
+    "LayerReport",
     "SelectiveFFNCallback",
     "SelectiveFFNConfig",
     "SelectiveFFNTrainer",
@@ -38,6 +40,7 @@ __all__ = [
     "freeze_except_ffn",
     "generate_problems",
     "get_architecture_map",
+    "identify_language_layers",
     "load_ffn_delta",
     "load_jsonl_rows",
     "run_evaluation",

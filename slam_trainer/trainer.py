@@ -149,6 +149,8 @@ class SelectiveFFNTrainer(SFTTrainer):
         """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank)."""
         from slam_trainer.probe.auto import resolve_auto_layers
 
+        if tokenizer is None:
+            raise ValueError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
             model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir
         )

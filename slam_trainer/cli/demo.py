@@ -99,7 +99,7 @@ def main(args: argparse.Namespace) -> None:
     trainer = SelectiveFFNTrainer(
         model=model, args=config, train_dataset=build_slam_training_set(train_rows), processing_class=tokenizer
     )
-    print(trainer.slam_layer_report.format_table() if hasattr(trainer.slam_layer_report, "format_table") else "")
+    print(trainer.slam_layer_report.format_table())
     print(trainer.slam_report)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> None:
 
     print("[6/7] Evaluating base + delta per language")
     after = _evaluate(paths["base"], eval_file, os.path.join(paths["eval"], "after"), args, delta=paths["delta"])
-    before["name"], after["name"] = "before", "after"
+    before["run"], after["run"] = "before", "after"
     print(format_table([before, after]))
 
     print(f"[7/7] Merging base + delta into a normal model directory -> {paths['merged']}")
