@@ -29,7 +29,7 @@ def make_parser(subparsers):
     parser.add_argument("--train_problems", type=int, default=48, help="Synthetic training problems (per language).")
     parser.add_argument("--eval_problems", type=int, default=6, help="Held-out problems evaluated per language.")
     parser.add_argument("--num_layers", type=int, default=2, help="Layers auto mode chooses (of the tiny model's 8).")
-    parser.add_argument("--max_steps", type=int, default=60, help="SLAM training steps.")
+    parser.add_argument("--max_steps", type=int, default=200, help="SLAM training steps.")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="Tokens generated per evaluation question.")
     parser.add_argument("--seed", type=int, default=0, help="Seeds the model, the data and the training.")
     return parser
@@ -92,8 +92,8 @@ def main(args: argparse.Namespace) -> None:
     print(f"[4/7] Identifying language-specific layers and training them with SLAM ({args.max_steps} steps)")
     config = SelectiveFFNConfig(
         output_dir=paths["train"], slam_layers="auto", slam_num_layers=args.num_layers, slam_probe_dataset=train_file,
-        max_steps=args.max_steps, per_device_train_batch_size=8, learning_rate=3e-3, lr_scheduler_type="cosine",
-        max_length=768, logging_steps=10, use_cpu=True, bf16=False, gradient_checkpointing=False,
+        max_steps=args.max_steps, per_device_train_batch_size=8, learning_rate=1e-2, lr_scheduler_type="cosine",
+        max_length=768, logging_steps=25, use_cpu=True, bf16=False, gradient_checkpointing=False,
         save_strategy="no", report_to="none", seed=args.seed, disable_tqdm=True,
     )
     trainer = SelectiveFFNTrainer(
