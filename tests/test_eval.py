@@ -207,10 +207,10 @@ def test_bad_input_is_a_one_line_error(model_dir, data_file, tmp_path, capsys, f
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": 0, "lang": "en", "question": "q"}\n', r"lacks column\(s\) answer"),
+        ('{"id": 0, "lang": "en", "question": "q"}\n', r"missing column\(s\) answer"),
         ("", "holds no rows"),
         ('{"id": 0, "lang": "en", "question": "q", "answer": "many"}\n', "is not a number"),
-        ("not json\n", "line 1 is not JSON"),
+        ("not json\n", r"bad.jsonl:1: not valid JSON"),
     ],
 )
 def test_bad_data_file_is_a_clear_error(model_dir, tmp_path, content, message):

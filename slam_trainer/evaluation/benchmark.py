@@ -6,37 +6,16 @@ each other. Few-shot exemplars use the same format plus `cot`, a worked answer (
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from slam_trainer.data.loaders import REQUIRED_COLUMNS, load_jsonl_rows
 from slam_trainer.evaluation.extraction import parse_gold
 from slam_trainer.languages import LANGUAGES, validate_languages
 
 
-REQUIRED_COLUMNS = ("id", "lang", "question", "answer")
-
-
 def read_jsonl(path: str | Path, required: tuple[str, ...], argument: str) -> list[dict]:
-    """The rows of a JSONL file, each checked to hold the `required` columns; `argument` names the flag in errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"`{argument}` file {path} does not exist.")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"`{argument}` {path} line {number} is not JSON: {error.msg}.") from None
-            missing = [column for column in required if column not in row]
-            if missing:
-                raise ValueError(
-                    f"`{argument}` {path} line {number} lacks column(s) {', '.join(missing)}; every row needs "
-                    f"{', '.join(required)}."
-                )
-            rows.append(row)
+    """The rows of a JSONL file, each checked to hold the `required` columns; an empty file is an error too."""
+    rows = load_jsonl_rows(path, required=required)
     if not rows:
         raise ValueError(f"`{argument}` {path} holds no rows.")
     return rows
