@@ -37,27 +37,29 @@ def arithmetic_dataset():
     return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
-@pytest.fixture
-def cpu_args(tmp_path):
-    """Factory for `SelectiveFFNConfig` on CPU: fp32, no checkpointing, no saving unless asked, large lr."""
+def cpu_config(output_dir, **overrides):
+    """`SelectiveFFNConfig` on CPU: fp32, no checkpointing, no saving unless asked, a large lr, layers 0 and -1."""
     from slam_trainer.config import SelectiveFFNConfig
 
-    def make(**overrides):
-        kwargs = dict(
-            output_dir=str(tmp_path / "out"),
-            slam_layers=[0, -1],
-            max_steps=3,
-            per_device_train_batch_size=4,
-            learning_rate=1e-2,
-            use_cpu=True,
-            bf16=False,
-            gradient_checkpointing=False,
-            report_to="none",
-            save_strategy="no",
-            logging_steps=1,
-            disable_tqdm=True,
-        )
-        kwargs.update(overrides)
-        return SelectiveFFNConfig(**kwargs)
+    kwargs = dict(
+        output_dir=str(output_dir),
+        slam_layers=[0, -1],
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+    )
+    kwargs.update(overrides)
+    return SelectiveFFNConfig(**kwargs)
 
-    return make
+
+@pytest.fixture
+def cpu_args(tmp_path):
+    """Factory for `cpu_config` writing under the test's temporary directory."""
+    return lambda **overrides: cpu_config(overrides.pop("output_dir", tmp_path / "out"), **overrides)
