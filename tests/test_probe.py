@@ -234,3 +234,13 @@ def test_non_parallel_ids_are_dropped_with_a_warning():
         load_parallel_texts([{"id": 1, "lang": "en", "text": "a"}, {"id": 2, "lang": "zh", "text": "b"}])
     with pytest.raises(ValueError, match="need `id`, `lang`"):
         load_parallel_texts([{"lang": "en", "text": "a"}])
+
+
+def test_bfloat16_gives_the_fp32_counts(truth, tokenizer):
+    """The ground-truth activations sit far from 0, so a bf16 copy must count exactly as the fp32 model."""
+    model, texts = truth
+    fp32 = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05)
+    bf16 = identify_language_layers(
+        ground_truth_model(tokenizer).to(torch.bfloat16), tokenizer, texts, num_layers=2, top_rate=0.05
+    )
+    assert bf16.to_dict() == fp32.to_dict()
