@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/bench_probe.py                 # CPU: a small Llama and a small Mixtral, fp32 and bf16
+    OMP_NUM_THREADS=1 python benchmarks/bench_probe.py   # steadier on a small, shared CPU
     python benchmarks/bench_probe.py --device cuda --hidden 1024 --layers 16
 
 Both sides run the same `ProbeBatch`es (the built-in 10-language corpus) through the same forward call; the probe
@@ -80,7 +81,11 @@ def main() -> None:
                 f"| {architecture} | {str(dtype).removeprefix('torch.')} | {tokens / plain:,.0f} | "
                 f"{tokens / probe:,.0f} | {plain / probe:.2f} |"
             )
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
+    device = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    )
     text = "\n".join(
         [
             "# Probe throughput vs plain forward",
