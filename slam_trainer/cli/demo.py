@@ -47,8 +47,14 @@ def _evaluate(model_dir: str, data: str, output_dir: str, args, delta: str | Non
     from slam_trainer.evaluation.runner import EvalSettings, run_evaluation
 
     settings = EvalSettings(
-        model=model_dir, data=data, delta=delta, batch_size=16, max_new_tokens=args.max_new_tokens,
-        dtype="float32", device="cpu", seed=args.seed,
+        model=model_dir,
+        data=data,
+        delta=delta,
+        batch_size=16,
+        max_new_tokens=args.max_new_tokens,
+        dtype="float32",
+        device="cpu",
+        seed=args.seed,
     )
     return run_evaluation(settings, output_dir, progress=False)[0]
 
@@ -91,10 +97,23 @@ def main(args: argparse.Namespace) -> None:
 
     print(f"[4/7] Identifying language-specific layers and training them with SLAM ({args.max_steps} steps)")
     config = SelectiveFFNConfig(
-        output_dir=paths["train"], slam_layers="auto", slam_num_layers=args.num_layers, slam_probe_dataset=train_file,
-        max_steps=args.max_steps, per_device_train_batch_size=8, learning_rate=1e-2, lr_scheduler_type="cosine",
-        max_length=768, logging_steps=25, use_cpu=True, bf16=False, gradient_checkpointing=False,
-        save_strategy="no", report_to="none", seed=args.seed, disable_tqdm=True,
+        output_dir=paths["train"],
+        slam_layers="auto",
+        slam_num_layers=args.num_layers,
+        slam_probe_dataset=train_file,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        lr_scheduler_type="cosine",
+        max_length=768,
+        logging_steps=25,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        disable_tqdm=True,
     )
     trainer = SelectiveFFNTrainer(
         model=model, args=config, train_dataset=build_slam_training_set(train_rows), processing_class=tokenizer
@@ -114,8 +133,17 @@ def main(args: argparse.Namespace) -> None:
     print(format_table([before, after]))
 
     print(f"[7/7] Merging base + delta into a normal model directory -> {paths['merged']}")
-    merge.main(argparse.Namespace(base=paths["base"], delta=paths["delta"], out=paths["merged"], revision=None,
-                                  delta_revision=None, dtype="auto", trust_remote_code=False))
+    merge.main(
+        argparse.Namespace(
+            base=paths["base"],
+            delta=paths["delta"],
+            out=paths["merged"],
+            revision=None,
+            delta_revision=None,
+            dtype="auto",
+            trust_remote_code=False,
+        )
+    )
 
     print("\nArtefacts:")
     for label, path in [
