@@ -152,7 +152,7 @@ def _is_projection(module: nn.Module) -> bool:
     """A layer holding a weight matrix: `nn.Linear`, GPT-2's `Conv1D`, or a PEFT wrapper around either."""
     base = getattr(module, "base_layer", module)
     weight = getattr(base, "weight", None)
-    return isinstance(weight, nn.Parameter) and len(_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
+    return isinstance(weight, nn.Parameter) and len(full_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
 
 
 def _output_dim(module: nn.Module) -> int:
@@ -161,7 +161,7 @@ def _output_dim(module: nn.Module) -> int:
     return 1 if type(base).__name__ == "Conv1D" else 0
 
 
-def _shape(param: nn.Parameter) -> tuple[int, ...]:
+def full_shape(param: nn.Parameter) -> tuple[int, ...]:
     """The full shape, also under ZeRO-3 where the local tensor is an empty partition."""
     return tuple(getattr(param, "ds_shape", param.shape))
 
@@ -180,7 +180,7 @@ def _module_tensors(prefix: str, module: nn.Module, role_of_name) -> list[FFNTen
 def _roles_for(attr: str, param: nn.Parameter, dim: int):
     """(role, fused_slice) pairs carried by parameter `param` of a projection called `attr`."""
     if attr in FUSED_NAMES:
-        size = _shape(param)[dim] // 2
+        size = full_shape(param)[dim] // 2
         first, second = FUSED_NAMES[attr]
         return [(first, (dim, 0, size)), (second, (dim, size, 2 * size))]
     for role, names in ROLE_NAMES.items():

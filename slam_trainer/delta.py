@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
 
-from slam_trainer.architectures import ROLES, get_architecture_map
+from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
 
 
 DELTA_WEIGHTS_NAME = "ffn_delta.safetensors"
@@ -103,10 +103,6 @@ def gathered(param: nn.Parameter, modifier_rank: int | None = None):
         yield
 
 
-def _shape(param: nn.Parameter) -> list[int]:
-    return list(getattr(param, "ds_shape", param.shape))
-
-
 def _refuse_peft(model: nn.Module) -> None:
     if hasattr(model, "peft_config"):
         raise TypeError(
@@ -122,7 +118,7 @@ def base_fingerprint(model: nn.Module, delta_names) -> str:
     params = dict(model.named_parameters())
     digest = hashlib.sha256()
     for name in sorted(params):
-        digest.update(f"{name}:{_shape(params[name])};".encode())
+        digest.update(f"{name}:{list(full_shape(params[name]))};".encode())
     amap = get_architecture_map(model)
     layer_prefixes = (f"{amap.layers_path}.0.", f"{amap.layers_path}.{amap.num_layers - 1}.")
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
@@ -213,7 +209,7 @@ def save_ffn_delta(
         projections=list(roles),
         dtype=",".join(dtypes),
         base_fingerprint=fingerprint,
-        tensors={name: _shape(params[name]) for name in names},
+        tensors={name: list(full_shape(params[name])) for name in names},
         slam_trainer_version=__version__,
     )
     if _is_main_process():
@@ -264,8 +260,8 @@ def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = N
         )
     params = dict(base_model.named_parameters())
     for name, shape in metadata.tensors.items():
-        if name not in params or _shape(params[name]) != list(shape):
-            found = _shape(params[name]) if name in params else "no such parameter"
+        if name not in params or list(full_shape(params[name])) != list(shape):
+            found = list(full_shape(params[name])) if name in params else "no such parameter"
             raise ValueError(
                 f"The delta at {path!r} holds `{name}` of shape {shape}, but `base_model` has {found}: it is not "
                 f"the base the delta was trained on ({trained_on})."

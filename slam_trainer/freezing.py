@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from slam_trainer.architectures import FFNTensor, get_architecture_map
+from slam_trainer.architectures import FFNTensor, full_shape, get_architecture_map
 
 
 # Aliases accepted in `extra`, resolved structurally.
@@ -154,8 +154,7 @@ def _slice_numel(param: nn.Parameter, tensor: FFNTensor) -> int:
     if tensor.fused_slice is None:
         return numel(param)
     dim, start, stop = tensor.fused_slice
-    shape = tuple(getattr(param, "ds_shape", param.shape))
-    return numel(param) * (stop - start) // shape[dim]
+    return numel(param) * (stop - start) // full_shape(param)[dim]
 
 
 def _install_gradient_mask(param: nn.Parameter, keep: list[tuple[int, int, int]]):
@@ -250,7 +249,7 @@ def freeze_except_ffn(
         for name, slices in keep_slices.items():
             dim = slices[0][0]
             covered = sum(stop - start for _, start, stop in slices)
-            if covered < tuple(getattr(params[name], "ds_shape", params[name].shape))[dim]:
+            if covered < full_shape(params[name])[dim]:
                 masked[name] = slices
         for name, slices in masked.items():
             hooks.append(_install_gradient_mask(params[name], slices))
