@@ -20,6 +20,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from slam_trainer.data.loaders import load_jsonl_rows
+
 
 TEXT_COLUMNS = ("text", "question")
 
@@ -39,10 +41,10 @@ class ParallelTexts:
 def _read_rows(path: str) -> list | dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Probe data file {path!r} does not exist; pass a .jsonl/.json file of parallel rows.")
-    with open(path, encoding="utf-8") as handle:
-        if path.endswith(".jsonl"):
-            return [json.loads(line) for line in handle if line.strip()]
-        if path.endswith(".json"):
+    if path.endswith(".jsonl"):
+        return load_jsonl_rows(path, required=())  # columns are checked by `_from_rows`
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     raise ValueError(f"Probe data file {path!r}: expected a .jsonl or .json file.")
 
