@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
+
 
 def make_parser(subparsers):
     parser = subparsers.add_parser(
@@ -34,7 +36,7 @@ def make_parser(subparsers):
     parser.add_argument(
         "--segmentation",
         default="auto",
-        choices=["auto", "sentences", "paragraphs", "reflection"],
+        choices=SEGMENTATION_MODES,
         help="How a seed `cot` is cut into steps.",
     )
     return parser

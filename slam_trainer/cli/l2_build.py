@@ -11,6 +11,9 @@ statistics are printed.
 
 from __future__ import annotations
 
+from slam_trainer.l2.parallel import ON_INVALID
+from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
+
 
 def make_parser(subparsers):
     parser = subparsers.add_parser(
@@ -25,13 +28,13 @@ def make_parser(subparsers):
     parser.add_argument(
         "--on_invalid",
         default="drop",
-        choices=["drop", "raise"],
+        choices=ON_INVALID,
         help="Drop invalid examples with a count, or fail listing them.",
     )
     parser.add_argument(
         "--segmentation",
         default="auto",
-        choices=["auto", "sentences", "paragraphs", "reflection"],
+        choices=SEGMENTATION_MODES,
         help="How a `cot` text is cut into steps.",
     )
     return parser
