@@ -16,6 +16,7 @@ from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
 from slam_trainer.hub import card_section, push_ffn_delta
 from slam_trainer.l2.collator import L2EpochCallback
+from slam_trainer.offline_models import resolve_model_path
 
 
 logger = logging.get_logger(__name__)
@@ -71,7 +72,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     ):
         args = self._as_selective_config(model, args)
         if isinstance(model, str):
-            model_id = model
+            model_id = resolve_model_path(model)
             model_init_kwargs = dict(args.model_init_kwargs or {})
             if quantization_config is not None:
                 model_init_kwargs["quantization_config"] = quantization_config

@@ -51,6 +51,7 @@ def main(args) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from slam_trainer.cli.main import CommandError
+    from slam_trainer.offline_models import resolve_model_path
     from slam_trainer.probe import identify_language_layers
     from slam_trainer.probe.corpus import load_probe_corpus
     from slam_trainer.probe.identify import candidate_layers
@@ -61,6 +62,7 @@ def main(args) -> None:
     data = load_probe_corpus() if args.data is None else args.data
     parallel = load_parallel_texts(data, languages=args.languages, text_column=args.text_column)
     texts = {lang: items[: args.max_items] for lang, items in parallel.texts.items()}
+    args.model = resolve_model_path(args.model)
     try:
         config = AutoConfig.from_pretrained(args.model)
     except OSError as error:

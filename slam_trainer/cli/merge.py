@@ -30,12 +30,14 @@ def main(args) -> None:
 
     from slam_trainer.cli.main import CommandError
     from slam_trainer.delta import DeltaMetadata, load_ffn_delta, resolve_delta_directory
+    from slam_trainer.offline_models import resolve_model_path
 
     if os.path.exists(args.out) and os.listdir(args.out):
         raise CommandError(f"`out` {args.out!r} exists and is not empty; choose a new directory.")
     delta_dir = resolve_delta_directory(args.delta, args.delta_revision)
     metadata = DeltaMetadata.read(delta_dir)  # fails early on a path that holds no delta
     revision = args.revision or metadata.base_revision
+    args.base = resolve_model_path(args.base)
     model = AutoModelForCausalLM.from_pretrained(
         args.base, revision=revision, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )

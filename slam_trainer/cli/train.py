@@ -162,6 +162,7 @@ def run(script_args, training_args, model_args):
     from trl import SFTTrainer, get_peft_config
 
     from slam_trainer.l2.collator import L2EpochCallback
+    from slam_trainer.offline_models import resolve_model_path
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
     from slam_trainer.trainer import SelectiveFFNTrainer
 
@@ -171,17 +172,21 @@ def run(script_args, training_args, model_args):
         raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
     name = model_args.model_name_or_path
     if name is None:
-        raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, or 'tiny:llama').")
+        raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
+            "'smollm2-135m-instruct', or 'tiny:llama').")
     if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
         model, tokenizer = build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
     else:
-        model_kwargs = {"revision": model_args.model_revision, "trust_remote_code": model_args.trust_remote_code}
+        name = resolve_model_path(name)
+        model_kwargs = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
         if model_args.dtype not in (None, "auto"):
             model_kwargs["dtype"] = model_args.dtype
         if model_args.attn_implementation:
             model_kwargs["attn_implementation"] = model_args.attn_implementation
         model = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+        )
     train_dataset, collator = build_training_data(script_args, tokenizer, model, training_args)
     kwargs = dict(
         model=model,

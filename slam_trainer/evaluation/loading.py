@@ -36,7 +36,9 @@ def load_tokenizer(model: str, tokenizer: str | None = None):
     """The tokenizer of `model` (or of `tokenizer`), set up for left-padded batched generation."""
     from transformers import AutoTokenizer
 
-    source = tokenizer or model
+    from slam_trainer.offline_models import resolve_model_path
+
+    source = resolve_model_path(tokenizer or model)
     if tokenizer is None and is_adapter(model):
         # Adapters are often saved without a tokenizer: fall back to the base model's.
         adapter_dir = Path(model)
@@ -91,7 +93,9 @@ def load_model(model: str, *, delta: str | None = None, dtype: str = "auto", dev
 
         loaded = AutoPeftModelForCausalLM.from_pretrained(model, dtype=torch_dtype).merge_and_unload()
     else:
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
+        from slam_trainer.offline_models import resolve_model_path
+
+        loaded = AutoModelForCausalLM.from_pretrained(resolve_model_path(model), dtype=torch_dtype)
         if delta is not None:
             from slam_trainer.delta import load_ffn_delta
 
