@@ -157,36 +157,55 @@ def build_training_data(script_args, tokenizer, model, training_args):
     return collator.prepare(parallel), collator
 
 
+def load_model_and_tokenizer(model_args, training_args):
+    """The model and tokenizer to train, loaded as TRL's `sft` script would (its `model_init_kwargs`), from a Hub id,
+    a local folder, an offline short name (`slam_trainer.offline_models`) or `tiny:<architecture>`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import get_kbit_device_map, get_quantization_config
+
+    from slam_trainer.offline_models import resolve_model_path
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+
+    name = model_args.model_name_or_path
+    if name is None:
+        raise ValueError(
+            "`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
+            "'smollm2-135m-instruct', or 'tiny:llama')."
+        )
+    set_seed(training_args.seed)  # before the model exists, as TRL does: PEFT initialises adapters randomly
+    if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
+        return build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
+    path = resolve_model_path(name)
+    model_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None:
+        model_kwargs.update(quantization_config=quantization_config, device_map=get_kbit_device_map())
+    model_kwargs.update(training_args.model_init_kwargs or {})
+    # Loaded here (the L² tags may resize the embeddings first), so the trainer must not be told to load it again.
+    training_args.model_init_kwargs = None
+    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in model_kwargs.items() if v is not None})
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    )
+    return model, tokenizer
+
+
 def run(script_args, training_args, model_args):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer, get_peft_config
 
     from slam_trainer.l2.collator import L2EpochCallback
-    from slam_trainer.offline_models import resolve_model_path
-    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
     from slam_trainer.trainer import SelectiveFFNTrainer
 
     if script_args.l2_mode not in L2_MODES:
         raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
-    name = model_args.model_name_or_path
-    if name is None:
-        raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
-            "'smollm2-135m-instruct', or 'tiny:llama').")
-    if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
-        model, tokenizer = build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
-    else:
-        name = resolve_model_path(name)
-        model_kwargs = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
-        if model_args.dtype not in (None, "auto"):
-            model_kwargs["dtype"] = model_args.dtype
-        if model_args.attn_implementation:
-            model_kwargs["attn_implementation"] = model_args.attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(
-            name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
-        )
+    model, tokenizer = load_model_and_tokenizer(model_args, training_args)
     train_dataset, collator = build_training_data(script_args, tokenizer, model, training_args)
     kwargs = dict(
         model=model,

@@ -11,12 +11,20 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from slam_trainer.data.synthetic_templates import ANSWER_SENTENCE, NAMES, OPERATION_SYMBOLS, TEMPLATES
+from slam_trainer.data.synthetic_templates import (
+    ANSWER_SENTENCE,
+    NAMES,
+    ONE_STEP_TEMPLATES,
+    OPERATION_SYMBOLS,
+    TEMPLATES,
+)
 from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import LANGUAGES, validate_languages
 
 
+# The worlds: GSM8K-like problems of two to four operations, and one-operation problems with single digits.
+WORLDS = {"multi-step": TEMPLATES, "one-step": ONE_STEP_TEMPLATES}
 _APPLY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a // b}
 
 
@@ -46,7 +54,9 @@ def _draw(template: dict, rng: random.Random) -> dict[str, int]:
     return values
 
 
-def generate_problems(num_problems: int, *, languages=None, seed: int = 0) -> list[SyntheticProblem]:
+def generate_problems(
+    num_problems: int, *, languages=None, seed: int = 0, world: str = "multi-step"
+) -> list[SyntheticProblem]:
     """Generate `num_problems` problems.
 
     Parameters:
@@ -56,16 +66,23 @@ def generate_problems(num_problems: int, *, languages=None, seed: int = 0) -> li
             Language codes to write each problem in; all eleven shipped languages by default.
         seed (`int`, *optional*, defaults to `0`):
             Problem `i` is drawn from `(seed, i)` alone.
+        world (`str`, *optional*, defaults to `"multi-step"`):
+            `"multi-step"`: two to four operations per problem, numbers up to a few hundred (GSM8K-like);
+            `"one-step"`: one addition or subtraction of single-digit numbers, small enough for a ~100M model to
+            learn in minutes (the demo's world).
     """
     if not isinstance(num_problems, int) or num_problems < 0:
         raise ValueError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
+    if world not in WORLDS:
+        raise ValueError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
+    templates = WORLDS[world]
     languages = validate_languages(list(LANGUAGES) if languages is None else languages)
-    names = sorted(TEMPLATES)
+    names = sorted(templates)
     problems = []
     for index in range(num_problems):
         rng = random.Random(f"slam-synthetic:{seed}:{index}")
         template_name = rng.choice(names)
-        template = TEMPLATES[template_name]
+        template = templates[template_name]
         values = _draw(template, rng)
         slot = rng.randrange(len(NAMES["en"]))
         answer = values[template["operations"][-1][3]]
@@ -82,7 +99,7 @@ def generate_problems(num_problems: int, *, languages=None, seed: int = 0) -> li
             steps[lang].append(ANSWER_SENTENCE[lang].format(answer=answer))
         problems.append(
             SyntheticProblem(
-                id=f"synthetic-{seed}-{index}",
+                id=f"synthetic-{seed}-{index}" if world == "multi-step" else f"synthetic-{world}-{seed}-{index}",
                 template=template_name,
                 numbers=values,
                 operations=template["operations"],
@@ -94,9 +111,9 @@ def generate_problems(num_problems: int, *, languages=None, seed: int = 0) -> li
     return problems
 
 
-def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0) -> list[dict]:
+def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0, world: str = "multi-step") -> list[dict]:
     """MGSM-style rows, one per problem and language: `id`, `lang`, `question`, `answer` (a string, as in MGSM),
-    `cot` (the steps joined as running text) and `steps` (the list)."""
+    `cot` (the steps joined as running text) and `steps` (the list); arguments as `generate_problems`."""
     return [
         {
             "id": problem.id,
@@ -106,7 +123,7 @@ def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0) -> list[
             "cot": join_steps(problem.steps[lang], lang),
             "steps": list(problem.steps[lang]),
         }
-        for problem in generate_problems(num_problems, languages=languages, seed=seed)
+        for problem in generate_problems(num_problems, languages=languages, seed=seed, world=world)
         for lang in problem.question
     ]
 

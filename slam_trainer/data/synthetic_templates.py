@@ -360,3 +360,159 @@ TEMPLATES = {
         },
     },
 }
+
+# One-operation problems with small numbers: the arithmetic stays within what a ~100M-parameter model can learn in a
+# few minutes, so the multilingual part (reading the question in its language, choosing + or -) is what is
+# measured. Used by `slam demo` on the real SmolLM2 model (ours; the papers train on GSM8K-level problems).
+ONE_STEP_TEMPLATES = {
+    "found": {
+        "inputs": {"start": (2, 9), "more": (1, 9)},
+        "operations": (("add", "start", "more", "total"),),
+        "texts": {
+            "en": (
+                "{name} has {start} marbles and finds {more} more. How many marbles does {name} have now?",
+                ("{name} now has {eq} marbles.",),
+            ),
+            "es": (
+                "{name} tiene {start} canicas y encuentra {more} más. ¿Cuántas canicas tiene {name} ahora?",
+                ("Ahora {name} tiene {eq} canicas.",),
+            ),
+            "fr": (
+                "{name} a {start} billes et en trouve {more} de plus. Combien de billes a {name} maintenant ?",
+                ("Maintenant, {name} a {eq} billes.",),
+            ),
+            "de": (
+                "{name} hat {start} Murmeln und findet {more} weitere. Wie viele Murmeln hat {name} jetzt?",
+                ("Jetzt hat {name} {eq} Murmeln.",),
+            ),
+            "ru": (
+                "{name} собирает шарики, их {start} шт. Потом {name} находит ещё {more} шт. Сколько шариков теперь?",
+                ("Шариков теперь: {eq}.",),
+            ),
+            "zh": (
+                "{name}有{start}颗弹珠，又找到了{more}颗。{name}现在有多少颗弹珠？",
+                ("{name}现在有 {eq} 颗弹珠。",),
+            ),
+            "ja": (
+                "{name}さんはビー玉を{start}個持っていて、さらに{more}個見つけました。{name}さんは今ビー玉を何個"
+                "持っていますか？",
+                ("今は {eq} 個持っています。",),
+            ),
+            "th": (
+                "{name}มีลูกแก้ว {start} ลูก และหาเจอเพิ่มอีก {more} ลูก ตอนนี้{name}มีลูกแก้วกี่ลูก",
+                ("ตอนนี้{name}มีลูกแก้ว {eq} ลูก",),
+            ),
+            "sw": (
+                "{name} ana gololi {start} na anapata gololi {more} zaidi. {name} ana gololi ngapi sasa?",
+                ("Sasa {name} ana gololi {eq}.",),
+            ),
+            "bn": (
+                "{name}-এর কাছে {start}টি মার্বেল আছে এবং সে আরও {more}টি খুঁজে পায়। {name}-এর কাছে এখন কয়টি মার্বেল আছে?",
+                ("এখন {name}-এর কাছে {eq}টি মার্বেল আছে।",),
+            ),
+            "te": (
+                "{name} దగ్గర {start} గోళీలు ఉన్నాయి, ఇంకా {more} గోళీలు దొరికాయి. ఇప్పుడు {name} దగ్గర ఎన్ని గోళీలు ఉన్నాయి?",
+                ("ఇప్పుడు {name} దగ్గర {eq} గోళీలు ఉన్నాయి.",),
+            ),
+        },
+    },
+    "together": {
+        "inputs": {"mine": (2, 9), "friend": (1, 9)},
+        "operations": (("add", "mine", "friend", "total"),),
+        "texts": {
+            "en": (
+                "{name} has {mine} pencils and a friend has {friend} pencils. How many pencils do they have together?",
+                ("Together they have {eq} pencils.",),
+            ),
+            "es": (
+                "{name} tiene {mine} lápices y un amigo tiene {friend} lápices. ¿Cuántos lápices tienen entre los "
+                "dos?",
+                ("Entre los dos tienen {eq} lápices.",),
+            ),
+            "fr": (
+                "{name} a {mine} crayons et un ami a {friend} crayons. Combien de crayons ont-ils ensemble ?",
+                ("Ensemble, ils ont {eq} crayons.",),
+            ),
+            "de": (
+                "{name} hat {mine} Stifte und ein Freund hat {friend} Stifte. Wie viele Stifte haben sie zusammen?",
+                ("Zusammen haben sie {eq} Stifte.",),
+            ),
+            "ru": (
+                "{name} хранит карандаши, их {mine} шт., а у друга {friend} шт. Сколько карандашей у них вместе?",
+                ("Вместе карандашей: {eq}.",),
+            ),
+            "zh": (
+                "{name}有{mine}支铅笔，朋友有{friend}支铅笔。他们一共有多少支铅笔？",
+                ("他们一共有 {eq} 支铅笔。",),
+            ),
+            "ja": (
+                "{name}さんは鉛筆を{mine}本、友だちは{friend}本持っています。二人で鉛筆は全部で何本ですか？",
+                ("二人で {eq} 本です。",),
+            ),
+            "th": (
+                "{name}มีดินสอ {mine} แท่ง และเพื่อนมีดินสอ {friend} แท่ง รวมกันมีดินสอกี่แท่ง",
+                ("รวมกันมีดินสอ {eq} แท่ง",),
+            ),
+            "sw": (
+                "{name} ana penseli {mine} na rafiki ana penseli {friend}. Wana penseli ngapi kwa pamoja?",
+                ("Kwa pamoja wana penseli {eq}.",),
+            ),
+            "bn": (
+                "{name}-এর কাছে {mine}টি পেনসিল আছে এবং এক বন্ধুর কাছে {friend}টি পেনসিল আছে। তাদের কাছে মোট কয়টি "
+                "পেনসিল আছে?",
+                ("তাদের কাছে মোট {eq}টি পেনসিল আছে।",),
+            ),
+            "te": (
+                "{name} దగ్గర {mine} పెన్సిళ్లు, ఒక స్నేహితుడి దగ్గర {friend} పెన్సిళ్లు ఉన్నాయి. మొత్తం ఎన్ని పెన్సిళ్లు ఉన్నాయి?",
+                ("మొత్తం {eq} పెన్సిళ్లు ఉన్నాయి.",),
+            ),
+        },
+    },
+    "eaten": {
+        "inputs": {"baked": (3, 9), "eaten": lambda v, rng: rng.randint(1, v["baked"] - 1)},
+        "operations": (("sub", "baked", "eaten", "left"),),
+        "texts": {
+            "en": (
+                "{name} bakes {baked} cookies and eats {eaten} of them. How many cookies are left?",
+                ("The cookies left are {eq}.",),
+            ),
+            "es": (
+                "{name} hornea {baked} galletas y se come {eaten}. ¿Cuántas galletas quedan?",
+                ("Quedan {eq} galletas.",),
+            ),
+            "fr": (
+                "{name} prépare {baked} biscuits et en mange {eaten}. Combien de biscuits reste-t-il ?",
+                ("Il reste {eq} biscuits.",),
+            ),
+            "de": (
+                "{name} backt {baked} Kekse und isst {eaten} davon. Wie viele Kekse sind übrig?",
+                ("Übrig sind {eq} Kekse.",),
+            ),
+            "ru": (
+                "{name} печёт печенье, всего {baked} шт., и съедает {eaten} шт. Сколько печенья осталось?",
+                ("Осталось: {eq}.",),
+            ),
+            "zh": ("{name}烤了{baked}块饼干，吃了{eaten}块。还剩多少块饼干？", ("还剩 {eq} 块饼干。",)),
+            "ja": (
+                "{name}さんはクッキーを{baked}枚焼いて、{eaten}枚食べました。クッキーは何枚残っていますか？",
+                ("残りは {eq} 枚です。",),
+            ),
+            "th": (
+                "{name}อบคุกกี้ {baked} ชิ้น และกินไป {eaten} ชิ้น เหลือคุกกี้กี่ชิ้น",
+                ("เหลือคุกกี้ {eq} ชิ้น",),
+            ),
+            "sw": (
+                "{name} anaoka biskuti {baked} na anakula biskuti {eaten}. Zimebaki biskuti ngapi?",
+                ("Zimebaki biskuti {eq}.",),
+            ),
+            "bn": (
+                "{name} {baked}টি বিস্কুট বানায় এবং তার মধ্যে {eaten}টি খেয়ে ফেলে। কয়টি বিস্কুট বাকি আছে?",
+                ("বাকি আছে {eq}টি বিস্কুট।",),
+            ),
+            "te": (
+                "{name} {baked} బిస్కెట్లు చేసి, వాటిలో {eaten} తింటారు. ఇంకా ఎన్ని బిస్కెట్లు మిగిలాయి?",
+                ("ఇంకా {eq} బిస్కెట్లు మిగిలాయి.",),
+            ),
+        },
+    },
+}
