@@ -105,6 +105,7 @@ def load_rows(script_args: TrainScriptArguments):
 
     from datasets import Dataset, load_dataset
 
+    from slam_trainer.data.loaders import check_data_file
     from slam_trainer.data.synthetic import synthetic_rows
 
     name = script_args.dataset_name
@@ -116,6 +117,7 @@ def load_rows(script_args: TrainScriptArguments):
         )
         if builder is None:
             raise ValueError(f"`dataset_name` {name!r}: use a .jsonl, .json, .parquet or .csv file.")
+        check_data_file(name)  # an empty file, or the line of the first malformed row, before `datasets` reads it
         return load_dataset(builder, data_files=name, split="train")
     return load_dataset(name, script_args.dataset_config, split=script_args.dataset_train_split)
 
@@ -161,6 +163,7 @@ def run(script_args, training_args, model_args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer, get_peft_config
 
+    from slam_trainer.checkpoints import resolve_resume_checkpoint
     from slam_trainer.l2.collator import L2EpochCallback
     from slam_trainer.offline_models import resolve_model_path
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
@@ -170,6 +173,8 @@ def run(script_args, training_args, model_args):
         raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    # true/false as TRL's parser reads booleans; incomplete checkpoints (a kill during a save) are skipped
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     name = model_args.model_name_or_path
     if name is None:
         raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
@@ -204,7 +209,7 @@ def run(script_args, training_args, model_args):
             collator.configure_sft_args(training_args)
             kwargs["callbacks"] = [L2EpochCallback(collator)]
         trainer = SFTTrainer(**kwargs)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
