@@ -141,13 +141,15 @@ def _damage_cases():
     """(id, how to damage a saved delta directory, the message fragment): each must leave the base untouched."""
     from safetensors.torch import load_file, save_file
 
-    from slam_trainer.delta import DELTA_WEIGHTS_NAME, tensor_checksum
+    from slam_trainer.delta import DELTA_WEIGHTS_NAME
 
     def rewrite(directory, change, *, fix_checksums=False):
         tensors = load_file(directory / DELTA_WEIGHTS_NAME)
         change(tensors)
         save_file(tensors, directory / DELTA_WEIGHTS_NAME)
         if fix_checksums:  # a crafted file: checksums made to match, so that the later checks must catch it
+            from slam_trainer.delta import tensor_checksum
+
             values = json.loads((directory / DELTA_CONFIG_NAME).read_text())
             values["checksums"] = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
             (directory / DELTA_CONFIG_NAME).write_text(json.dumps(values))
@@ -179,7 +181,10 @@ def _damage_cases():
     ]
 
 
-@pytest.mark.parametrize("name, damage, expected", _damage_cases(), ids=[case[0] for case in _damage_cases()])
+DAMAGES = _damage_cases()  # also rows of the `slam merge` table in tests/test_bad_inputs.py
+
+
+@pytest.mark.parametrize("name, damage, expected", DAMAGES, ids=[case[0] for case in DAMAGES])
 def test_a_damaged_delta_is_refused_before_the_base_is_touched(name, damage, expected, trained, tmp_path):
     root, trainer = trained
     save_ffn_delta(trainer, str(tmp_path / "delta"))
