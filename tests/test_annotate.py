@@ -478,3 +478,34 @@ def test_killed_under_a_429_500_storm_resumes_paying_each_request_once(tmp_path)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert _keys(rows) == Counter({(row["id"], lang): 1 for row in SEED for lang in ["en", *LANGS]})
     assert KEY not in finished.stdout + finished.stderr and KEY.encode() not in cache.read_bytes()
+
+
+def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
+    """SIGINT (Ctrl-C) to a real `slam annotate`: no request is sent afterwards, the finished ones are cached, and the
+    command says it was interrupted (exit status 130), without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    seed = _seed_file(tmp_path, SEED)
+    cache = tmp_path / "ann.jsonl.cache.jsonl"
+    client = {}
+
+    def interrupt_after_two_paid(fake, key):
+        if sum(fake.counts.values()) == 2 and "sent" not in client:
+            client["sent"] = sum(fake.received.values())
+            client["process"].send_signal(signal.SIGINT)
+        return False
+
+    counts = Counter()
+    server = FakeEndpoint(counts, on_request=interrupt_after_two_paid)
+    argv = [sys.executable, "-m", "slam_trainer.cli", "annotate", "--seed", str(seed), "--languages", *LANGS]
+    argv += ["--model", "fake", "--base_url", server.base_url, "--output", str(tmp_path / "ann.jsonl")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    client["process"] = subprocess.Popen([*argv, "--concurrency", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    _, err = client["process"].communicate(timeout=240)
+    server.close()
+    assert client["process"].returncode == 130 and err.strip().splitlines()[-1] == "slam annotate: interrupted"
+    assert "Traceback" not in err and sum(server.received.values()) <= client["sent"] + 1  # at most the one in flight
+    assert len(AnnotationCache(cache).entries) == sum(counts.values()) < len(SEED) * len(LANGS)

@@ -48,7 +48,7 @@ def main(args) -> None:
         raise CommandError(f"`out` {args.out!r} is a file; choose a new directory.")
     if os.path.isdir(args.out) and os.listdir(args.out):
         raise CommandError(f"`out` {args.out!r} exists and is not empty; choose a new directory.")
-    if args.base.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(args.base)):
+    if args.base.startswith((".", "/")) and not os.path.isdir(args.base):
         raise CommandError(f"`base` {args.base!r}: no such model directory.")
     delta_dir = resolve_delta_directory(args.delta, args.delta_revision)
     metadata = verify_ffn_delta(delta_dir)  # a missing, damaged or incomplete delta fails before the base loads

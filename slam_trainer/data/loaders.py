@@ -86,7 +86,9 @@ def check_data_file(path) -> None:
     valid JSON, instead of deep inside `datasets`."""
     path = Path(path)
     _check_file(path, ())
-    if path.suffix == ".json" and path.read_bytes()[:4096].lstrip().startswith(b"["):
+    with path.open("rb") as handle:
+        head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()  # after a UTF-8 byte-order mark
+    if path.suffix == ".json" and head.startswith(b"["):
         rows = _json_document_rows(path)
     elif path.suffix in (".jsonl", ".json"):
         try:

@@ -309,18 +309,27 @@ def annotate(
     failed, fatal = {}, None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = {pool.submit(run, key, *request): key for key, request in todo.items()}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
-            try:
-                future.result()
-            except CancelledError:
-                continue
-            except FatalEndpointError as error:
-                if fatal is None:
-                    fatal = error
-                    for pending in futures:
-                        pending.cancel()
-            except EndpointError as error:
-                failed[futures[future]] = str(error)
+
+        def halt():  # send nothing more; what is finished stays cached
+            stop.set()
+            for pending in futures:
+                pending.cancel()
+
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
+                try:
+                    future.result()
+                except CancelledError:
+                    continue
+                except FatalEndpointError as error:
+                    if fatal is None:
+                        fatal = error
+                        halt()
+                except EndpointError as error:
+                    failed[futures[future]] = str(error)
+        except BaseException:  # e.g. Ctrl-C: without this the queued requests would still be sent
+            halt()
+            raise
     if fatal is not None:
         raise fatal
     for row, lang, key in jobs:

@@ -16,6 +16,7 @@ one request.
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import math
@@ -204,7 +205,7 @@ def chat_completion(
             retry_after = error.headers.get("Retry-After") if error.headers else None
             if retry_after and retry_after.replace(".", "", 1).isdigit():
                 delay = min(max_backoff, float(retry_after))
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:  # incl. a reply cut short
             cause = getattr(error, "reason", error)
             if isinstance(cause, TimeoutError):
                 reason = f"no answer within {endpoint.timeout:g} s"
