@@ -16,9 +16,8 @@ from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.l2.tags import add_language_tokens
 from slam_trainer.probe import LayerReport, identify_language_layers
 from slam_trainer.trainer import SelectiveFFNTrainer
+from slam_trainer.version import __version__
 
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "ArchitectureMap",

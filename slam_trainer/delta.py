@@ -5,15 +5,24 @@ those tensors. A delta directory holds:
 
 - `ffn_delta.safetensors`: the trained tensors, whole, under their `model.named_parameters()` names. A fused tensor
   of which only one half trained (Phi-3's `gate_up_proj` when only `up` trains) is stored whole: simplest and exact.
-- `slam_delta.json`: base model id and revision, architecture, layers, projections, tensor shapes and dtype, the
-  package version, and a fingerprint of the base weights the delta applies to.
+- `slam_delta.json`: base model id and revision, architecture, layers, projections, tensor shapes and dtype, a
+  SHA-256 checksum of every tensor (dtype, shape and bytes), the package version, and a fingerprint of the base
+  weights the delta applies to.
+
+Integrity (ours): both files are written under temporary names and renamed into place, the weights first and
+`slam_delta.json` last, so a kill never leaves a delta that looks complete: either the old delta stays whole, or the
+weights no longer match the checksums the JSON records and loading refuses them. `load_ffn_delta` checks everything
+before it writes the first tensor into the base: names (both ways), shapes, dtypes, checksums, finiteness, then the
+base's architecture, shapes and fingerprint. A delta is applied whole or not at all.
 
 The base fingerprint (our choice; the papers have no such thing) is a SHA-256 over (a) the name and shape of every
-parameter of the model and (b) the values, cast to float32, of the parameters of the input embeddings and of the
+parameter of the model and (b) the values, rounded to bfloat16, of the parameters of the input embeddings and of the
 first and last decoder layers that the delta does *not* hold. (a) catches another architecture or size; (b) catches
 another checkpoint of the same shape (an instruct vs. a base model, another fine-tune) without reading all of a 70B
-model. Values are hashed as float32 so that a bf16 checkpoint loaded in fp32 (or the reverse) has the same
-fingerprint; a base that differs only in layers outside (b) is not detected.
+model. Rounding to bfloat16 makes the fingerprint the same whether the base is loaded in float32 or bfloat16 (a fp32
+checkpoint loaded with `dtype=torch.bfloat16` rounds the same way); a float16 load rounds differently and is not
+recognised (load the base in its stored dtype, apply the delta, then cast, as `slam merge --dtype` does). A base
+that differs only in layers outside (b), or only below bfloat16 precision there, is not detected.
 
 Under DeepSpeed ZeRO-3 the parameters are partitioned: saving and fingerprinting gather one tensor at a time with
 `deepspeed.zero.GatheredParameters`, which is collective, so every rank must call `save_ffn_delta`; only the main
@@ -23,31 +32,38 @@ process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
+from transformers.utils import logging
 
 from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
+from slam_trainer.version import __version__
 
+
+logger = logging.get_logger(__name__)
 
 DELTA_WEIGHTS_NAME = "ffn_delta.safetensors"
 DELTA_CONFIG_NAME = "slam_delta.json"
 DELTA_DIR_NAME = "ffn_delta"  # sub-directory of a checkpoint or output_dir holding a delta
 DELTA_FORMAT = "slam-ffn-delta"
-DELTA_FORMAT_VERSION = 1
-_HASH_CHUNK = 1 << 24  # elements per hashed chunk: bounds the float32 copy of a large embedding
+DELTA_FORMAT_VERSION = 2  # 2: per-tensor checksums and the bfloat16-rounded base fingerprint
+FINGERPRINT_PREFIX = "sha256-bf16:"
+_HASH_CHUNK = 1 << 24  # elements per hashed chunk: bounds the copy of a large embedding
 
 
 @dataclass
 class DeltaMetadata:
-    """What `slam_delta.json` records; see the module docstring for the fingerprint."""
+    """What `slam_delta.json` records; see the module docstring for the fingerprint and the checksums."""
 
     base_model: str | None
     base_revision: str | None
@@ -58,29 +74,58 @@ class DeltaMetadata:
     dtype: str
     base_fingerprint: str
     tensors: dict[str, list[int]] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
     slam_trainer_version: str = ""
     format: str = DELTA_FORMAT
     format_version: int = DELTA_FORMAT_VERSION
 
     @classmethod
     def read(cls, directory: str) -> DeltaMetadata:
+        """The metadata of the delta in `directory`; a clear error when it is missing, damaged or of another format."""
         path = os.path.join(directory, DELTA_CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"{directory!r} is not an FFN delta: it has no {DELTA_CONFIG_NAME}. Pass the directory written by "
                 "`save_ffn_delta` (or a Hub repo id holding one)."
             )
-        with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
-        if values.get("format") != DELTA_FORMAT or values.get("format_version", 0) > DELTA_FORMAT_VERSION:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = json.load(handle)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): the delta is damaged; save it again.") from None
+        if not isinstance(values, dict) or values.get("format") != DELTA_FORMAT:
+            raise ValueError(f"{path} is not the metadata of an FFN delta (no `format: {DELTA_FORMAT}`).")
+        version = values.get("format_version")
+        if not isinstance(version, int) or version > DELTA_FORMAT_VERSION:
             raise ValueError(
-                f"{path} is format {values.get('format')!r} v{values.get('format_version')}; this slam-trainer reads "
-                f"{DELTA_FORMAT!r} up to v{DELTA_FORMAT_VERSION}. Upgrade slam-trainer."
+                f"{path} is {DELTA_FORMAT!r} v{version}; this slam-trainer reads v{DELTA_FORMAT_VERSION}. Upgrade "
+                "slam-trainer."
             )
-        return cls(**values)
+        if version < DELTA_FORMAT_VERSION:
+            raise ValueError(
+                f"{path} is {DELTA_FORMAT!r} v{version}, written by an older slam-trainer without tensor checksums; "
+                f"save the delta again with this version (v{DELTA_FORMAT_VERSION})."
+            )
+        expected = {item.name for item in fields(cls)}
+        if set(values) != expected:
+            wrong = sorted(set(values) ^ expected)
+            raise ValueError(f"{path}: unexpected or missing field(s) {', '.join(wrong)}: the delta is damaged.")
+        metadata = cls(**values)
+        shapes_ok = isinstance(metadata.tensors, dict) and all(
+            isinstance(shape, list) and all(isinstance(size, int) for size in shape)
+            for shape in metadata.tensors.values()
+        )
+        if (
+            not shapes_ok
+            or not isinstance(metadata.checksums, dict)
+            or set(metadata.checksums) != set(metadata.tensors)
+        ):
+            raise ValueError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
+        return metadata
 
-    def write(self, directory: str) -> None:
-        with open(os.path.join(directory, DELTA_CONFIG_NAME), "w", encoding="utf-8") as handle:
+    def write(self, path: str) -> None:
+        """Write the metadata as JSON to the file `path`."""
+        with open(path, "w", encoding="utf-8") as handle:
             json.dump(asdict(self), handle, indent=2)
             handle.write("\n")
 
@@ -132,8 +177,19 @@ def base_fingerprint(model: nn.Module, delta_names) -> str:
         with gathered(param):
             flat = param.detach().reshape(-1)
             for start in range(0, flat.numel(), _HASH_CHUNK):
-                chunk = flat[start : start + _HASH_CHUNK].to("cpu", torch.float32).contiguous()
-                digest.update(chunk.numpy().tobytes())
+                chunk = flat[start : start + _HASH_CHUNK].to("cpu", torch.bfloat16).contiguous()
+                digest.update(chunk.view(torch.int16).numpy().tobytes())
+    return FINGERPRINT_PREFIX + digest.hexdigest()
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes, as recorded in `slam_delta.json` at saving."""
+    digest = hashlib.sha256(f"{_dtype_name(tensor)}{list(tensor.shape)};".encode())
+    digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
     return "sha256:" + digest.hexdigest()
 
 
@@ -173,8 +229,8 @@ def save_ffn_delta(
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
             trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 every rank must call this.
-        path (`str`):
-            Output directory; created if needed. Only the main process writes.
+        path (`str` or `os.PathLike`):
+            Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
             Hub id (or path) of the base model, recorded for `slam merge` and the model card; defaults to the
             model's `config._name_or_path`.
@@ -186,6 +242,15 @@ def save_ffn_delta(
     """
     report = getattr(model_or_trainer, "slam_report", None)
     model = model_or_trainer.model if hasattr(model_or_trainer, "slam_report") else model_or_trainer
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"`model_or_trainer` must be a model or a `SelectiveFFNTrainer`, got {type(model_or_trainer).__name__}."
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a directory path, got {type(path).__name__}.")
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"`path` {path!r} is a file; `save_ffn_delta` writes a directory there.")
     _refuse_peft(model)
     names = report.trainable_names if report is not None else _trained_names(model)
     params = dict(model.named_parameters())
@@ -197,9 +262,7 @@ def save_ffn_delta(
     fingerprint = base_fingerprint(model, names)
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
-    dtypes = sorted({str(params[name].dtype).removeprefix("torch.") for name in names})
-    from slam_trainer import __version__
-
+    dtypes = sorted({_dtype_name(params[name]) for name in names})
     metadata = DeltaMetadata(
         base_model=base_model or getattr(config, "_name_or_path", None) or None,
         base_revision=base_revision or getattr(config, "_commit_hash", None),
@@ -213,30 +276,151 @@ def save_ffn_delta(
         slam_trainer_version=__version__,
     )
     if _is_main_process():
-        os.makedirs(path, exist_ok=True)
-        save_file(tensors, os.path.join(path, DELTA_WEIGHTS_NAME), metadata={"format": "pt"})
-        metadata.write(path)
+        if any(not torch.isfinite(tensor).all() for tensor in tensors.values()):
+            logger.warning(
+                f"The delta saved to {path} holds NaN or infinite values (a diverged run?); loading refuses it."
+            )
+        metadata.checksums = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
+        _write_delta(path, tensors, metadata)
     return metadata
 
 
-def resolve_delta_directory(path: str, revision: str | None) -> str:
-    """A local delta directory, or a Hub repo id downloaded (the delta files only) to the cache."""
+def _fsync(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_delta(path: str, tensors: dict[str, torch.Tensor], metadata: DeltaMetadata) -> None:
+    """Write both files under temporary names, then rename them into place: the weights first, the JSON last."""
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(glob.escape(path), ".*.tmp-*")):  # left by a save that was killed
+        os.remove(stale)
+    weights = os.path.join(path, f".{DELTA_WEIGHTS_NAME}.tmp-{os.getpid()}")
+    config = os.path.join(path, f".{DELTA_CONFIG_NAME}.tmp-{os.getpid()}")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    metadata.write(config)
+    for temporary in (weights, config):
+        _fsync(temporary)
+    os.replace(weights, os.path.join(path, DELTA_WEIGHTS_NAME))  # an older JSON no longer matches: refused
+    os.replace(config, os.path.join(path, DELTA_CONFIG_NAME))  # now complete
+    _fsync(path)
+
+
+def _looks_like_a_path(path: str) -> bool:
+    """Whether `path` cannot be a Hub repo id, so that a missing one is reported as a missing local path."""
+    from huggingface_hub.utils import validate_repo_id
+
+    if path.startswith((".", "/", "~")) or path.endswith((".safetensors", ".json")) or path.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(path)
+    except ValueError:
+        return True
+    return False
+
+
+def resolve_delta_directory(path, revision: str | None = None) -> str:
+    """The local directory of a delta: `path` itself, the directory of one of its two files, or a Hub repo id
+    downloaded (the delta files only) to the cache. Says what is wrong when `path` is none of these."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` of an FFN delta must be a string or path, got {type(path).__name__}.")
+    path = os.fspath(path)
     if os.path.isdir(path):
+        nested = os.path.join(path, DELTA_DIR_NAME)
+        if not os.path.isfile(os.path.join(path, DELTA_CONFIG_NAME)) and os.path.isfile(
+            os.path.join(nested, DELTA_CONFIG_NAME)
+        ):
+            raise FileNotFoundError(f"{path!r} is not an FFN delta itself, but it holds one: pass {nested!r}.")
         return path
+    if os.path.isfile(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.basename(path) in (DELTA_WEIGHTS_NAME, DELTA_CONFIG_NAME) and os.path.isfile(
+            os.path.join(directory, DELTA_CONFIG_NAME)
+        ):
+            return directory  # one file of a delta given: its directory is the delta
+        raise ValueError(
+            f"{path!r} is a file, but an FFN delta is a directory holding {DELTA_WEIGHTS_NAME} and "
+            f"{DELTA_CONFIG_NAME} (written by `save_ffn_delta`): pass that directory."
+        )
+    if _looks_like_a_path(path):
+        raise FileNotFoundError(f"No FFN delta at {path!r}: no such file or directory.")
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(path, revision=revision, allow_patterns=[DELTA_WEIGHTS_NAME, DELTA_CONFIG_NAME])
+    try:
+        return snapshot_download(path, revision=revision, allow_patterns=[DELTA_WEIGHTS_NAME, DELTA_CONFIG_NAME])
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FileNotFoundError(
+            f"No FFN delta at {path!r}: it is not a local directory, and the Hub repo of that name could not be "
+            f"downloaded ({reason})."
+        ) from None
 
 
-def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = None, check_base: bool = True):
+def _read_checked_tensors(directory: str, metadata: DeltaMetadata) -> dict[str, torch.Tensor]:
+    """The delta's tensors after checking them against `slam_delta.json`: names both ways, shapes, dtypes, checksums,
+    finiteness. Any mismatch raises before the base is touched."""
+    path = os.path.join(directory, DELTA_WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: the delta in {directory!r} is incomplete; save it again.")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path} cannot be read ({error}): it is damaged or cut short; save the delta again."
+        ) from None
+    listed, found = set(metadata.tensors), set(tensors)
+    if listed != found:
+        missing, extra = sorted(listed - found), sorted(found - listed)
+        raise ValueError(
+            f"{path} does not hold the tensors {DELTA_CONFIG_NAME} lists (missing: {missing or 'none'}; not listed: "
+            f"{extra or 'none'}): the two files come from different saves; save the delta again."
+        )
+    dtypes = set(metadata.dtype.split(","))
+    for name in sorted(listed):
+        tensor = tensors[name]
+        if list(tensor.shape) != list(metadata.tensors[name]):
+            raise ValueError(
+                f"{path}: `{name}` has shape {list(tensor.shape)}, but {DELTA_CONFIG_NAME} records "
+                f"{metadata.tensors[name]}: the delta is damaged; save it again."
+            )
+        if not tensor.is_floating_point() or _dtype_name(tensor) not in dtypes:
+            raise ValueError(
+                f"{path}: `{name}` is {_dtype_name(tensor)}, but {DELTA_CONFIG_NAME} records {metadata.dtype}: the "
+                "delta is damaged; save it again."
+            )
+        if tensor_checksum(tensor) != metadata.checksums[name]:
+            raise ValueError(
+                f"{path}: `{name}` does not match the checksum recorded when the delta was saved: the file is "
+                "damaged, or the two files come from different saves (a save killed between them); save it again."
+            )
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{path}: `{name}` holds NaN or infinite values (a diverged run?); refusing to apply it.")
+    return tensors
+
+
+def verify_ffn_delta(path, revision: str | None = None) -> DeltaMetadata:
+    """Check a delta on its own (metadata, then every tensor: names, shapes, dtypes, checksums, finiteness) and return
+    its metadata; `slam merge` calls it before loading the base, so that a damaged delta fails in seconds."""
+    directory = resolve_delta_directory(path, revision)
+    metadata = DeltaMetadata.read(directory)
+    _read_checked_tensors(directory, metadata)
+    return metadata
+
+
+def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, check_base: bool = True):
     """Apply a delta written by `save_ffn_delta` to `base_model` in place, and return the model.
+
+    Every check runs before the first tensor is written, so a refused delta leaves the base as it was.
 
     Parameters:
         base_model (`PreTrainedModel`):
             The base the delta was trained from (same architecture, size and weights); its dtype is kept, the delta
             tensors are cast to it.
-        path (`str`):
-            A delta directory, or a Hub repo id holding one.
+        path (`str` or `os.PathLike`):
+            A delta directory (or one of its two files), or a Hub repo id holding one.
         revision (`str`, *optional*):
             Revision of the Hub repo, when `path` is a repo id.
         check_base (`bool`, *optional*, defaults to `True`):
@@ -244,9 +428,14 @@ def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = N
             the base is right although its frozen weights differ (e.g. it was re-quantized).
 
     Raises:
-        `ValueError`: the base is of another architecture, lacks a tensor of the delta, has another shape, or (with
-        `check_base`) has other weights than the base the delta was trained on.
+        `FileNotFoundError`: no delta at `path`. `ValueError`: the delta is damaged or incomplete (names, shapes,
+        dtypes, checksums, NaN/inf), or the base is of another architecture, lacks a tensor of the delta, has another
+        shape, or (with `check_base`) has other weights than the base the delta was trained on.
     """
+    if not isinstance(base_model, nn.Module):
+        raise TypeError(f"`base_model` must be a model (`torch.nn.Module`), got {type(base_model).__name__}.")
+    if not isinstance(check_base, bool):
+        raise TypeError(f"`check_base` must be True or False, got {check_base!r}.")
     _refuse_peft(base_model)
     directory = resolve_delta_directory(path, revision)
     metadata = DeltaMetadata.read(directory)
@@ -266,15 +455,14 @@ def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = N
                 f"The delta at {path!r} holds `{name}` of shape {shape}, but `base_model` has {found}: it is not "
                 f"the base the delta was trained on ({trained_on})."
             )
-    if check_base:
-        fingerprint = base_fingerprint(base_model, metadata.tensors)
-        if fingerprint != metadata.base_fingerprint:
-            raise ValueError(
-                f"`base_model` has other weights than the base the delta at {path!r} was trained on ({trained_on}): "
-                "the fingerprint of its embeddings and first and last layers differs. Load that base model (and "
-                "revision); pass `check_base=False` only if you know the difference is harmless."
-            )
-    tensors = load_file(os.path.join(directory, DELTA_WEIGHTS_NAME))
+    tensors = _read_checked_tensors(directory, metadata)
+    if check_base and base_fingerprint(base_model, metadata.tensors) != metadata.base_fingerprint:
+        raise ValueError(
+            f"`base_model` has other weights than the base the delta at {path!r} was trained on ({trained_on}): "
+            "the fingerprint of its embeddings and first and last layers differs. Load that base model (and "
+            "revision) in float32 or bfloat16 (a float16 load rounds differently: load it in its stored dtype, apply "
+            "the delta, then cast); pass `check_base=False` only if you know the difference is harmless."
+        )
     with torch.no_grad():
         for name in metadata.tensors:
             # Under ZeRO-3 each rank writes the gathered tensor; rank 0's copy is the one partitioned back.
@@ -284,7 +472,9 @@ def load_ffn_delta(base_model: nn.Module, path: str, *, revision: str | None = N
 
 
 class FFNDeltaCallback(TrainerCallback):
-    """Write `checkpoint-N/ffn_delta/` next to every checkpoint the trainer saves (`slam_save_delta=True`).
+    """Write the FFN delta of a run (`slam_save_delta=True`): `checkpoint-N/ffn_delta/` beside every checkpoint the
+    trainer saves, and `output_dir/ffn_delta/` with the final weights when training ends, so that a run with
+    `save_strategy="no"` gets its delta too.
 
     Runs on every rank, because gathering ZeRO-3 partitions is collective; only the main process writes.
     """
@@ -292,3 +482,9 @@ class FFNDeltaCallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kwargs):
         checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         save_ffn_delta(model, os.path.join(checkpoint, DELTA_DIR_NAME))
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        path = os.path.join(args.output_dir, DELTA_DIR_NAME)
+        metadata = save_ffn_delta(model, path)
+        if state.is_world_process_zero:
+            logger.info(f"Wrote the FFN delta of the final weights ({len(metadata.tensors)} tensors) to {path}.")

@@ -2,6 +2,7 @@ import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,20 +23,55 @@ LANGS = ["zh", "ja", "th"]
 
 
 class FakeEndpoint:
-    """A loopback OpenAI-compatible server that counts requests per (question, language) key.
+    """A loopback OpenAI-compatible server that counts requests per (question, language) key; it stops itself.
 
-    `fail_first` answers 429 to the first N requests of each key; `wrong_steps` maps a key to how many of its replies
-    drop a step (-1: all of them); `stop_after` stops serving after that many successful replies (a killed server).
+    `fail_first` answers `fail_status` (429 by default; a tuple is cycled through, e.g. a 429/500 storm; with
+    `Retry-After: 0` and body `error_body`) to the first N requests of each key; `wrong_steps` / `null_content` map a
+    key to how many of its replies drop a step / have `content: null` (-1: all of them); `stop_after` stops serving
+    after that many successful replies (a killed server); `answer` (status, headers, body) replaces every reply (401s,
+    redirects); `silent` never answers; `on_request(fake, key)` returning True drops a request unanswered. `counts`
+    holds the successful (paid) replies per key, `authorizations` every `Authorization` header received. After
+    `max_requests` requests the server shuts down, so a runaway client cannot loop.
     """
 
-    def __init__(self, counts, *, fail_first=0, wrong_steps=None, stop_after=None):
-        self.counts, self.fail_first, self.wrong_steps = counts, fail_first, dict(wrong_steps or {})
-        self.stop_after, self.lock, self.received = stop_after, threading.Lock(), Counter()
+    def __init__(
+        self,
+        counts,
+        *,
+        fail_first=0,
+        fail_status=429,
+        error_body=b"",
+        wrong_steps=None,
+        null_content=None,
+        stop_after=None,
+        answer=None,
+        silent=False,
+        on_request=None,
+        max_requests=400,
+    ):
+        self.counts, self.fail_first, self.fail_status, self.error_body = counts, fail_first, fail_status, error_body
+        self.wrong_steps, self.null_content = dict(wrong_steps or {}), dict(null_content or {})
+        self.stop_after, self.answer, self.silent, self.on_request = stop_after, answer, silent, on_request
+        self.max_requests, self.lock, self.received, self.authorizations = (
+            max_requests,
+            threading.Lock(),
+            Counter(),
+            [],
+        )
+        self.stopped = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def reply(self, status, headers=(), body=b""):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -43,32 +79,49 @@ class FakeEndpoint:
                 key = (payload["question"], payload["target_language"])
                 with fake.lock:
                     fake.received[key] += 1
-                    if fake.stop_after is not None and sum(fake.counts.values()) >= fake.stop_after:
+                    fake.authorizations.append(self.headers.get("Authorization"))
+                    runaway = sum(fake.received.values()) > fake.max_requests
+                    if runaway or (fake.stop_after is not None and sum(fake.counts.values()) >= fake.stop_after):
                         self.close_connection = True
                         threading.Thread(target=fake.kill, daemon=True).start()
                         return
-                    if fake.received[key] <= fake.fail_first:
-                        self.send_response(429)
-                        self.send_header("Retry-After", "0")
-                        self.end_headers()
+                    if fake.on_request is not None and fake.on_request(fake, key):
+                        self.close_connection = True  # dropped unanswered
                         return
-                    wrong = fake.wrong_steps.get(key, 0)
-                    if wrong:
-                        fake.wrong_steps[key] = wrong - 1 if wrong > 0 else wrong
+                    if fake.silent:
+                        answer = None
+                    elif fake.answer is not None:
+                        answer = fake.answer
+                    elif fake.received[key] <= fake.fail_first:
+                        statuses = fake.fail_status if isinstance(fake.fail_status, tuple) else (fake.fail_status,)
+                        status = statuses[(fake.received[key] - 1) % len(statuses)]
+                        answer = (status, [("Retry-After", "0")], fake.error_body)
                     else:
-                        fake.counts[key] += 1
+                        answer = ()
+                    wrong, null = fake.wrong_steps.get(key, 0), fake.null_content.get(key, 0)
+                    if not answer:
+                        if wrong:
+                            fake.wrong_steps[key] = wrong - 1 if wrong > 0 else wrong
+                        elif null:
+                            fake.null_content[key] = null - 1 if null > 0 else null
+                        else:
+                            fake.counts[key] += 1
+                if answer is None:
+                    fake.stopped.wait(30)  # never answers; the client's timeout must end the wait
+                    return
+                if answer:
+                    self.reply(*answer)
+                    return
                 steps = [f"[{payload['target_language']}] {s}" for s in payload["steps"]]
                 reply = {
                     "question": f"[{payload['target_language']}] {payload['question']}",
                     "steps": steps[:-1] if wrong else steps,
                 }
-                content = "```json\n" + json.dumps(reply, ensure_ascii=False) + "\n```"
+                content = (
+                    None if (null and not wrong) else "```json\n" + json.dumps(reply, ensure_ascii=False) + "\n```"
+                )
                 data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(200, [("Content-Type", "application/json")], data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -76,10 +129,15 @@ class FakeEndpoint:
         self.thread.start()
 
     @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
     def endpoint(self):
-        return Endpoint(base_url=f"http://127.0.0.1:{self.server.server_address[1]}/v1", model="fake", timeout=5)
+        return Endpoint(base_url=self.base_url, model="fake", timeout=5)
 
     def kill(self):
+        self.stopped.set()
         self.server.shutdown()
         self.server.server_close()  # refuse new connections at once, as a dead server does
 
@@ -197,3 +255,257 @@ def test_slam_annotate_command_writes_rows_and_fails_loudly_on_failures(tmp_path
     assert "1 sent" in capsys.readouterr().out and set(counts.values()) == {1}
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 9
+
+
+# ---------------------------------------------------------------- secrets: the key goes to its origin and nowhere else
+
+KEY = "sk-test-Zq8xR2vLmN4pK7wY1cB3SECRET"
+OTHER_KEY = "sk-proj-Another0123456789Looking"  # shaped like a key, echoed by a server: redacted too
+
+
+def _seed_file(tmp_path, rows=SEED[:2]):
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return seed
+
+
+def _annotate_argv(tmp_path, base_url, *extra):
+    out = tmp_path / "out" / "annotations.jsonl"
+    argv = ["annotate", "--seed", str(_seed_file(tmp_path)), "--languages", "zh", "ja", "--model", "fake"]
+    return [*argv, "--base_url", base_url, "--output", str(out), "--max_retries", "2", *extra]
+
+
+@pytest.fixture
+def secret_run(tmp_path, monkeypatch, capfd, caplog):
+    """Runs `slam annotate` with the key in the environment; `check(*texts)` asserts the key is in no file under
+    `tmp_path`, nowhere in stdout/stderr or the log records, and in none of `texts`."""
+    from transformers.utils import logging as hf_logging
+
+    from slam_trainer.cli.main import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    hf_logging.enable_propagation()
+    caplog.set_level("DEBUG")
+
+    def run(argv):
+        status = main(argv)
+        out, err = capfd.readouterr()
+        return status, out, err
+
+    def check(*texts):
+        files = [path for path in tmp_path.rglob("*") if path.is_file()]
+        for path in files:
+            data = path.read_bytes()
+            assert KEY.encode() not in data and OTHER_KEY.encode() not in data, path
+        for text in (*texts, caplog.text):
+            assert KEY not in text and OTHER_KEY not in text
+        return files
+
+    yield run, check
+    hf_logging.disable_propagation()
+
+
+def _auth_echo(status):
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}. Also seen: {OTHER_KEY}"}}).encode()
+    return (status, [("Content-Type", "application/json")], body)
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_to_another_port_is_refused_and_never_gets_the_key(status, tmp_path, secret_run):
+    run, check = secret_run
+    target = FakeEndpoint(Counter())  # another origin: it must receive nothing, least of all the key
+    source = FakeEndpoint(Counter(), answer=(status, [("Location", target.base_url + "/chat/completions")], b""))
+    code, out, err = run(_annotate_argv(tmp_path, source.base_url, "--concurrency", "1"))
+    source.close(), target.close()
+    assert code == 2 and f"redirects to {target.base_url}/chat/completions" in err and "not followed" in err
+    assert target.authorizations == [] and sum(source.received.values()) == 1  # stopped at the first
+    assert source.authorizations == [f"Bearer {KEY}"]  # the key went to its own origin only
+    check(out, err)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_auth_failure_stops_the_run_at_once_and_its_echo_is_redacted(status, tmp_path, secret_run):
+    run, check = secret_run
+    server = FakeEndpoint(Counter(), answer=_auth_echo(status))
+    code, out, err = run(_annotate_argv(tmp_path, server.base_url, "--concurrency", "1"))
+    error = [line for line in err.splitlines() if line.startswith("slam annotate")]  # below the progress bar
+    assert code == 2 and len(error) == 1 and f"HTTP {status}" in error[0] and "[redacted]" in error[0]
+    assert sum(server.received.values()) == 1  # 4 requests were due: none sent after the first refusal
+    code, _, err = run(_annotate_argv(tmp_path, server.base_url, "--concurrency", "4"))
+    server.close()
+    assert code == 2 and sum(server.received.values()) <= 1 + 4  # at most the requests already in flight
+    check(out, err)
+
+
+def test_error_bodies_echoing_the_key_are_redacted_in_failure_files_and_output(tmp_path, secret_run):
+    run, check = secret_run
+    server = FakeEndpoint(Counter(), answer=_auth_echo(400))  # a per-request failure, written to the failures file
+    code, out, err = run(_annotate_argv(tmp_path, server.base_url))
+    server.close()
+    failures = tmp_path / "out" / "annotations.jsonl.failures.jsonl"
+    assert code == 2 and failures.is_file() and "[redacted]" in failures.read_text(encoding="utf-8")
+    check(out, err)
+
+
+def test_a_429_500_storm_echoing_the_key_is_survived_without_leaking_it(tmp_path, secret_run):
+    run, check = secret_run
+    body = f"overloaded; retry with Authorization: Bearer {KEY}".encode()
+    storm = FakeEndpoint(Counter(), fail_first=2, fail_status=(429, 500), error_body=body)
+    code, out, err = run(_annotate_argv(tmp_path, storm.base_url))
+    storm.close()
+    assert code == 0 and set(storm.received.values()) == {3} and set(storm.counts.values()) == {1}
+    files = check(out, err)
+    assert {path.name for path in files} >= {"annotations.jsonl", "annotations.jsonl.cache.jsonl"}
+
+
+def test_the_key_stays_out_of_repr_and_errors():
+    from slam_trainer.l2.endpoint import redact
+
+    endpoint = Endpoint(base_url="https://api.example.com/v1", model="m", api_key=KEY)
+    assert KEY not in repr(endpoint) and KEY not in str(endpoint)
+    with pytest.raises(ValueError) as error:
+        Endpoint(base_url=f"https://user:{KEY}@api.example.com/v1", model="m")
+    assert KEY not in str(error.value)
+    with pytest.raises(ValueError) as error:
+        Endpoint(base_url=f"http://example.com/v1?api_key={KEY}", model="m")
+    assert "is plain http" in str(error.value) and KEY not in str(error.value)
+    for text in (f"key {KEY}", f'{{"api_key": "{KEY}"}}', f"Authorization: Bearer {KEY}", f"token={KEY}&x=1"):
+        assert KEY not in redact(text)
+
+
+def test_plain_http_to_a_remote_host_needs_consent_but_loopback_does_not():
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1", "https://x.org/v1"):
+        Endpoint(base_url=url, model="m")
+    with pytest.raises(ValueError, match="allow_insecure_http"):
+        Endpoint(base_url="http://10.0.0.5:8000/v1", model="m")
+    assert Endpoint(base_url="http://10.0.0.5:8000/v1", model="m", allow_insecure_http=True).api_key is None
+
+
+# ------------------------------------------------------------------------------- annotation: pay once, lose nothing
+
+
+def test_duplicate_seed_rows_are_sent_and_paid_once(tmp_path):
+    twin = {**SEED[1], "id": "twin-of-q1"}  # another id, the same text: one request serves both
+    rows = [SEED[0], SEED[0], SEED[1], twin]
+    counts = Counter()
+    server = FakeEndpoint(counts)
+    report = annotate(rows, ["zh"], server.endpoint, tmp_path / "c.jsonl", **FAST)
+    server.close()
+    assert sum(server.received.values()) == 2 and report.requested == 2 and set(counts.values()) == {1}
+    assert _keys(report.rows) == Counter({(i, lang): 1 for i in ("q0", "q1", "twin-of-q1") for lang in ("en", "zh")})
+
+
+def test_a_torn_last_cache_line_does_not_swallow_the_next_entry(tmp_path):
+    counts = Counter()
+    server = FakeEndpoint(counts)
+    cache = tmp_path / "c.jsonl"
+    annotate(SEED[:3], ["zh"], server.endpoint, cache, **FAST)
+    lines = cache.read_text(encoding="utf-8").splitlines()
+    cache.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][:40], encoding="utf-8")  # killed mid-write
+    assert annotate(SEED[:3], ["zh"], server.endpoint, cache, **FAST).requested == 1  # the torn one, again
+    third = annotate(SEED[:3], ["zh"], server.endpoint, cache, **FAST)
+    server.close()
+    assert third.requested == 0 and len(AnnotationCache(cache).entries) == 3  # the re-paid entry was readable
+    assert sum(counts.values()) == 4
+
+
+def test_null_content_is_an_invalid_reply_retried_then_reported(tmp_path):
+    counts = Counter()
+    once, always = (SEED[0]["question"], "zh"), (SEED[1]["question"], "zh")
+    server = FakeEndpoint(counts, null_content={once: 1, always: -1})
+    report = annotate(SEED[:2], ["zh"], server.endpoint, tmp_path / "c.jsonl", invalid_retries=1, **FAST)
+    server.close()
+    assert server.received[once] == 2 and server.received[always] == 2
+    assert report.failures == [{"id": "q1", "lang": "zh", "reason": "reply has no text content (content is None)"}]
+
+
+def test_a_server_that_never_answers_times_out(tmp_path):
+    import time
+
+    server = FakeEndpoint(Counter(), silent=True)
+    endpoint = Endpoint(base_url=server.base_url, model="fake", timeout=0.3)
+    started = time.monotonic()
+    report = annotate(SEED[:1], ["zh"], endpoint, tmp_path / "c.jsonl", max_retries=1, **FAST)
+    elapsed = time.monotonic() - started
+    server.close()
+    assert report.failures == [
+        {"id": "q0", "lang": "zh", "reason": "gave up after 2 attempts (no answer within 0.3 s)"}
+    ]
+    assert elapsed < 5 and sum(server.received.values()) == 2
+
+
+def test_killed_under_a_429_500_storm_resumes_paying_each_request_once(tmp_path):
+    """A real `slam annotate` process, killed with SIGKILL mid-run while the server answers 429 and 500; the rerun
+    finishes, and the server was paid (answered 200) exactly once per request."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    seed = _seed_file(tmp_path, SEED)
+    out = tmp_path / "ann.jsonl"
+    cache = tmp_path / "ann.jsonl.cache.jsonl"
+    argv = [sys.executable, "-m", "slam_trainer.cli", "annotate", "--seed", str(seed), "--languages", *LANGS]
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    client = {}
+
+    def kill_after_five_paid(fake, key):
+        if sum(fake.counts.values()) < 5:
+            return False
+        if "killed" not in client:  # every answer paid so far is in the cache (flushed), then the process dies
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(AnnotationCache(cache).entries) < sum(fake.counts.values()):
+                time.sleep(0.05)
+            client["process"].send_signal(signal.SIGKILL)
+            client["killed"] = client["process"].wait(timeout=20)
+        return True  # unanswered, so unpaid
+
+    counts = Counter()
+    storm = FakeEndpoint(
+        counts, fail_first=2, fail_status=(429, 500), error_body=b"busy", on_request=kill_after_five_paid
+    )
+    command = [*argv, "--model", "fake", "--base_url", storm.base_url, "--output", str(out), "--concurrency", "3"]
+    client["process"] = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client["process"].wait(timeout=240)
+    assert client.get("killed") == -signal.SIGKILL, client["process"].stderr.read().decode()[-2000:]
+    assert not out.exists() and 5 <= len(AnnotationCache(cache).entries) == sum(counts.values())
+    storm.on_request = None
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    storm.close()
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert len(counts) == len(SEED) * len(LANGS) and set(counts.values()) == {1}  # each paid exactly once
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert _keys(rows) == Counter({(row["id"], lang): 1 for row in SEED for lang in ["en", *LANGS]})
+    assert KEY not in finished.stdout + finished.stderr and KEY.encode() not in cache.read_bytes()
+
+
+def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
+    """SIGINT (Ctrl-C) to a real `slam annotate`: no request is sent afterwards, the finished ones are cached, and the
+    command says it was interrupted (exit status 130), without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    seed = _seed_file(tmp_path, SEED)
+    cache = tmp_path / "ann.jsonl.cache.jsonl"
+    client = {}
+
+    def interrupt_after_two_paid(fake, key):
+        if sum(fake.counts.values()) == 2 and "sent" not in client:
+            client["sent"] = sum(fake.received.values())
+            client["process"].send_signal(signal.SIGINT)
+        return False
+
+    counts = Counter()
+    server = FakeEndpoint(counts, on_request=interrupt_after_two_paid)
+    argv = [sys.executable, "-m", "slam_trainer.cli", "annotate", "--seed", str(seed), "--languages", *LANGS]
+    argv += ["--model", "fake", "--base_url", server.base_url, "--output", str(tmp_path / "ann.jsonl")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    client["process"] = subprocess.Popen([*argv, "--concurrency", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    _, err = client["process"].communicate(timeout=240)
+    server.close()
+    assert client["process"].returncode == 130 and err.strip().splitlines()[-1] == "slam annotate: interrupted"
+    assert "Traceback" not in err and sum(server.received.values()) <= client["sent"] + 1  # at most the one in flight
+    assert len(AnnotationCache(cache).entries) == sum(counts.values()) < len(SEED) * len(LANGS)

@@ -77,3 +77,37 @@ def test_bad_input_exits_with_one_line_reason(capsys):
     assert main(["eval", "--model", "nowhere", "--data", "missing.jsonl"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("slam eval: error:")
+
+
+def test_a_yaml_config_supplies_required_options_and_flags_win(tmp_path, capsys):
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(f"model: nowhere\ndata: {tmp_path / 'from_yaml.jsonl'}\n")
+    assert main(["eval", "--config", str(recipe)]) == 2
+    error = capsys.readouterr().err
+    assert "required" not in error and "from_yaml.jsonl" in error  # `--model`/`--data` came from the file
+    assert main(["eval", "--config", str(recipe), "--data", str(tmp_path / "from_flag.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert "from_flag.jsonl" in error and "from_yaml.jsonl" not in error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ImportError("`merge` needs deepspeed; install it with: pip install slam-trainer[deepspeed]"),
+        PermissionError(13, "Permission denied", "/data/out"),
+        TypeError("`layers` must be a list of ints,\ngot 'x'"),
+        KeyboardInterrupt(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_expected_failures_are_one_line_never_a_traceback(error, monkeypatch, capsys):
+    import slam_trainer.cli.merge as merge
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(merge, "main", fail)
+    status = main(["merge", "base", "delta", "out"])
+    lines = capsys.readouterr().err.splitlines()
+    assert status == (130 if isinstance(error, KeyboardInterrupt) else 2) and len(lines) == 1
+    assert lines[0].startswith("slam merge: ") and (str(error).split("\n")[0] in lines[0] or not str(error))

@@ -1,6 +1,13 @@
 """FFN deltas: base + delta == the trained model, tensor by tensor; a wrong base fails loudly; `slam merge` loads."""
 
+import copy
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,6 +96,7 @@ def test_half_trained_fused_tensor_is_stored_whole(tmp_path):
         model.model.layers[1].mlp.gate_up_proj.weight[64:] += 1  # the up half, as training would move it
     metadata = save_ffn_delta(model, str(tmp_path))
     assert metadata.tensors["model.layers.1.mlp.gate_up_proj.weight"] == [256, 32]
+    assert metadata.checksums["model.layers.1.mlp.gate_up_proj.weight"].startswith("sha256:")
     assert_same_weights(load_ffn_delta(build_tiny_model("phi3"), str(tmp_path)), model)
 
 
@@ -122,4 +130,149 @@ def test_metadata_is_plain_json(trained, tmp_path):
     values = json.loads((tmp_path / DELTA_CONFIG_NAME).read_text())
     assert values["base_model"] == "org/tiny" and values["base_revision"] == "abc123"
     assert values["architecture"] == "LlamaForCausalLM" and values["dtype"] == "float32"
-    assert values["base_fingerprint"].startswith("sha256:") and values["slam_trainer_version"]
+    assert values["base_fingerprint"].startswith("sha256-bf16:") and values["slam_trainer_version"]
+    assert set(values["checksums"]) == set(values["tensors"]) and values["format_version"] == 2
+
+
+# --------------------------------------------------------------------------- integrity: checked first, all or nothing
+
+
+def _damage_cases():
+    """(id, how to damage a saved delta directory, the message fragment): each must leave the base untouched."""
+    from safetensors.torch import load_file, save_file
+
+    from slam_trainer.delta import DELTA_WEIGHTS_NAME
+
+    def rewrite(directory, change, *, fix_checksums=False):
+        tensors = load_file(directory / DELTA_WEIGHTS_NAME)
+        change(tensors)
+        save_file(tensors, directory / DELTA_WEIGHTS_NAME)
+        if fix_checksums:  # a crafted file: checksums made to match, so that the later checks must catch it
+            from slam_trainer.delta import tensor_checksum
+
+            values = json.loads((directory / DELTA_CONFIG_NAME).read_text())
+            values["checksums"] = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
+            (directory / DELTA_CONFIG_NAME).write_text(json.dumps(values))
+
+    first = "model.layers.0.mlp.up_proj.weight"
+
+    def broadcastable(tensors):
+        tensors[first] = tensors[first][:1].clone()  # [1, 32] would broadcast over [128, 32] in `copy_`
+
+    def poisoned(tensors):
+        tensors[first][0, 0] = float("nan")
+
+    def flipped(directory):
+        data = bytearray((directory / DELTA_WEIGHTS_NAME).read_bytes())
+        data[-5] ^= 0xFF
+        (directory / DELTA_WEIGHTS_NAME).write_bytes(bytes(data))
+
+    def torn(directory):
+        data = (directory / DELTA_WEIGHTS_NAME).read_bytes()
+        (directory / DELTA_WEIGHTS_NAME).write_bytes(data[: len(data) // 2])
+
+    return [
+        ("broadcastable-shape", lambda d: rewrite(d, broadcastable), "has shape [1, 32]"),
+        ("nan", lambda d: rewrite(d, poisoned, fix_checksums=True), "NaN or infinite"),
+        ("flipped-byte", flipped, "does not match the checksum"),
+        ("listed-but-absent", lambda d: rewrite(d, lambda t: t.pop(first)), "missing: ['model.layers.0.mlp.up_proj"),
+        ("integer-dtype", lambda d: rewrite(d, lambda t: t.update({first: t[first].long()})), "is int64"),
+        ("torn-weights", torn, "cannot be read"),
+    ]
+
+
+DAMAGES = _damage_cases()  # also rows of the `slam merge` table in tests/test_bad_inputs.py
+
+
+@pytest.mark.parametrize("name, damage, expected", DAMAGES, ids=[case[0] for case in DAMAGES])
+def test_a_damaged_delta_is_refused_before_the_base_is_touched(name, damage, expected, trained, tmp_path):
+    root, trainer = trained
+    save_ffn_delta(trainer, str(tmp_path / "delta"))
+    damage(tmp_path / "delta")
+    base = AutoModelForCausalLM.from_pretrained(root / "base")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_ffn_delta(base, str(tmp_path / "delta"))
+    assert_same_weights(base, AutoModelForCausalLM.from_pretrained(root / "base"))
+
+
+def test_merge_to_bfloat16_from_a_float32_base_matches_the_cast_trained_model(trained, tmp_path):
+    root, trainer = trained
+    save_ffn_delta(trainer, str(tmp_path / "delta"))
+    assert (
+        slam(["merge", str(root / "base"), str(tmp_path / "delta"), str(tmp_path / "bf16"), "--dtype", "bfloat16"])
+        == 0
+    )
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="auto")
+    assert merged.dtype == torch.bfloat16
+    assert_same_weights(merged, copy.deepcopy(trainer.model).to(torch.bfloat16))
+
+
+def test_a_base_loaded_in_bfloat16_takes_a_delta_trained_in_float32(trained, tmp_path):
+    root, trainer = trained
+    save_ffn_delta(trainer, str(tmp_path / "delta"))
+    base = AutoModelForCausalLM.from_pretrained(root / "base", dtype=torch.bfloat16)
+    assert_same_weights(load_ffn_delta(base, str(tmp_path / "delta")), copy.deepcopy(trainer.model).to(torch.bfloat16))
+
+
+def test_a_file_of_a_delta_stands_for_its_directory(trained, tmp_path):
+    root, trainer = trained
+    save_ffn_delta(trainer, str(tmp_path / "delta"))
+    weights = str(
+        tmp_path / "delta" / "ffn_delta.safetensors"
+    )  # as in docs/evaluation.md: `--delta delta.safetensors`
+    assert_same_weights(load_ffn_delta(AutoModelForCausalLM.from_pretrained(root / "base"), weights), trainer.model)
+
+
+def test_save_strategy_no_still_writes_the_final_delta(tmp_path, tokenizer, arithmetic_dataset):
+    args = cpu_config(tmp_path / "out", slam_save_delta=True)  # save_strategy="no", as recipes/slam_tiny_cpu.yaml
+    model = build_tiny_model("llama")
+    trainer = SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
+    trainer.train()
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+    rebuilt = load_ffn_delta(build_tiny_model("llama"), str(tmp_path / "out" / DELTA_DIR_NAME))
+    assert_same_weights(rebuilt, trainer.model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["during_weights", "between_files"])
+def test_a_save_killed_midway_never_leaves_a_delta_that_looks_complete(moment, tmp_path):
+    """A real process saving over an older delta is killed (SIGKILL) mid-save: what is left is either the older delta,
+    whole, or refused with a clear message, never a half-written delta that loads."""
+    from tests.scripts.save_delta_killed import trained_tiny_llama
+
+    older = trained_tiny_llama(1.0)
+    save_ffn_delta(older, str(tmp_path / "delta"))
+    script = Path(__file__).parent / "scripts" / "save_delta_killed.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "delta"), moment], env=env, timeout=300)
+    assert result.returncode == -signal.SIGKILL
+    base = build_tiny_model("llama")
+    if moment == "during_weights":
+        assert_same_weights(load_ffn_delta(base, str(tmp_path / "delta")), older)  # the older delta, intact
+    else:
+        with pytest.raises(ValueError, match="different saves"):
+            load_ffn_delta(base, str(tmp_path / "delta"))
+        assert_same_weights(base, build_tiny_model("llama"))
+    save_ffn_delta(older, str(tmp_path / "delta"))  # the next save repairs it and clears the temporary file left
+    assert sorted(path.name for path in (tmp_path / "delta").iterdir()) == ["ffn_delta.safetensors", DELTA_CONFIG_NAME]
+    assert_same_weights(load_ffn_delta(build_tiny_model("llama"), str(tmp_path / "delta")), older)
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_smollm2_delta_with_tied_embeddings_merges_and_reloads_to_the_same_tensors(smollm2_path, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(smollm2_path)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # tied, as the checkpoint says
+    freeze_except_ffn(model, [0, -1], ["up", "down"], extra=["embeddings"])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:  # as training would move them
+                param.add_(torch.randn(param.shape, generator=generator) * 1e-2)
+    save_ffn_delta(model, str(tmp_path / "delta"))
+    for dtype, expected in (("auto", model), ("bfloat16", copy.deepcopy(model).to(torch.bfloat16))):
+        out = tmp_path / f"merged-{dtype}"
+        assert slam(["merge", smollm2_path, str(tmp_path / "delta"), str(out), "--dtype", dtype]) == 0
+        merged = AutoModelForCausalLM.from_pretrained(out, dtype="auto")
+        assert merged.lm_head.weight is merged.model.embed_tokens.weight
+        assert_same_weights(merged, expected)

@@ -1,18 +1,27 @@
 """`slam annotate`: translate an English seed set of chains of thought into other languages, step by step.
 
 Usage:
-    slam annotate --seed seed.jsonl --languages zh ja th --model gpt-4o --output annotations.jsonl
-    OPENAI_BASE_URL=http://localhost:8000/v1 slam annotate --seed seed.jsonl --languages zh --model Qwen/Qwen2.5-7B
+    OPENAI_API_KEY=... slam annotate --seed seed.jsonl --languages zh ja th --model gpt-4o --output annotations.jsonl
+    slam annotate --seed seed.jsonl --languages zh --model Qwen/Qwen2.5-7B --base_url http://localhost:8000/v1 \\
+        --output annotations.jsonl
 
-The seed file has one English example per line (`id`, `question`, `answer`, and `steps` or `cot`). Interrupt and
-rerun the same command to resume: finished requests are cached next to the output and never repeated.
+The seed file has one English example per line (`id`, `question`, `answer`, and `steps` or `cot`). The key is read
+from an environment variable (`OPENAI_API_KEY`, or the one `--api_key_env` names), never from a flag, which would
+show in process listings. Interrupt and rerun the same command to resume: finished requests are cached next to the
+output and never repeated.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
+from slam_trainer.cli.errors import CommandError
+from slam_trainer.l2.endpoint import DEFAULT_TIMEOUT
 from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
+
+
+DEFAULT_KEY_VARIABLE = "OPENAI_API_KEY"
 
 
 def make_parser(subparsers):
@@ -25,14 +34,31 @@ def make_parser(subparsers):
     parser.add_argument(
         "--base_url",
         default=None,
-        help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else https://api.openai.com/v1).",
+        help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else https://api.openai.com/v1). Plain http:// "
+        "only to a loopback host unless --allow_insecure_http.",
     )
-    parser.add_argument("--api_key", default=None, help="Bearer key (default: $OPENAI_API_KEY).")
+    parser.add_argument(
+        "--api_key_env",
+        default=DEFAULT_KEY_VARIABLE,
+        help="Environment variable holding the bearer key (default: OPENAI_API_KEY; unset means no key).",
+    )
+    parser.add_argument("--api_key", default=None, help=argparse.SUPPRESS)  # refused with a pointer: see `main`
+    parser.add_argument(
+        "--allow_insecure_http",
+        action="store_true",
+        help="Allow plain http:// to a host that is not loopback (key and data cross the network unencrypted).",
+    )
     parser.add_argument("--output", required=True, help="JSON-lines file for the rows (seed + annotations).")
     parser.add_argument("--cache", default=None, help="Request cache (default: OUTPUT.cache.jsonl).")
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight at once.")
-    parser.add_argument("--max_retries", type=int, default=6, help="Retries on 429, 5xx and connection errors.")
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--max_retries", type=int, default=6, help="Retries on 429, 5xx, connection errors, timeouts.")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"Seconds to wait for one answer before retrying it (ours: {DEFAULT_TIMEOUT:g}).",
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="Sampling temperature, 0 to 2.")
     parser.add_argument(
         "--segmentation",
         default="auto",
@@ -42,44 +68,79 @@ def make_parser(subparsers):
     return parser
 
 
-def main(args) -> None:
+def _write_jsonl(path, rows) -> None:
+    """Write `rows` to `path` whole or not at all (a temporary file, then a rename)."""
     import json
 
-    from slam_trainer.cli.main import CommandError
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def _check_paths(seed, output, cache) -> None:
+    """Refuse outputs that would overwrite the seed or each other, before anything is sent."""
+    for flag, path in (("--output", output), ("--cache", cache)):
+        if path.is_dir():
+            raise CommandError(f"`{flag}` {path} is a directory; give a file path.")
+        if path.resolve() == seed.resolve():
+            raise CommandError(f"`{flag}` {path} is the seed file itself, which it would overwrite.")
+    if output.resolve() == cache.resolve():
+        raise CommandError(f"`--cache` and `--output` are the same file ({output}).")
+
+
+def main(args) -> None:
+    from pathlib import Path
+
     from slam_trainer.data.loaders import load_jsonl_rows
     from slam_trainer.l2.annotation import Endpoint, annotate
+    from slam_trainer.l2.endpoint import EndpointError
 
+    if args.api_key is not None:
+        raise CommandError(
+            "`--api_key` is not accepted: a key given as a flag shows in process listings and shell history. Put it "
+            f"in the environment variable {DEFAULT_KEY_VARIABLE} (or the one named by `--api_key_env`)."
+        )
+    api_key = os.environ.get(args.api_key_env) or None
+    if api_key is None and args.api_key_env != DEFAULT_KEY_VARIABLE:
+        raise CommandError(f"`--api_key_env` {args.api_key_env}: that environment variable is not set or empty.")
     seed = load_jsonl_rows(args.seed, required=("id", "question", "answer"))
-    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     endpoint = Endpoint(
-        base_url=base_url,
+        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
         model=args.model,
-        api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+        api_key=api_key,
         temperature=args.temperature,
+        timeout=args.timeout,
+        allow_insecure_http=args.allow_insecure_http,
     )
-    cache = args.cache or f"{args.output}.cache.jsonl"
-    report = annotate(
-        seed,
-        args.languages,
-        endpoint,
-        cache,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        segmentation=args.segmentation,
-    )
-    with open(args.output, "w", encoding="utf-8") as handle:
-        for row in report.rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    output = Path(args.output)
+    cache = Path(args.cache or f"{args.output}.cache.jsonl")
+    failures = Path(f"{args.output}.failures.jsonl")
+    _check_paths(Path(args.seed), output, cache)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report = annotate(
+            seed,
+            args.languages,
+            endpoint,
+            cache,
+            concurrency=args.concurrency,
+            max_retries=args.max_retries,
+            segmentation=args.segmentation,
+        )
+    except EndpointError as error:
+        raise CommandError(f"{error} Finished requests are kept in {cache}; rerun once fixed.") from None
+    _write_jsonl(output, report.rows)
     print(
-        f"{len(report.rows)} rows written to {args.output} ({report.cached} requests from the cache, "
+        f"{len(report.rows)} rows written to {output} ({report.cached} requests from the cache, "
         f"{report.requested} sent, {len(report.failures)} failed)."
     )
-    if report.failures:
-        failures = f"{args.output}.failures.jsonl"
-        with open(failures, "w", encoding="utf-8") as handle:
-            for failure in report.failures:
-                handle.write(json.dumps(failure, ensure_ascii=False) + "\n")
-        raise CommandError(
-            f"{len(report.failures)} request(s) failed (listed in {failures}); rerun the same command "
-            f"to retry them, finished ones are cached in {cache}."
-        )
+    if not report.failures:
+        failures.unlink(missing_ok=True)  # a list left by an earlier run is no longer true
+        return
+    _write_jsonl(failures, report.failures)
+    raise CommandError(
+        f"{len(report.failures)} request(s) failed (listed in {failures}); rerun the same command "
+        f"to retry them, finished ones are cached in {cache}."
+    )

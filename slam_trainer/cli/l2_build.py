@@ -6,11 +6,15 @@ Usage:
 
 Rows are MGSM-style (`id`, `lang`, `question`, `answer`, `steps` or `cot`; a row without `lang` is English). The set is
 saved with `datasets.Dataset.save_to_disk` under `OUTPUT_DIR/L2-M_{source}_{languages}_{samples}` and its
-statistics are printed.
+statistics are printed. `--source` is a plain name (letters, digits, space, `.`, `_`, `+`, `-`; no path
+separators), so the set is always written inside `OUTPUT_DIR`.
 """
 
 from __future__ import annotations
 
+import re
+
+from slam_trainer.cli.errors import CommandError
 from slam_trainer.l2.parallel import ON_INVALID
 from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
 
@@ -22,7 +26,11 @@ def make_parser(subparsers):
         description=__doc__.split("\n")[0],
     )
     parser.add_argument("--data", nargs="+", required=True, help="JSON-lines files of per-language rows.")
-    parser.add_argument("--source", required=True, help="Name of the seed source for the set's name, e.g. o1, s1K.")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="Name of the seed source for the set's name, e.g. o1, s1K (no path separators).",
+    )
     parser.add_argument("--languages", nargs="+", default=None, help="Languages to keep (default: all seen).")
     parser.add_argument("--output_dir", required=True, help="Folder to save the dataset under.")
     parser.add_argument(
@@ -40,6 +48,9 @@ def make_parser(subparsers):
     return parser
 
 
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
+
+
 def main(args) -> None:
     import json
     from pathlib import Path
@@ -47,10 +58,20 @@ def main(args) -> None:
     from slam_trainer.data.loaders import load_jsonl_rows
     from slam_trainer.l2.parallel import build_parallel_dataset, dataset_name, parallel_statistics
 
+    if not SOURCE_NAME.fullmatch(args.source):
+        raise CommandError(
+            f"`--source` {args.source!r} must be a plain name such as o1 or s1K (letters, digits, space, . _ + -; "
+            "no path separators): it becomes part of the folder name under --output_dir."
+        )
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CommandError(f"`--output_dir` {output_dir} is a file; give a folder.")
     rows = []
     for path in args.data:
         for row in load_jsonl_rows(path, required=("id", "question", "answer")):
             rows.append({"lang": "en", **row})
+    if not rows:
+        raise CommandError(f"`--data` {' '.join(args.data)}: the file(s) hold no rows.")
     if args.languages:
         rows = [row for row in rows if row["lang"] in args.languages]
     dataset, report = build_parallel_dataset(
@@ -58,7 +79,9 @@ def main(args) -> None:
     )
     stats = parallel_statistics(dataset)
     name = dataset_name(args.source, len(stats["languages"]), stats["examples"])
-    target = Path(args.output_dir) / name.replace(" ", "_")
+    target = output_dir / name.replace(" ", "_")
+    if target.resolve().parent != output_dir.resolve():  # `--source` is checked above; this guards the rule itself
+        raise CommandError(f"the set's folder {target} would lie outside `--output_dir` {output_dir}.")
     dataset.save_to_disk(str(target))
     print(f"{name}: {report.summary()}")
     print(json.dumps(stats, ensure_ascii=False))

@@ -105,6 +105,7 @@ def load_rows(script_args: TrainScriptArguments):
 
     from datasets import Dataset, load_dataset
 
+    from slam_trainer.data.loaders import check_data_file
     from slam_trainer.data.synthetic import synthetic_rows
 
     name = script_args.dataset_name
@@ -116,18 +117,18 @@ def load_rows(script_args: TrainScriptArguments):
         )
         if builder is None:
             raise ValueError(f"`dataset_name` {name!r}: use a .jsonl, .json, .parquet or .csv file.")
+        check_data_file(name)  # an empty file, or the line of the first malformed row, before `datasets` reads it
         return load_dataset(builder, data_files=name, split="train")
     return load_dataset(name, script_args.dataset_config, split=script_args.dataset_train_split)
 
 
-def build_training_data(script_args, tokenizer, model, training_args):
-    """(train_dataset, data_collator) for the chosen format and L² mode."""
+def build_training_data(dataset, script_args, tokenizer, model, training_args):
+    """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
     from slam_trainer.data.slam_mix import build_slam_training_set
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset
     from slam_trainer.l2.tags import add_language_tokens
 
-    dataset = load_rows(script_args)
     fmt = script_args.dataset_format
     if fmt == "auto":
         fmt = "parallel" if {"id", "lang", "question"} <= set(dataset.column_names) else "trl"
@@ -198,6 +199,7 @@ def load_model_and_tokenizer(model_args, training_args):
 def run(script_args, training_args, model_args):
     from trl import SFTTrainer, get_peft_config
 
+    from slam_trainer.checkpoints import resolve_resume_checkpoint
     from slam_trainer.l2.collator import L2EpochCallback
     from slam_trainer.trainer import SelectiveFFNTrainer
 
@@ -205,8 +207,11 @@ def run(script_args, training_args, model_args):
         raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    # true/false as TRL's parser reads booleans; incomplete checkpoints (a kill during a save) are skipped
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    dataset = load_rows(script_args)  # a bad data file fails before the model loads
     model, tokenizer = load_model_and_tokenizer(model_args, training_args)
-    train_dataset, collator = build_training_data(script_args, tokenizer, model, training_args)
+    train_dataset, collator = build_training_data(dataset, script_args, tokenizer, model, training_args)
     kwargs = dict(
         model=model,
         args=training_args,
@@ -223,7 +228,7 @@ def run(script_args, training_args, model_args):
             collator.configure_sft_args(training_args)
             kwargs["callbacks"] = [L2EpochCallback(collator)]
         trainer = SFTTrainer(**kwargs)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

@@ -15,26 +15,25 @@ from slam_trainer.languages import validate_languages
 REQUIRED_COLUMNS = ("id", "lang", "question", "answer")
 
 
-def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[dict]:
-    """Load the rows of a JSON-lines file, checking every row has the `required` columns.
-
-    Parameters:
-        path (`str` or `Path`):
-            The file, e.g. `../shared/data/mgsm/mgsm.jsonl`.
-        required (`tuple[str]`, *optional*, defaults to `("id", "lang", "question", "answer")`):
-            Columns each row must have; add `"cot"` for chains of thought (MGSM's `exemplars.jsonl`).
-        languages (`list[str]`, *optional*):
-            Keep only rows in these languages (codes of the language registry); all rows by default.
-    """
-    path = Path(path)
+def _check_file(path: Path, columns) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; pass a JSON-lines data file (columns {', '.join(columns)}).")
     if not path.is_file():
         raise FileNotFoundError(
-            f"No such data file: {path}. Pass the path of a JSON-lines file with columns {', '.join(required)}."
+            f"No such data file: {path}. Pass the path of a JSON-lines file with columns {', '.join(columns)}."
         )
-    keep = None if languages is None else set(validate_languages(languages))
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+
+
+def iter_jsonl_rows(path, *, required=REQUIRED_COLUMNS):
+    """(line number, row) for each non-blank line of a JSON-lines file, checked as `load_jsonl_rows` says."""
+    path = Path(path)
+    _check_file(path, required)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{number}: not UTF-8 text; save the file as UTF-8.") from None
             if not line.strip():
                 continue
             try:
@@ -49,6 +48,59 @@ def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[
                     f"{path}:{number}: missing column(s) {', '.join(missing)}; every row needs "
                     f"{', '.join(required)} (found {', '.join(row) or 'none'})."
                 )
-            if keep is None or row.get("lang") in keep:
-                rows.append(row)
-    return rows
+            yield number, row
+
+
+def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[dict]:
+    """Load the rows of a JSON-lines file (UTF-8), checking every row has the `required` columns.
+
+    Errors name the file and line: a missing file or a directory, text that is not UTF-8, a line that is not a JSON
+    object, a row without a required column.
+
+    Parameters:
+        path (`str` or `Path`):
+            The file, e.g. `../shared/data/mgsm/mgsm.jsonl`.
+        required (`tuple[str]`, *optional*, defaults to `("id", "lang", "question", "answer")`):
+            Columns each row must have; add `"cot"` for chains of thought (MGSM's `exemplars.jsonl`).
+        languages (`list[str]`, *optional*):
+            Keep only rows in these languages (codes of the language registry); all rows by default.
+    """
+    keep = None if languages is None else set(validate_languages(languages))
+    return [row for _, row in iter_jsonl_rows(path, required=required) if keep is None or row.get("lang") in keep]
+
+
+def _json_document_rows(path: Path) -> int:
+    """Rows of a file holding one JSON document (an array of rows, or an object of columns), as `datasets` reads
+    `.json` files that are not JSON lines."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; save the file as UTF-8.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
+    return len(document) if isinstance(document, (list, dict)) else 0
+
+
+def check_data_file(path) -> None:
+    """Fail early, naming the file (and line), on a training file that is missing, empty, or (`.jsonl`, `.json`) not
+    valid JSON, instead of deep inside `datasets`."""
+    path = Path(path)
+    _check_file(path, ())
+    with path.open("rb") as handle:
+        head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()  # after a UTF-8 byte-order mark
+    if path.suffix == ".json" and head.startswith(b"["):
+        rows = _json_document_rows(path)
+    elif path.suffix in (".jsonl", ".json"):
+        try:
+            rows = sum(1 for _ in iter_jsonl_rows(path, required=()))
+        except ValueError as line_error:
+            if path.suffix == ".jsonl":
+                raise
+            try:
+                rows = _json_document_rows(path)  # an object of columns spread over lines
+            except ValueError:
+                raise line_error from None
+    else:
+        rows = path.stat().st_size
+    if not rows:
+        raise ValueError(f"{path} is empty: it holds no rows to train on.")

@@ -1,36 +1,36 @@
 """Annotate multilingual chains of thought from an English seed set with any OpenAI-compatible chat endpoint.
 
 The paper had GPT-4o write the questions and the reasoning in each language; to keep the steps aligned we ask the
-model to translate the question and each step, returning exactly as many steps (ours). One request per (example,
-language); requests run concurrently up to a bound, are retried with exponential backoff on 429, 5xx and connection
-errors, and each finished, validated answer is appended (and flushed) to a JSON-lines cache keyed by a hash of
-(model, messages). A rerun of an interrupted job skips what is cached, so nothing is requested twice and nothing
-finished is lost; a response with the wrong number of steps is retried, then reported, never kept.
+model to translate the question and each step, returning exactly as many steps (ours). One request per distinct
+(example, language): seed rows are checked before anything is sent, duplicates are sent once. Requests run
+concurrently up to a bound and are retried as `slam_trainer.l2.endpoint` says (which also keeps the key secret); a
+401/403/404 or a redirect stops the whole run at the first one. Each finished, validated answer is appended (and
+flushed) to a JSON-lines cache keyed by a hash of (model, messages). A rerun of an interrupted job skips what is
+cached, so nothing is paid twice and nothing finished is lost; a response with the wrong number of steps (or no
+content) is retried, then reported, never kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import random
 import threading
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
+from slam_trainer.l2.endpoint import Endpoint, EndpointError, FatalEndpointError, chat_completion
+from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import get_language, validate_languages
 
 
-logger = logging.getLogger(__name__)
+__all__ = ["AnnotationCache", "AnnotationReport", "Endpoint", "InvalidReplyError", "annotate", "seed_steps"]
 
-RETRY_STATUS = (429, 500, 502, 503, 504)
+logger = logging.get_logger(__name__)
 
 SYSTEM_PROMPT = (
     "You translate grade-school and competition math problems and their step-by-step solutions. Translate the "
@@ -40,40 +40,8 @@ SYSTEM_PROMPT = (
 )
 
 
-class AnnotationError(Exception):
-    """A request that failed for good: its reason goes to the failure report."""
-
-
-@dataclass
-class Endpoint:
-    """An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, TGI).
-
-    Parameters:
-        base_url (`str`):
-            E.g. `https://api.openai.com/v1` or `http://localhost:8000/v1`; `/chat/completions` is appended.
-        model (`str`):
-            The model name the server expects.
-        api_key (`str`, *optional*):
-            Sent as a bearer token when given.
-        temperature (`float`, *optional*, defaults to `0.0`):
-            Sampling temperature of each request.
-        timeout (`float`, *optional*, defaults to `120.0`):
-            Seconds to wait for one response.
-    """
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    temperature: float = 0.0
-    timeout: float = 120.0
-
-    def __post_init__(self):
-        if not self.base_url or not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"`base_url` must be an http(s) URL such as http://localhost:8000/v1, got {self.base_url!r}."
-            )
-        if not self.model:
-            raise ValueError("`model` is required: the model name the endpoint serves.")
+class InvalidReplyError(EndpointError):
+    """A reply that is not the JSON asked for (or has no content): retried, then reported, never kept."""
 
 
 @dataclass
@@ -99,30 +67,47 @@ def request_key(model: str, messages: list[dict]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def parse_translation(content: str, num_steps: int) -> tuple[str, list[str]]:
-    """The question and steps of a reply; `AnnotationError` when it is not the JSON asked for."""
+def parse_translation(content, num_steps: int) -> tuple[str, list[str]]:
+    """The question and steps of a reply; `InvalidReplyError` when it is not the JSON asked for."""
+    if not isinstance(content, str):
+        raise InvalidReplyError(f"reply has no text content (content is {content!r})")
     start, end = content.find("{"), content.rfind("}")
     try:
         reply = json.loads(content[start : end + 1]) if start >= 0 else None
     except json.JSONDecodeError:
         reply = None
     if not isinstance(reply, dict):
-        raise AnnotationError(f"reply is not a JSON object: {content[:120]!r}")
+        raise InvalidReplyError(f"reply is not a JSON object: {content[:120]!r}")
     question, steps = reply.get("question"), reply.get("steps")
     if not isinstance(question, str) or not question.strip():
-        raise AnnotationError("reply has no question")
+        raise InvalidReplyError("reply has no question")
     if not isinstance(steps, list) or len(steps) != num_steps:
         got = len(steps) if isinstance(steps, list) else type(steps).__name__
-        raise AnnotationError(f"expected {num_steps} steps, got {got}")
+        raise InvalidReplyError(f"expected {num_steps} steps, got {got}")
     if not all(isinstance(step, str) and step.strip() for step in steps):
-        raise AnnotationError("reply has an empty or non-text step")
+        raise InvalidReplyError("reply has an empty or non-text step")
     return question.strip(), [step.strip() for step in steps]
+
+
+def _cache_entry(line: bytes) -> dict | None:
+    """The entry of one cache line, or None when the line is not a complete, well-formed entry."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        return None
+    steps = entry.get("steps")
+    if not isinstance(entry.get("question"), str) or not isinstance(steps, list):
+        return None
+    return entry if all(isinstance(step, str) for step in steps) else None
 
 
 class AnnotationCache:
     """Finished requests, one JSON line each, appended and flushed as they finish.
 
-    A line cut short by a kill is skipped on reading (its request is simply made again).
+    A last line cut short by a kill is cut off the file when it is opened (its request is simply made again): left
+    in place, the next entry would be appended to it and be unreadable too. Other unreadable lines are skipped.
     """
 
     def __init__(self, path):
@@ -130,14 +115,28 @@ class AnnotationCache:
         self._lock = threading.Lock()
         self.entries: dict[str, dict] = {}
         if self.path.exists():
-            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    logger.warning(
-                        "%s:%d: skipping an unreadable cache line (an interrupted write).", self.path, number
-                    )
+            self._read()
+
+    def _read(self) -> None:
+        data = self.path.read_bytes()
+        complete = data.rfind(b"\n") + 1  # everything up to the last newline was written whole
+        lines, tail = data[:complete].split(b"\n")[:-1], data[complete:]
+        if tail and _cache_entry(tail) is not None:  # whole but for its newline
+            with self.path.open("ab") as handle:
+                handle.write(b"\n")
+            lines.append(tail)
+        elif tail:
+            with self.path.open("r+b") as handle:
+                handle.truncate(complete)
+            logger.warning(
+                "%s: removed a last line cut short by an interrupted write; its request will be made again.", self.path
+            )
+        for number, line in enumerate(lines, start=1):
+            entry = _cache_entry(line)
+            if entry is not None:
+                self.entries[entry["key"]] = entry
+            elif line.strip():
+                logger.warning("%s:%d: skipping an unreadable cache line.", self.path, number)
 
     def add(self, entry: dict) -> None:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
@@ -149,47 +148,72 @@ class AnnotationCache:
             self.entries[entry["key"]] = entry
 
 
-def chat_completion(
-    endpoint: Endpoint, messages: list[dict], *, max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 60.0
-) -> str:
-    """The assistant content of one request, retrying 429/5xx and connection errors with exponential backoff
-    (honouring `Retry-After`, capped at `max_backoff`)."""
-    body = json.dumps({"model": endpoint.model, "messages": messages, "temperature": endpoint.temperature}).encode()
-    headers = {"Content-Type": "application/json"}
-    if endpoint.api_key:
-        headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    url = endpoint.base_url.rstrip("/") + "/chat/completions"
-    for attempt in range(max_retries + 1):
-        delay = min(max_backoff, backoff * 2**attempt) * (0.5 + random.random() / 2)
-        try:
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=endpoint.timeout) as response:
-                reply = json.loads(response.read())
-            return reply["choices"][0]["message"]["content"]
-        except urllib.error.HTTPError as error:
-            if error.code not in RETRY_STATUS:
-                detail = error.read()[:200].decode(errors="replace")
-                raise AnnotationError(f"HTTP {error.code} from {url}: {detail}") from None
-            reason = f"HTTP {error.code}"
-            retry_after = error.headers.get("Retry-After") if error.headers else None
-            if retry_after and retry_after.replace(".", "", 1).isdigit():
-                delay = min(max_backoff, float(retry_after))
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
-            reason = f"connection error: {getattr(error, 'reason', error)}"
-        except (KeyError, IndexError, TypeError, json.JSONDecodeError):
-            raise AnnotationError(f"malformed chat-completions response from {url}") from None
-        if attempt < max_retries:
-            time.sleep(delay)
-    raise AnnotationError(f"gave up after {max_retries + 1} attempts ({reason})")
-
-
 def seed_steps(row: dict, segmentation: str = "auto") -> list[str]:
-    """The English steps of a seed row: its `steps`, or its `cot` cut with `split_steps`."""
+    """The English steps of a seed row: its `steps` (a non-empty list of texts), or its `cot` cut by `split_steps`."""
+    where = f"Seed row id {row.get('id')!r}"
     if "steps" in row:
-        return [str(step) for step in row["steps"]]
+        steps = row["steps"]
+        if not isinstance(steps, list):
+            raise ValueError(
+                f"{where}: `steps` must be a list of texts, got {type(steps).__name__} (a string would be sent as "
+                "one step per character)."
+            )
+        if not steps:
+            raise ValueError(f"{where}: `steps` is empty, so there is nothing to translate; give steps or drop it.")
+        bad = [index for index, step in enumerate(steps) if not isinstance(step, str) or not step.strip()]
+        if bad:
+            raise ValueError(f"{where}: `steps` item(s) {bad} are not non-empty texts.")
+        return list(steps)
     if "cot" in row:
-        return split_steps(row["cot"], "en", mode=segmentation)
-    raise ValueError(f"Seed row id {row.get('id')!r} has neither `steps` nor `cot`; give one of them.")
+        if not isinstance(row["cot"], str):
+            raise ValueError(f"{where}: `cot` must be a text, got {type(row['cot']).__name__}.")
+        steps = split_steps(row["cot"], "en", mode=segmentation)
+        if not steps:
+            raise ValueError(f"{where}: `cot` is empty, so there is nothing to translate.")
+        return steps
+    raise ValueError(f"{where} has neither `steps` nor `cot`; give one of them.")
+
+
+def _seed_examples(seed_rows, segmentation: str) -> list[tuple[dict, list[str]]]:
+    """(row, steps) for each distinct seed example, every row checked before anything is sent.
+
+    A row repeated with the same id and content is kept once (with a warning); the same id with other content fails.
+    """
+    if not isinstance(seed_rows, (list, tuple)):
+        raise TypeError(f"`seed_rows` must be a list of dicts, got {type(seed_rows).__name__}.")
+    if not seed_rows:
+        raise ValueError("`seed_rows` is empty: there is nothing to annotate.")
+    examples, seen, duplicates = [], {}, 0
+    for number, row in enumerate(seed_rows, start=1):
+        if not isinstance(row, dict):
+            raise TypeError(f"Seed row {number} must be a dict, got {type(row).__name__}.")
+        missing = [key for key in ("id", "question", "answer") if key not in row]
+        if missing:
+            raise ValueError(f"Seed row {number} is missing {', '.join(missing)}.")
+        row_id = row["id"]
+        if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
+            raise ValueError(f"Seed row {number}: `id` must be a string or an integer, got {row_id!r}.")
+        if not isinstance(row["question"], str) or not row["question"].strip():
+            raise ValueError(f"Seed row id {row_id!r}: `question` must be a non-empty text, got {row['question']!r}.")
+        if row["answer"] is None:
+            raise ValueError(f"Seed row id {row_id!r}: `answer` is null.")
+        steps = seed_steps(row, segmentation)
+        content = (row["question"], steps, row["answer"])
+        if row_id in seen:
+            if seen[row_id] != content:
+                raise ValueError(f"Seed id {row_id!r} appears twice with different content; ids must be unique.")
+            duplicates += 1
+            continue
+        seen[row_id] = content
+        examples.append((row, steps))
+    if duplicates:
+        logger.warning("Skipped %d repeated seed row(s) (same id and content): each is annotated once.", duplicates)
+    return examples
+
+
+def _check_at_least(name: str, value, minimum) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise ValueError(f"`{name}` must be a number of at least {minimum}, got {value!r}.")
 
 
 def annotate(
@@ -210,9 +234,9 @@ def annotate(
 
     Parameters:
         seed_rows (`list[dict]`):
-            English rows with `id`, `question`, `answer` and `steps` (or `cot`).
+            English rows with `id`, `question`, `answer` and `steps` (a list of texts) or `cot` (a text).
         languages (`list[str]`):
-            Target languages (English, the seed's language, is skipped if listed).
+            Target languages (English, the seed's language, is skipped if listed; at least one other is needed).
         endpoint (`Endpoint`):
             Where to send the requests.
         cache_path (`str` or `Path`):
@@ -220,57 +244,95 @@ def annotate(
         concurrency (`int`, *optional*, defaults to `8`):
             Requests in flight at once.
         max_retries (`int`, *optional*, defaults to `6`):
-            Retries of one request on 429, 5xx or connection errors.
+            Retries of one request on 429, 5xx, connection errors or timeouts.
         invalid_retries (`int`, *optional*, defaults to `2`):
-            Retries of a request whose reply is not valid (e.g. the wrong number of steps).
+            Retries of a request whose reply is not valid (e.g. the wrong number of steps, or no content).
         backoff, max_backoff (`float`, *optional*, default to `1.0` and `60.0`):
             First and largest wait in seconds between retries.
+
+    Raises:
+        `FatalEndpointError`: at the first 401/403/404 or redirect, after the requests in flight finish; no further
+        request is sent, and finished ones stay cached.
     """
+    if not isinstance(endpoint, Endpoint):
+        raise TypeError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
+    for name, value, minimum in (
+        ("concurrency", concurrency, 1),
+        ("max_retries", max_retries, 0),
+        ("invalid_retries", invalid_retries, 0),
+    ):
+        _check_at_least(name, value, minimum)
+        if not isinstance(value, int):
+            raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    _check_at_least("backoff", backoff, 0)
+    _check_at_least("max_backoff", max_backoff, 0)
+    if segmentation not in SEGMENTATION_MODES:
+        raise ValueError(f"`segmentation` must be one of {', '.join(SEGMENTATION_MODES)}, got {segmentation!r}.")
     languages = [lang for lang in validate_languages(languages) if lang != "en"]
-    if concurrency < 1:
-        raise ValueError(f"`concurrency` must be at least 1, got {concurrency}.")
-    cache = AnnotationCache(cache_path)
+    if not languages:
+        raise ValueError("`languages` names no language besides English (the seed's), so there is nothing to do.")
+    examples = _seed_examples(seed_rows, segmentation)
     report = AnnotationReport()
-    jobs = []
-    for row in seed_rows:
-        missing = [key for key in ("id", "question", "answer") if key not in row]
-        if missing:
-            raise ValueError(f"Seed row {row!r:.80} is missing {', '.join(missing)}.")
-        steps = seed_steps(row, segmentation)
+    jobs, requests = [], {}  # jobs: (row, lang, key) per output row; requests: key -> (messages, number of steps)
+    for row, steps in examples:
         report.rows.append(
             {"id": row["id"], "lang": "en", "question": row["question"], "steps": steps, "answer": row["answer"]}
         )
         for lang in languages:
             messages = request_messages(row["question"], steps, lang)
-            jobs.append((row, lang, len(steps), messages, request_key(endpoint.model, messages)))
-    todo = [job for job in jobs if job[4] not in cache.entries]
-    report.cached, report.requested = len(jobs) - len(todo), len(todo)
+            key = request_key(endpoint.model, messages)
+            jobs.append((row, lang, key))
+            requests.setdefault(key, (row["id"], lang, messages, len(steps)))  # the same text is sent once
+    cache = AnnotationCache(cache_path)
+    todo = {key: request for key, request in requests.items() if key not in cache.entries}
+    report.cached, report.requested = len(requests) - len(todo), len(todo)
+    stop = threading.Event()
 
-    def run(job):
-        row, lang, num_steps, messages, key = job
+    def run(key, row_id, lang, messages, num_steps):
         for attempt in range(invalid_retries + 1):
-            content = chat_completion(
-                endpoint, messages, max_retries=max_retries, backoff=backoff, max_backoff=max_backoff
-            )
+            try:
+                content = chat_completion(
+                    endpoint, messages, max_retries=max_retries, backoff=backoff, max_backoff=max_backoff, stop=stop
+                )
+            except FatalEndpointError:
+                stop.set()  # here, not in the loop below: the next queued request must see it before it is sent
+                raise
             try:
                 question, steps = parse_translation(content, num_steps)
                 break
-            except AnnotationError:
+            except InvalidReplyError:
                 if attempt == invalid_retries:
                     raise
-        cache.add(
-            {"key": key, "id": row["id"], "lang": lang, "model": endpoint.model, "question": question, "steps": steps}
-        )
+        entry = {"key": key, "id": row_id, "lang": lang, "model": endpoint.model, "question": question, "steps": steps}
+        cache.add(entry)
 
+    failed, fatal = {}, None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(run, job): job for job in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
-            row, lang, *_ = futures[future]
-            try:
-                future.result()
-            except AnnotationError as error:
-                report.failures.append({"id": row["id"], "lang": lang, "reason": str(error)})
-    for row, lang, _, _, key in jobs:
+        futures = {pool.submit(run, key, *request): key for key, request in todo.items()}
+
+        def halt():  # send nothing more; what is finished stays cached
+            stop.set()
+            for pending in futures:
+                pending.cancel()
+
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
+                try:
+                    future.result()
+                except CancelledError:
+                    continue
+                except FatalEndpointError as error:
+                    if fatal is None:
+                        fatal = error
+                        halt()
+                except EndpointError as error:
+                    failed[futures[future]] = str(error)
+        except BaseException:  # e.g. Ctrl-C: without this the queued requests would still be sent
+            halt()
+            raise
+    if fatal is not None:
+        raise fatal
+    for row, lang, key in jobs:
         entry = cache.entries.get(key)
         if entry is not None:
             report.rows.append(
@@ -282,4 +344,6 @@ def annotate(
                     "answer": row["answer"],
                 }
             )
+        elif key in failed:
+            report.failures.append({"id": row["id"], "lang": lang, "reason": failed[key]})
     return report
