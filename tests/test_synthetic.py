@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from slam_trainer.data.synthetic import generate_problems, synthetic_rows
+from slam_trainer.data.synthetic import generate_problems, synthetic_rows, train_test_problems
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import LANGUAGES
 
@@ -35,11 +35,20 @@ def _replay(problem):
 
 
 PROBLEMS = generate_problems(200, seed=7)
+ONE_STEP = generate_problems(120, seed=7, world="one-step")
 
 
-def test_answers_are_correct_and_every_step_states_correct_arithmetic():
-    assert {p.template for p in PROBLEMS} == {"shopping", "sharing", "rates", "stickers"}
-    for problem in PROBLEMS:
+@pytest.mark.parametrize(
+    "problems, templates",
+    [
+        (PROBLEMS, {"shopping", "sharing", "rates", "stickers"}),
+        (ONE_STEP, {"found", "together", "eaten"}),
+    ],
+    ids=["multi-step", "one-step"],
+)
+def test_answers_are_correct_and_every_step_states_correct_arithmetic(problems, templates):
+    assert {p.template for p in problems} == templates
+    for problem in problems:
         answer, values = _replay(problem)
         assert answer == problem.answer
         inputs = [v for k, v in values.items() if k not in {r for *_, r in problem.operations}]
@@ -55,8 +64,35 @@ def test_answers_are_correct_and_every_step_states_correct_arithmetic():
                 assert re.search(rf"(?<!\d){number}(?!\d)", problem.question[lang]), (lang, number)
 
 
-def test_languages_are_written_in_their_script():
-    for problem in PROBLEMS[:20]:
+def test_one_step_world_is_single_digit_add_or_subtract():
+    for problem in ONE_STEP:
+        ((operation, *_),) = problem.operations
+        assert operation in ("add", "sub")
+        inputs = [v for k, v in problem.numbers.items() if k != problem.operations[0][3]]
+        assert all(1 <= value <= 9 for value in inputs), problem.numbers
+        assert problem.answer >= 1
+
+
+def test_held_out_problems_are_never_training_problems_under_other_names():
+    train, test = train_test_problems(150, 30, languages=["en", "zh"], seed=3, world="one-step")
+    assert len(train) == 150 and len(test) == 30
+    train_keys = {(p.template, tuple(sorted(p.numbers.items()))) for p in train}
+    test_keys = [(p.template, tuple(sorted(p.numbers.items()))) for p in test]
+    assert len(set(test_keys)) == 30, "held-out problems are distinct"
+    assert not train_keys & set(test_keys)
+    assert not {p.question["en"] for p in train} & {p.question["en"] for p in test}
+    again_train, again_test = train_test_problems(150, 30, languages=["en", "zh"], seed=3, world="one-step")
+    assert [p.id for p in again_train] == [p.id for p in train] and [p.id for p in again_test] == [p.id for p in test]
+
+
+def test_too_many_held_out_problems_for_the_one_step_world_is_refused():
+    with pytest.raises(ValueError, match="too few distinct problems"):
+        train_test_problems(10, 500, languages=["en"], world="one-step")
+
+
+@pytest.mark.parametrize("problems", [PROBLEMS[:20], ONE_STEP[:20]], ids=["multi-step", "one-step"])
+def test_languages_are_written_in_their_script(problems):
+    for problem in problems:
         for lang, language in LANGUAGES.items():
             text = problem.question[lang] + "".join(problem.steps[lang])
             assert language.script_pattern.search(text), lang
@@ -85,3 +121,5 @@ def test_bad_arguments():
         generate_problems(1, languages=["xx"])
     with pytest.raises(ValueError, match="`num_problems`"):
         generate_problems(-1)
+    with pytest.raises(ValueError, match="`world` must be one of multi-step, one-step"):
+        generate_problems(1, world="two-step")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 DATASET_FORMATS = ("auto", "prompt_completion", "messages", "text", "parallel")
 L2_MODES = ("off", "full", "mixed", "both")
 TRAINING = ("slam", "full")
+PROMPT_FORMATS = ("auto", "chat", "plain")
 
 
 @dataclass
@@ -56,6 +57,22 @@ class TrainScriptArguments:
         default=None, metadata={"help": "Languages to keep from parallel rows (default: all present)."}
     )
     synthetic_problems: int = field(default=200, metadata={"help": "Problems drawn for --dataset_name synthetic."})
+    synthetic_world: str = field(
+        default="multi-step",
+        metadata={
+            "help": "The synthetic world: multi-step (GSM8K-like, 2-4 operations) or one-step (single-digit + or -).",
+            "choices": ("multi-step", "one-step"),
+        },
+    )
+    prompt_format: str = field(
+        default="auto",
+        metadata={
+            "help": "How parallel rows become SLAM prompts: plain (the official code's 'Human: ...\\nAssistant:'), "
+            "chat (the tokenizer's chat template, for chat models), or auto: chat when the tokenizer has a chat "
+            "template, else plain (ours).",
+            "choices": PROMPT_FORMATS,
+        },
+    )
     l2_mode: str = field(
         default="off",
         metadata={
@@ -110,7 +127,10 @@ def load_rows(script_args: TrainScriptArguments):
 
     name = script_args.dataset_name
     if name == "synthetic":
-        return Dataset.from_list(synthetic_rows(script_args.synthetic_problems, languages=script_args.languages))
+        rows = synthetic_rows(
+            script_args.synthetic_problems, languages=script_args.languages, world=script_args.synthetic_world
+        )
+        return Dataset.from_list(rows)
     if os.path.isfile(name):
         builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(
             os.path.splitext(name)[1]
@@ -124,7 +144,7 @@ def load_rows(script_args: TrainScriptArguments):
 
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
-    from slam_trainer.data.slam_mix import build_slam_training_set
+    from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset
     from slam_trainer.l2.tags import add_language_tokens
@@ -140,7 +160,10 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
         return dataset, None
     rows = [row for row in dataset if script_args.languages is None or row["lang"] in script_args.languages]
     if script_args.l2_mode == "off":
-        return build_slam_training_set(rows), None
+        chat = script_args.prompt_format == "chat" or (
+            script_args.prompt_format == "auto" and getattr(tokenizer, "chat_template", None)
+        )
+        return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE), None
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
     languages = script_args.languages or sorted(parallel[0]["question"])
     if script_args.l2_special_tokens:

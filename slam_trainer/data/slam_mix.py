@@ -15,7 +15,9 @@ from datasets import Dataset
 from slam_trainer.languages import get_language
 
 
-PROMPT_TEMPLATE = "Human: {instruction}\nAssistant: "
+# The space after "Assistant:" starts the completion, so that BPE tokenizers (which fold a leading space into the next
+# word) tokenize prompt + completion as the prompt's tokens followed by the completion's.
+PROMPT_TEMPLATE = "Human: {instruction}\nAssistant:"
 # Ours: the official code's translation instruction is not public; this wording names the target language.
 TRANSLATE_INSTRUCTION = "Translate the following question into English.\n{question}"
 TASKS = ("translate", "answer")
@@ -27,7 +29,7 @@ def build_slam_training_set(
     pivot: str = "en",
     tasks=TASKS,
     answer_language: str = "same",
-    prompt_template: str = PROMPT_TEMPLATE,
+    prompt_template: str | None = PROMPT_TEMPLATE,
 ) -> Dataset:
     """Prompt/completion rows for SLAM's merged question-alignment and answer tasks.
 
@@ -84,10 +86,9 @@ def build_slam_training_set(
 
 
 def _example(example_id, lang, task, instruction, output, prompt_template) -> dict:
-    return {
-        "id": str(example_id),
-        "lang": lang,
-        "task": task,
-        "prompt": prompt_template.format(instruction=instruction),
-        "completion": output,
-    }
+    if prompt_template is None:
+        prompt = [{"role": "user", "content": instruction}]
+        completion = [{"role": "assistant", "content": output}]
+    else:
+        prompt, completion = prompt_template.format(instruction=instruction), " " + output
+    return {"id": str(example_id), "lang": lang, "task": task, "prompt": prompt, "completion": completion}

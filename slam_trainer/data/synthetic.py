@@ -44,6 +44,11 @@ class SyntheticProblem:
     question: dict[str, str] = field(repr=False)
     steps: dict[str, list[str]] = field(repr=False)
 
+    @property
+    def key(self) -> tuple:
+        """What makes two problems the same up to names and language: the template and its numbers."""
+        return self.template, tuple(sorted(self.numbers.items()))
+
 
 def _draw(template: dict, rng: random.Random) -> dict[str, int]:
     values: dict[str, int] = {}
@@ -73,13 +78,52 @@ def generate_problems(
     """
     if not isinstance(num_problems, int) or num_problems < 0:
         raise ValueError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
+    stream = _problem_stream(languages, seed, world)
+    return [next(stream) for _ in range(num_problems)]
+
+
+def train_test_problems(
+    num_train: int, num_test: int, *, languages=None, seed: int = 0, world: str = "multi-step"
+) -> tuple[list[SyntheticProblem], list[SyntheticProblem]]:
+    """Training problems and held-out problems that share no (template, numbers) pair, so that no held-out problem
+    is a training problem under other names. Held-out problems come from `seed + 1` (distinct pairs), training
+    problems from `seed` with the held-out pairs skipped; arguments as `generate_problems`."""
+    for name, value in (("num_train", num_train), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+    # The one-step world has a few hundred distinct problems: give up rather than loop when too many are asked.
+    budget = 50 * (num_train + num_test) + 1000
+    test, held_out = [], set()
+    for index, problem in enumerate(_problem_stream(languages, seed + 1, world)):
+        if len(test) == num_test or index == budget:
+            break
+        if problem.key not in held_out:
+            held_out.add(problem.key)
+            test.append(problem)
+    train = []
+    for index, problem in enumerate(_problem_stream(languages, seed, world)):
+        if len(train) == num_train or index == budget:
+            break
+        if problem.key not in held_out:
+            train.append(problem)
+    if len(test) < num_test or len(train) < num_train:
+        raise ValueError(
+            f"The {world!r} world has too few distinct problems for {num_test} held-out and {num_train} training "
+            "problems; ask for fewer, or use the multi-step world."
+        )
+    return train, test
+
+
+def _problem_stream(languages, seed: int, world: str):
+    """Problem 0, 1, 2, ... of `(seed, world)`, each written in `languages`."""
     if world not in WORLDS:
         raise ValueError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
     templates = WORLDS[world]
     languages = validate_languages(list(LANGUAGES) if languages is None else languages)
     names = sorted(templates)
-    problems = []
-    for index in range(num_problems):
+    prefix = f"synthetic-{seed}" if world == "multi-step" else f"synthetic-{world}-{seed}"
+    index = 0
+    while True:
         rng = random.Random(f"slam-synthetic:{seed}:{index}")
         template_name = rng.choice(names)
         template = templates[template_name]
@@ -97,23 +141,21 @@ def generate_problems(
             question[lang] = question_text.format(**fill)
             steps[lang] = [text.format(**fill, eq=eq) for text, eq in zip(step_texts, equations, strict=True)]
             steps[lang].append(ANSWER_SENTENCE[lang].format(answer=answer))
-        problems.append(
-            SyntheticProblem(
-                id=f"synthetic-{seed}-{index}" if world == "multi-step" else f"synthetic-{world}-{seed}-{index}",
-                template=template_name,
-                numbers=values,
-                operations=template["operations"],
-                answer=answer,
-                question=question,
-                steps=steps,
-            )
+        yield SyntheticProblem(
+            id=f"{prefix}-{index}",
+            template=template_name,
+            numbers=values,
+            operations=template["operations"],
+            answer=answer,
+            question=question,
+            steps=steps,
         )
-    return problems
+        index += 1
 
 
-def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0, world: str = "multi-step") -> list[dict]:
+def problem_rows(problems: list[SyntheticProblem]) -> list[dict]:
     """MGSM-style rows, one per problem and language: `id`, `lang`, `question`, `answer` (a string, as in MGSM),
-    `cot` (the steps joined as running text) and `steps` (the list); arguments as `generate_problems`."""
+    `cot` (the steps joined as running text) and `steps` (the list)."""
     return [
         {
             "id": problem.id,
@@ -123,9 +165,14 @@ def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0, world: s
             "cot": join_steps(problem.steps[lang], lang),
             "steps": list(problem.steps[lang]),
         }
-        for problem in generate_problems(num_problems, languages=languages, seed=seed, world=world)
+        for problem in problems
         for lang in problem.question
     ]
+
+
+def synthetic_rows(num_problems: int, *, languages=None, seed: int = 0, world: str = "multi-step") -> list[dict]:
+    """`problem_rows` of `generate_problems(...)`: MGSM-style rows with `cot` and `steps`."""
+    return problem_rows(generate_problems(num_problems, languages=languages, seed=seed, world=world))
 
 
 def synthetic_parallel_dataset(num_problems: int, *, languages=None, seed: int = 0):
