@@ -185,7 +185,7 @@ def load_model_and_tokenizer(model_args, training_args):
     """The model and tokenizer to train, loaded as TRL's `sft` script would (its `model_init_kwargs`), from a Hub id,
     a local folder, an offline short name (`slam_trainer.offline_models`) or `tiny:<architecture>`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import get_kbit_device_map, get_quantization_config
+    from trl import get_quantization_config
 
     from slam_trainer.offline_models import resolve_model_path
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
@@ -207,8 +207,11 @@ def load_model_and_tokenizer(model_args, training_args):
         dtype=model_args.dtype,
     )
     quantization_config = get_quantization_config(model_args)
-    if quantization_config is not None:
-        model_kwargs.update(quantization_config=quantization_config, device_map=get_kbit_device_map())
+    if quantization_config is not None:  # k-bit weights are placed on this process's device when loaded
+        from accelerate import PartialState
+
+        device_map = {"": PartialState().local_process_index}
+        model_kwargs.update(quantization_config=quantization_config, device_map=device_map)
     model_kwargs.update(training_args.model_init_kwargs or {})
     # Loaded here (the L² tags may resize the embeddings first), so the trainer must not be told to load it again.
     training_args.model_init_kwargs = None

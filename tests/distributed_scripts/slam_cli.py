@@ -1,0 +1,16 @@
+"""The `slam` command under `accelerate launch` on the CPU test machine: the gloo fix of `cpu_deepspeed`, then the
+package's own entry point, unchanged.
+
+    accelerate launch --config_file recipes/accelerate/zero3.yaml --num_processes 2 \\
+        tests/distributed_scripts/slam_cli.py train --config recipes/slam_tiny_cpu.yaml ...
+"""
+
+import sys
+
+import cpu_deepspeed  # noqa: F401  (first: see its docstring)
+
+from slam_trainer.cli.main import main
+
+
+if __name__ == "__main__":
+    sys.exit(main())
