@@ -74,17 +74,17 @@ class TrainScriptArguments:
 
 
 def make_parser(subparsers=None):
+    if subparsers is not None:
+        # Listed for `slam --help` (without importing TRL); `slam train ...` is parsed by `TrlParser` in
+        # `parse_own_arguments`.
+        return subparsers.add_parser(
+            "train", help="SFT with SLAM (and optionally L²)", add_help=False, description=__doc__.split("\n")[0]
+        )
     from trl import ModelConfig, TrlParser
 
     from slam_trainer.config import SelectiveFFNConfig
 
-    dataclass_types = (TrainScriptArguments, SelectiveFFNConfig, ModelConfig)
-    if subparsers is None:
-        return TrlParser(dataclass_types)
-    # Listed for `slam --help`; `slam train ...` is parsed by `TrlParser` in `run` (see `parse_own_arguments`).
-    return subparsers.add_parser(
-        "train", help="SFT with SLAM (and optionally L²)", add_help=False, description=__doc__.split("\n")[0]
-    )
+    return TrlParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
 
 
 def parse_own_arguments(argv: list[str]) -> None:
