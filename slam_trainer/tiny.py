@@ -41,6 +41,8 @@ _ARCHITECTURE_KWARGS = {
         "shared_expert_intermediate_size": 64,
     },
     "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "head_dim": 16},
+    # Interleaved gate/up expert banks with biases; YaRN's factor 32 over 4096 positions, as the released config.
+    "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": 16, "max_position_embeddings": 131072},
     "gpt2": {},
     "gpt_neox": {},
     "opt": {},
