@@ -123,6 +123,7 @@ def load_rows(script_args: TrainScriptArguments):
 def build_training_data(script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) for the chosen format and L² mode."""
     from slam_trainer.data.slam_mix import build_slam_training_set
+    from slam_trainer.freezing import EXTRA_ALIASES
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset
     from slam_trainer.l2.tags import add_language_tokens
@@ -144,8 +145,14 @@ def build_training_data(script_args, tokenizer, model, training_args):
     languages = script_args.languages or sorted(parallel[0]["question"])
     if script_args.l2_special_tokens:
         add_language_tokens(tokenizer, model, languages)
-        extra = set(training_args.slam_extra_trainable or []) | {"embeddings", "lm_head"}
-        training_args.slam_extra_trainable = sorted(extra)
+        extra = training_args.slam_extra_trainable or []
+        extra = [extra] if extra in EXTRA_ALIASES else extra
+        if isinstance(extra, str):  # one value is a regex (TRL's convention), which a list of names cannot hold
+            raise ValueError(
+                "`l2_special_tokens` adds embeddings and lm_head to `slam_extra_trainable`, which holds one value, "
+                "read as a regex; give names instead (two or more values)."
+            )
+        training_args.slam_extra_trainable = sorted({*extra, "embeddings", "lm_head"})
     collator = L2DataCollator(
         tokenizer,
         languages=languages,
@@ -172,8 +179,10 @@ def run(script_args, training_args, model_args):
         raise ValueError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
     name = model_args.model_name_or_path
     if name is None:
-        raise ValueError("`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
-            "'smollm2-135m-instruct', or 'tiny:llama').")
+        raise ValueError(
+            "`model_name_or_path` is required (a Hub id, a local directory, an offline short name such as "
+            "'smollm2-135m-instruct', or 'tiny:llama')."
+        )
     if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
         model, tokenizer = build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
     else:
