@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
 import threading
 import time
@@ -23,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import get_language, validate_languages
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
