@@ -47,7 +47,10 @@ _ARCHITECTURE_KWARGS = {
     "gpt_neox": {},
     "opt": {},
 }
-TINY_ARCHITECTURES = tuple(_ARCHITECTURE_KWARGS)
+# Families the layer-identification probe cannot read (gpt-oss applies its gate inline: no activation module to
+# hook). They map, freeze and train like the others but stay out of TINY_ARCHITECTURES, which every part covers.
+UNPROBED_ARCHITECTURES = ("gpt_oss",)
+TINY_ARCHITECTURES = tuple(name for name in _ARCHITECTURE_KWARGS if name not in UNPROBED_ARCHITECTURES)
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -69,7 +72,7 @@ def tiny_config(
 ):
     """A small config of a real architecture (see `TINY_ARCHITECTURES`), sized for CPU tests and the demo."""
     if architecture not in _ARCHITECTURE_KWARGS:
-        raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(TINY_ARCHITECTURES)}.")
+        raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(_ARCHITECTURE_KWARGS)}.")
     kwargs = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,

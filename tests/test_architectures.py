@@ -12,15 +12,14 @@ from slam_trainer.architectures import (
     validate_projections,
 )
 from slam_trainer.freezing import freeze_except_ffn
-from slam_trainer.tiny import TINY_ARCHITECTURES, build_tiny_model
+from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 
 
 GATED = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
 MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"}
-NO_ACTIVATION_MODULE = {"gpt_oss"}  # its experts apply their clamped SwiGLU inline: nothing for the probe to hook
 
 
-@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES)
+@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES + UNPROBED_ARCHITECTURES)
 def test_every_layer_is_mapped_with_its_roles(architecture):
     model = build_tiny_model(architecture)
     amap = get_architecture_map(model)
@@ -34,7 +33,7 @@ def test_every_layer_is_mapped_with_its_roles(architecture):
         for tensor in layer.tensors:
             assert tensor.name in params, tensor.name
             assert f".{layer.index}." in tensor.name
-        assert (layer.activation is None) == (architecture in NO_ACTIVATION_MODULE)
+        assert (layer.activation is None) == (architecture in UNPROBED_ARCHITECTURES)
 
 
 @pytest.mark.parametrize(

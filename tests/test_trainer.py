@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback, optimizer_parameters
 from slam_trainer.freezing import numel
-from slam_trainer.tiny import TINY_ARCHITECTURES, build_tiny_model
+from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 from slam_trainer.trainer import SelectiveFFNTrainer
 
 
@@ -46,7 +46,7 @@ def frozen_halves(model, layers, roles):
     }
 
 
-@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES)
+@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES + UNPROBED_ARCHITECTURES)
 def test_trainer_trains_exactly_the_selected_tensors(architecture, tokenizer, arithmetic_dataset, cpu_args):
     model = build_tiny_model(architecture)
     before = snapshot(model)
