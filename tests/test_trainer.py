@@ -273,6 +273,49 @@ def test_gradient_checkpointing_gives_the_gradients_of_training_without_it(
         torch.testing.assert_close(checkpointed[name], gradient, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_gradient_checkpointing_on_a_real_model_gives_the_same_gradients(
+    monkeypatch, arithmetic_dataset, cpu_args, smollm2_path
+):
+    # SmolLM2 ties lm_head to the embeddings, so `extra=["lm_head"]` would make the embeddings train (and the inputs
+    # require grad anyway); the final norm above the layers is what trains while the embeddings stay frozen.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setattr(PreTrainedModel, "enable_input_require_grads", lambda self: None)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path)
+
+    def first_gradients(checkpointing: bool) -> dict:
+        capture = _FirstGradients()
+        args = cpu_args(
+            slam_layers=[0, 1],
+            slam_extra_trainable=["final_norm"],
+            max_steps=1,
+            max_grad_norm=0.0,
+            gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": True},
+        )
+        model = AutoModelForCausalLM.from_pretrained(smollm2_path)
+        SelectiveFFNTrainer(
+            model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer, callbacks=[capture]
+        ).train()
+        assert not model.get_input_embeddings().weight.requires_grad
+        return capture.gradients
+
+    plain, checkpointed = first_gradients(False), first_gradients(True)
+    assert (
+        plain.keys()
+        == checkpointed.keys()
+        == {
+            "model.norm.weight",
+            *(f"model.layers.{i}.mlp.{p}_proj.weight" for i in (0, 1) for p in ("up", "down")),
+        }
+    )
+    for name, gradient in plain.items():
+        assert torch.count_nonzero(gradient) > 0, name
+        torch.testing.assert_close(checkpointed[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
 class _StopAt(TrainerCallback):
     """Stops training after `step` optimizer steps, as a killed job would (the checkpoint is already written)."""
 
