@@ -12,16 +12,23 @@ Roles:
     - `down`: the projection back to the hidden size.
     - `router`: the expert router of an MoE layer (and Qwen2-MoE's shared-expert gate); frozen unless asked for.
 
-Fused tensors: Phi-3's `gate_up_proj` and the MoE experts' `gate_up_proj` hold `gate` (first half of the
-output dimension) and `up` (second half) in one tensor. A tensor is trainable or not as a whole, so choosing one
-half trains the tensor with a gradient mask that zeroes the other half (`FFNTensor.fused_slice`); the masked half
-then stays bitwise unchanged under Adam-style optimizers without weight decay. With weight decay the masked half
-would decay, so freezing refuses that combination (choose both halves, or set `weight_decay=0`).
+Fused tensors: Phi-3's `gate_up_proj` and the MoE experts' `gate_up_proj` hold `gate` and `up` in one tensor, in the
+layout the model declares: an expert bank's `is_concatenated` / `is_transposed` flags (transformers'
+`use_experts_implementation`) say whether the two are the halves of the output dimension or interleaved along it
+(gpt-oss: `gate = gate_up[..., ::2]`, `up = gate_up[..., 1::2]`), and which dimension that is; a dense `Linear`
+holds the halves on its output rows. A tensor is trainable or not as a whole, so choosing one role trains the tensor
+with a gradient mask that zeroes the other role's entries (`FFNTensor.fused_slice`); those then stay bitwise
+unchanged under optimizers without weight decay. With weight decay they would decay, so freezing refuses that.
+
+PEFT-wrapped projections and expert banks (LoRA `Linear`, `ParamWrapper` for `target_parameters`, nested wrappers)
+are read through PEFT's `get_base_layer()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from torch import nn
 
@@ -49,6 +56,47 @@ class UnsupportedArchitectureError(ValueError):
     """Raised when the decoder layers or the FFN projections of a model cannot be found."""
 
 
+class FusedSlice(NamedTuple):
+    """The entries of a fused tensor that carry one role: `range(start, stop, step)` along dimension `dim`."""
+
+    dim: int
+    start: int
+    stop: int
+    step: int = 1
+
+    @property
+    def size(self) -> int:
+        return len(range(self.start, self.stop, self.step))
+
+
+def validate_layers(layers, argument: str = "layers") -> list[int]:
+    """The model-free check of a layer choice: a non-empty list of integers (ranges are checked against a model by
+    `ArchitectureMap.resolve_layers`)."""
+    layers = [layers] if isinstance(layers, int) and not isinstance(layers, bool) else layers
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise TypeError(f"`{argument}` must be a list of layer indices such as [0, 1, 2], got {layers!r}.")
+    layers = list(layers)
+    if not layers:
+        raise ValueError(f"`{argument}` is empty: name at least one decoder layer to train, e.g. [0, 1].")
+    for index in layers:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"`{argument}` must hold integers, got {index!r} ({type(index).__name__}).")
+    return layers
+
+
+def validate_projections(projections, argument: str = "projections") -> str | list[str]:
+    """The model-free check of a role choice: `"all"`, or a non-empty list of `ROLES` (one string is one role)."""
+    projections = [projections] if isinstance(projections, str) else list(projections)
+    if projections == ["all"]:
+        return "all"
+    if not projections:
+        raise ValueError(f"`{argument}` is empty: choose among {', '.join(ROLES)} (or 'all').")
+    unknown = [role for role in projections if role not in ROLES]
+    if unknown:
+        raise ValueError(f"`{argument}` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'.")
+    return list(dict.fromkeys(projections))
+
+
 @dataclass(frozen=True)
 class FFNTensor:
     """One parameter that carries (part of) an FFN role.
@@ -59,15 +107,15 @@ class FFNTensor:
         module (`str`): dotted name of the module that owns the parameter (a LoRA target).
         is_module_weight (`bool`): the owner is a `Linear`/`Conv1D` layer (LoRA `target_modules`); otherwise the
             parameter is a raw tensor such as a fused expert bank (LoRA `target_parameters`).
-        fused_slice (`tuple[int, int, int]` or `None`): `(dim, start, stop)` when the role is only that slice of a
-            fused tensor; the rest of the tensor belongs to another role.
+        fused_slice (`FusedSlice` or `None`): the entries that carry the role when the tensor is fused; the other
+            entries belong to another role.
     """
 
     name: str
     role: str
     module: str
     is_module_weight: bool
-    fused_slice: tuple[int, int, int] | None = None
+    fused_slice: FusedSlice | None = None
 
 
 @dataclass
@@ -102,15 +150,10 @@ class ArchitectureMap:
         return set.intersection(*(layer.roles() for layer in self.layers))
 
     def resolve_layers(self, layers) -> list[int]:
-        """Normalise layer indices: negatives count from the top; out-of-range and empty lists raise."""
-        layers = list(layers)
-        if not layers:
-            raise ValueError("`layers` is empty: name at least one decoder layer to train.")
+        """Normalise layer indices: negatives count from the top; out-of-range, repeated and empty choices raise."""
         n = self.num_layers
         resolved = []
-        for index in layers:
-            if isinstance(index, bool) or not isinstance(index, int):
-                raise TypeError(f"`layers` must hold integers, got {index!r} ({type(index).__name__}).")
+        for index in validate_layers(layers):
             if not -n <= index < n:
                 raise ValueError(
                     f"`layers` has index {index} but {self.model_class} has {n} decoder layers (valid: {-n}..{n - 1})."
@@ -123,23 +166,17 @@ class ArchitectureMap:
 
     def resolve_roles(self, projections) -> list[str]:
         """Normalise roles: `"all"` means every FFN role the architecture has; unknown or absent roles raise."""
+        projections = validate_projections(projections)
         if projections == "all":
             return [role for role in FFN_ROLES if role in self.roles()]
-        projections = [projections] if isinstance(projections, str) else list(projections)
-        if not projections:
-            raise ValueError("`projections` is empty: choose among 'gate', 'up', 'down' (or 'all').")
         available = self.roles()
         for role in projections:
-            if role not in ROLES:
-                raise ValueError(
-                    f"`projections` has unknown role {role!r}; valid roles: {', '.join(ROLES)}, or 'all'."
-                )
             if role not in available:
                 raise ValueError(
                     f"{self.model_class} has no `{role}` projection in its FFN; its roles are "
                     f"{', '.join(r for r in ROLES if r in available)}."
                 )
-        return list(dict.fromkeys(projections))
+        return projections
 
     def tensors(self, layers, projections) -> list[FFNTensor]:
         """The tensors of the chosen layers and roles."""
@@ -148,17 +185,21 @@ class ArchitectureMap:
         return [t for layer in self.layers if layer.index in chosen_layers for t in layer.tensors if t.role in roles]
 
 
+def _base_layer(prefix: str, module: nn.Module) -> tuple[str, nn.Module]:
+    """The layer a PEFT wrapper wraps (PEFT's `get_base_layer()`, through nested wrappers) and its dotted name;
+    the module itself when it is not wrapped."""
+    if not hasattr(module, "get_base_layer"):
+        return prefix, module
+    base = module.get_base_layer()
+    name = next(name for name, sub in module.named_modules() if sub is base)
+    return (f"{prefix}.{name}" if name else prefix), base
+
+
 def _is_projection(module: nn.Module) -> bool:
     """A layer holding a weight matrix: `nn.Linear`, GPT-2's `Conv1D`, or a PEFT wrapper around either."""
-    base = getattr(module, "base_layer", module)
+    base = _base_layer("", module)[1]
     weight = getattr(base, "weight", None)
     return isinstance(weight, nn.Parameter) and len(full_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
-
-
-def _output_dim(module: nn.Module) -> int:
-    """Dimension of the weight that indexes output features: 0 for `nn.Linear`, 1 for GPT-2's `Conv1D`."""
-    base = getattr(module, "base_layer", module)
-    return 1 if type(base).__name__ == "Conv1D" else 0
 
 
 def full_shape(param: nn.Parameter) -> tuple[int, ...]:
@@ -166,27 +207,38 @@ def full_shape(param: nn.Parameter) -> tuple[int, ...]:
     return tuple(getattr(param, "ds_shape", param.shape))
 
 
-def _module_tensors(prefix: str, module: nn.Module, role_of_name) -> list[FFNTensor]:
-    """The tensors of a projection module: weight and bias (of the base layer when PEFT wraps it)."""
-    tensors = []
-    base_prefix = prefix + ".base_layer" if hasattr(module, "base_layer") else prefix
-    base = getattr(module, "base_layer", module)
-    for param_name, param in base.named_parameters(recurse=False):
-        for role, fused_slice in role_of_name(param, _output_dim(module)):
-            tensors.append(FFNTensor(f"{base_prefix}.{param_name}", role, prefix, True, fused_slice))
-    return tensors
-
-
-def _roles_for(attr: str, param: nn.Parameter, dim: int):
-    """(role, fused_slice) pairs carried by parameter `param` of a projection called `attr`."""
+def _roles_for(
+    attr: str, param: nn.Parameter, dim: int, interleaved: bool = False
+) -> list[tuple[str, FusedSlice | None]]:
+    """(role, fused_slice) pairs carried by parameter `param` of a projection called `attr`, whose output features
+    run along `dim`; a fused `gate_up_proj` holds gate and up as halves of that dimension or, `interleaved`, as its
+    even and odd entries."""
     if attr in FUSED_NAMES:
-        size = full_shape(param)[dim] // 2
+        size = full_shape(param)[dim]
         first, second = FUSED_NAMES[attr]
-        return [(first, (dim, 0, size)), (second, (dim, size, 2 * size))]
+        if interleaved:
+            return [(first, FusedSlice(dim, 0, size, 2)), (second, FusedSlice(dim, 1, size, 2))]
+        return [(first, FusedSlice(dim, 0, size // 2)), (second, FusedSlice(dim, size // 2, size))]
     for role, names in ROLE_NAMES.items():
         if attr in names:
             return [(role, None)]
     return []
+
+
+def _module_tensors(prefix: str, module: nn.Module, roles_of) -> list[FFNTensor]:
+    """The tensors of a projection module (of its base layer when PEFT wraps it): weight and bias.
+
+    `roles_of(param, dim)` gives the roles a parameter carries; `dim` is the weight's output dimension: 0 for
+    `nn.Linear`, 1 for GPT-2's `Conv1D` (a bias has one dimension).
+    """
+    base_prefix, base = _base_layer(prefix, module)
+    output_dim = 1 if type(base).__name__ == "Conv1D" else 0
+    tensors = []
+    for param_name, param in base.named_parameters(recurse=False):
+        dim = output_dim if len(full_shape(param)) == 2 else 0
+        for role, fused_slice in roles_of(param, dim):
+            tensors.append(FFNTensor(f"{base_prefix}.{param_name}", role, prefix, True, fused_slice))
+    return tensors
 
 
 def _mlp_tensors(prefix: str, mlp: nn.Module) -> list[FFNTensor]:
@@ -199,15 +251,23 @@ def _mlp_tensors(prefix: str, mlp: nn.Module) -> list[FFNTensor]:
 
 
 def _expert_bank_tensors(prefix: str, experts: nn.Module) -> list[FFNTensor]:
-    """Tensors of an MoE expert container: a bank of 3-D parameters (transformers 5) or a list of expert MLPs."""
+    """Tensors of an MoE expert container: a bank of 3-D parameters (transformers 5) or a list of expert MLPs.
+
+    A bank is `(experts, out, in)`, or `(experts, in, out)` when it declares `is_transposed`; its bias is
+    `(experts, out)`. A fused `gate_up_proj` is interleaved when the bank declares `is_concatenated=False`.
+    """
     if isinstance(experts, nn.ModuleList):
         return [t for i, expert in enumerate(experts) for t in _mlp_tensors(f"{prefix}.{i}", expert)]
+    module_prefix = prefix
+    prefix, experts = _base_layer(prefix, experts)
+    interleaved = not getattr(experts, "is_concatenated", True)
+    weight_dim = 2 if getattr(experts, "is_transposed", False) else 1
     tensors = []
     for param_name, param in experts.named_parameters(recurse=False):
         attr = param_name.removesuffix("_bias")
-        # A bank is (experts, out, in); its bias is (experts, out): the output dimension is 1 either way.
-        for role, fused_slice in _roles_for(attr, param, 1):
-            tensors.append(FFNTensor(f"{prefix}.{param_name}", role, prefix, False, fused_slice))
+        dim = weight_dim if len(full_shape(param)) == 3 else 1
+        for role, fused_slice in _roles_for(attr, param, dim, interleaved):
+            tensors.append(FFNTensor(f"{prefix}.{param_name}", role, module_prefix, False, fused_slice))
     return tensors
 
 
@@ -216,8 +276,9 @@ def _router_tensors(prefix: str, block: nn.Module) -> list[FFNTensor]:
     for attr in ROUTER_NAMES:
         router = getattr(block, attr, None)
         if isinstance(router, nn.Module):
-            for param_name, _ in router.named_parameters():
-                tensors.append(FFNTensor(f"{prefix}.{attr}.{param_name}", "router", f"{prefix}.{attr}", True))
+            base_prefix, base = _base_layer(f"{prefix}.{attr}", router)
+            for param_name, _ in base.named_parameters():
+                tensors.append(FFNTensor(f"{base_prefix}.{param_name}", "router", f"{prefix}.{attr}", True))
     return tensors
 
 
@@ -242,7 +303,7 @@ def _map_layer(index: int, prefix: str, layer: nn.Module) -> LayerFFN | None:
             if isinstance(getattr(container, attr, None), nn.Module):
                 tensors += _mlp_tensors(f"{container_prefix}.{attr}", getattr(container, attr))
         tensors += _router_tensors(container_prefix, container)
-        activation = _activation(f"{container_prefix}.{experts_attr}", experts)
+        activation = _activation(*_base_layer(f"{container_prefix}.{experts_attr}", experts))
         kind = "moe"
     else:
         tensors = _mlp_tensors(container_prefix, container)

@@ -8,11 +8,31 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
-from slam_trainer.architectures import ROLES
-from slam_trainer.freezing import FreezeReport, freeze_except_ffn
+from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.freezing import (
+    FreezeReport,
+    apply_freeze,
+    make_inputs_require_grad,
+    masked_tensor_names,
+    plan_freeze,
+)
 
 
 logger = logging.get_logger(__name__)
+
+
+def optimizer_param_groups(optimizer) -> list[tuple[list, dict]]:
+    """`(model parameters, group settings)` per param group of an optimizer, through accelerate's and DeepSpeed's
+    wrappers (whose `bit16_groups` / `fp16_groups` follow the order of the wrapped optimizer's `param_groups`)."""
+    while not hasattr(optimizer, "bit16_groups") and not hasattr(optimizer, "fp16_groups"):
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None or inner is optimizer:
+            break
+        optimizer = inner
+    for attr in ("bit16_groups", "fp16_groups"):
+        if hasattr(optimizer, attr):
+            return [(list(params), group) for params, group in zip(getattr(optimizer, attr), optimizer.param_groups)]
+    return [(list(group["params"]), group) for group in optimizer.param_groups]
 
 
 def optimizer_parameters(optimizer) -> list:
@@ -21,15 +41,23 @@ def optimizer_parameters(optimizer) -> list:
     ZeRO-1/2 keep the original (16-bit) parameters in `bit16_groups`, ZeRO-3 in `fp16_groups`; their
     `param_groups` hold flat fp32 partitions instead, which cannot be compared with the model's parameters.
     """
-    while not hasattr(optimizer, "bit16_groups") and not hasattr(optimizer, "fp16_groups"):
-        inner = getattr(optimizer, "optimizer", None)
-        if inner is None or inner is optimizer:
-            break
-        optimizer = inner
-    for attr in ("bit16_groups", "fp16_groups"):
-        if hasattr(optimizer, attr):
-            return [param for group in getattr(optimizer, attr) for param in group]
-    return [param for group in optimizer.param_groups for param in group["params"]]
+    return [param for params, _ in optimizer_param_groups(optimizer) for param in params]
+
+
+def checkpoint_trained_layers(state_callbacks: dict | None) -> list[int] | None:
+    """The layers a checkpoint's `SelectiveFFNCallback` trained, from `trainer_state.json`'s `stateful_callbacks`."""
+    stored = (state_callbacks or {}).get("SelectiveFFNCallback")
+    stored = stored[0] if isinstance(stored, list) else stored
+    return ((stored or {}).get("attributes") or {}).get("trained_layers")
+
+
+def check_resumed_layers(stored_layers: list[int] | None, layers: list[int]) -> None:
+    """Refuse to resume a checkpoint that trained other layers: its optimizer state belongs to other tensors."""
+    if stored_layers is not None and list(stored_layers) != list(layers):
+        raise ValueError(
+            f"The checkpoint being resumed trained layers {stored_layers}, but this run trains {layers}. Resume "
+            "with the same `slam_layers` (or layers=...) as the original run."
+        )
 
 
 class SelectiveFFNCallback(TrainerCallback, ExportableState):
@@ -38,8 +66,12 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     The freezing runs at `on_init_end`: after `Trainer.__init__` (so after any `resize_token_embeddings` and PEFT
     wrapping done before it) and before the optimizer is created at the start of `train()`, which is the last
     moment at which freezing still shrinks the optimizer. At `on_train_begin` the optimizer must hold exactly the
-    trainable parameters, else training stops with an error. The trained layers are stored in
-    `trainer_state.json` (`stateful_callbacks`), and a resumed run must train the same ones.
+    trainable parameters, and no param group holding a half-trained fused tensor may decay weights; else training
+    stops with an error. A callback added after the trainer was built (`trainer.add_callback`) missed
+    `on_init_end`: it refuses to start rather than let the whole model train. The trained layers are stored in
+    `trainer_state.json` (`stateful_callbacks`), and a resumed run must train the same ones (with
+    `restore_callback_states_from_checkpoint=True` the callback is rebuilt from the checkpoint and adopts the
+    freezing already in place when it is the same).
 
     Parameters:
         layers (`Sequence[int]`):
@@ -48,9 +80,12 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
             FFN roles to train (`"gate"`, `"up"`, `"down"`, `"router"`, or `"all"`); the default follows the
             official SLAM code.
         extra (`str` or `Sequence[str]`, *optional*):
-            More tensors to train, e.g. `["embeddings", "lm_head"]` (see `freeze_except_ffn`).
+            More tensors to train, e.g. `["embeddings", "lm_head"]` (see `freeze_except_ffn` for the matching).
         modules (`dict[str, str]`, *optional*):
             Explicit projection names relative to a decoder layer, for architectures not found structurally.
+        allow_large_extra (`bool`, *optional*, defaults to `False`):
+            Let names or regexes in `extra` select more parameters than the chosen FFN tensors hold (see
+            `freeze_except_ffn`).
 
     Example:
         ```python
@@ -65,19 +100,13 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         projections: str | Sequence[str] = ("up", "down"),
         extra: str | Sequence[str] = (),
         modules: dict[str, str] | None = None,
+        allow_large_extra: bool = False,
     ):
-        layers = [layers] if isinstance(layers, int) else list(layers)
-        if not layers:
-            raise ValueError("`layers` is empty: name at least one decoder layer to train, e.g. `layers=[0, 1]`.")
-        if projections != "all":
-            projections = [projections] if isinstance(projections, str) else list(projections)
-            unknown = [role for role in projections if role not in ROLES]
-            if unknown:
-                raise ValueError(f"`projections` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'.")
-        self.layers = layers
-        self.projections = projections
+        self.layers = validate_layers(layers)
+        self.projections = validate_projections(projections)
         self.extra = extra if isinstance(extra, str) else list(extra)
         self.modules = modules
+        self.allow_large_extra = allow_large_extra
         self.report: FreezeReport | None = None
 
     def state(self) -> dict:
@@ -88,6 +117,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "projections": self.projections,
                 "extra": self.extra,
                 "modules": self.modules,
+                "allow_large_extra": self.allow_large_extra,
             },
             "attributes": {
                 "trained_layers": report.get("layers"),
@@ -96,29 +126,29 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
             },
         }
 
+    def _plan(self, model):
+        return plan_freeze(
+            model, self.layers, self.projections, self.extra, self.modules, allow_large_extra=self.allow_large_extra
+        )
+
     def on_init_end(self, args, state, control, model=None, **kwargs):
-        self.report = freeze_except_ffn(model, self.layers, self.projections, self.extra, self.modules)
-        if self.report.masked_names and args.weight_decay:
-            raise ValueError(
-                f"`weight_decay={args.weight_decay}` would move the frozen half of the fused tensor(s) "
-                f"{', '.join(self.report.masked_names)} (only one of gate/up is trained). Set `weight_decay=0.0`, "
-                "or train both halves (add 'gate' and 'up' to the projections)."
-            )
+        plan = self._plan(model)
+        _refuse_weight_decay(plan.report.masked_names, args.weight_decay, "")
+        apply_freeze(model, plan)
+        self.report = plan.report
+        if args.activation_checkpointing:
+            make_inputs_require_grad(model)
         if state.is_world_process_zero:
             logger.info(str(self.report))
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
-        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
-        stored = stored[0] if isinstance(stored, list) else stored
-        stored_layers = ((stored or {}).get("attributes") or {}).get("trained_layers")
-        if stored_layers is not None and stored_layers != self.report.layers:
-            raise ValueError(
-                f"The checkpoint being resumed trained layers {stored_layers}, but this run trains "
-                f"{self.report.layers}. Resume with the same `slam_layers` (or layers=...) as the original run."
-            )
+        if self.report is None:
+            self.report = self._adopt_freezing(model)
+        check_resumed_layers(checkpoint_trained_layers(state.stateful_callbacks), self.report.layers)
         if optimizer is None:
             return
-        in_optimizer = {id(param) for param in optimizer_parameters(optimizer)}
+        groups = optimizer_param_groups(optimizer)
+        in_optimizer = {id(param) for params, _ in groups for param in params}
         trainable = {id(param): name for name, param in model.named_parameters() if param.requires_grad}
         missing = sorted(name for pid, name in trainable.items() if pid not in in_optimizer)
         extra = len(in_optimizer - set(trainable))
@@ -129,3 +159,34 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "probably built before the freezing; pass SelectiveFFNCallback in `callbacks=` of the trainer's "
                 "constructor (not `add_callback` after a custom optimizer was created)."
             )
+        masked = {id(param) for name, param in model.named_parameters() if name in self.report.masked_names}
+        for params, group in groups:
+            if masked & {id(param) for param in params}:
+                _refuse_weight_decay(
+                    self.report.masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)"
+                )
+
+    def _adopt_freezing(self, model) -> FreezeReport:
+        """`on_init_end` never ran for this instance: accept the model only if it is frozen exactly as this callback
+        would freeze it (a callback rebuilt from a checkpoint's state, replacing the one that froze the model)."""
+        plan = self._plan(model)
+        trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+        if trainable != set(plan.to_train) or not set(plan.masks) <= masked_tensor_names(model):
+            raise ValueError(
+                f"SelectiveFFNCallback(layers={self.layers}) did not freeze this model: it joined the trainer after "
+                f"`Trainer.__init__` (`trainer.add_callback`), when freezing can no longer shrink the optimizer, so "
+                f"{len(trainable)} tensors would train instead of the {len(plan.to_train)} chosen ones. Pass it in "
+                "`callbacks=[...]` of the trainer's constructor (or, when resuming with "
+                "`restore_callback_states_from_checkpoint=True`, keep the layers of the checkpoint)."
+            )
+        return plan.report
+
+
+def _refuse_weight_decay(masked_names: list[str], weight_decay: float, where: str) -> None:
+    if masked_names and weight_decay:
+        raise ValueError(
+            f"`weight_decay={weight_decay}`{where} would move the frozen part of the fused tensor(s) "
+            f"{', '.join(masked_names)} (only one of gate/up is trained): weight decay shrinks every weight it "
+            "holds, gradient or not. Set `weight_decay=0.0` (for a custom optimizer: on the param groups holding "
+            "these tensors), or train both roles (add 'gate' and 'up' to the projections)."
+        )

@@ -8,7 +8,7 @@ from typing import Any
 
 from trl import SFTConfig
 
-from slam_trainer.architectures import ROLES
+from slam_trainer.architectures import validate_layers, validate_projections
 
 
 def parse_layers(value: Any) -> list[int] | str:
@@ -29,13 +29,10 @@ def parse_layers(value: Any) -> list[int] | str:
             raise ValueError(
                 f"`slam_layers` must be 'auto' or layer indices such as '0,1,2', '0-5' or '[0, -1]', got {text!r}."
             ) from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
-        raise ValueError(f"`slam_layers` must be 'auto' or a list of layer indices such as [0, 1, 2], got {value!r}.")
-    if not value:
-        raise ValueError("`slam_layers` is empty: name at least one decoder layer, or use 'auto'.")
-    return list(value)
+    try:
+        return validate_layers(value, "slam_layers")
+    except TypeError as error:
+        raise ValueError(f"{error} Use 'auto' or layer indices such as [0, 1, 2].") from None
 
 
 @dataclass
@@ -57,9 +54,18 @@ class SelectiveFFNConfig(SFTConfig):
         slam_probe_dataset (`str`, *optional*):
             Parallel text for auto mode: a jsonl/json file of rows `id`, `lang`, `text` (or `question`). When
             absent, a small parallel corpus built into the package is used.
-        slam_extra_trainable (`list[str]`, *optional*):
-            More tensors to train: aliases `embeddings`, `lm_head`, `final_norm`, or parameter/module names matched
-            exactly or by suffix. Needed e.g. after adding language tokens to the vocabulary.
+        slam_extra_trainable (`list[str]` or `str`, *optional*):
+            More tensors to train, matched as PEFT matches `target_modules`: a list holds the aliases `embeddings`,
+            `lm_head`, `final_norm` or module/parameter names matched exactly or as a dotted suffix; a string is a
+            regex that must match a whole name. As TRL's `lora_target_modules`, a list of one item becomes that
+            string, so on the command line one value is a regex (`--slam_extra_trainable 'model\.norm'`) and two or
+            more are names (`--slam_extra_trainable embeddings lm_head`). Needed e.g. after adding language tokens
+            to the vocabulary. On a model whose `lm_head` is tied to its input embeddings, training one trains both
+            (a warning says so).
+        slam_allow_large_extra (`bool`, *optional*, defaults to `False`):
+            Let names and regexes in `slam_extra_trainable` select more parameters than the chosen FFN tensors
+            hold. Off by default (ours), so that a loose pattern such as `mlp` or `weight` fails instead of quietly
+            training most of the model; the aliases are exempt.
         slam_ffn_modules (`dict[str, str]` or `str`, *optional*):
             Explicit FFN projection names relative to a decoder layer, for an architecture not found structurally,
             e.g. `{"up": "mlp.fc_in", "down": "mlp.fc_out"}` (a JSON string on the command line).
@@ -96,7 +102,17 @@ class SelectiveFFNConfig(SFTConfig):
     )
     slam_extra_trainable: list[str] | None = field(
         default=None,
-        metadata={"help": "More tensors to train: embeddings, lm_head, final_norm, or parameter/module names."},
+        metadata={
+            "help": "More tensors to train: aliases embeddings, lm_head, final_norm, or module/parameter names "
+            "(exact or dotted suffix); a single value is a full-match regex, as --lora_target_modules."
+        },
+    )
+    slam_allow_large_extra: bool = field(
+        default=False,
+        metadata={
+            "help": "Let names/regexes in slam_extra_trainable select more parameters than the chosen FFN tensors "
+            "(refused by default, so that a loose pattern does not train most of the model)."
+        },
     )
     slam_ffn_modules: dict[str, str] | str | None = field(
         default=None,
@@ -124,20 +140,13 @@ class SelectiveFFNConfig(SFTConfig):
             or self.slam_num_layers < 1
         ):
             raise ValueError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
-        projections = (
-            [self.slam_projections] if isinstance(self.slam_projections, str) else list(self.slam_projections)
-        )
-        if not projections:
-            raise ValueError("`slam_projections` is empty: choose among up, down, gate, router, or all.")
-        if projections != ["all"]:
-            unknown = [role for role in projections if role not in ROLES]
-            if unknown:
-                raise ValueError(
-                    f"`slam_projections` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'."
-                )
-        self.slam_projections = projections
-        if isinstance(self.slam_extra_trainable, str):
-            self.slam_extra_trainable = [self.slam_extra_trainable]
+        projections = validate_projections(self.slam_projections, "slam_projections")
+        self.slam_projections = ["all"] if projections == "all" else projections
+        extra = self.slam_extra_trainable
+        if isinstance(extra, (list, tuple)) and len(extra) == 1:  # TRL's convention for `lora_target_modules`
+            self.slam_extra_trainable = extra[0]
+        elif extra is not None and not isinstance(extra, str):
+            self.slam_extra_trainable = list(extra)
         if self.slam_push not in ("full", "delta"):
             raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):

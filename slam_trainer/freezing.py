@@ -14,14 +14,26 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from transformers.utils import logging
 
-from slam_trainer.architectures import FFNTensor, full_shape, get_architecture_map
+from slam_trainer.architectures import (
+    FUSED_NAMES,
+    ROLES,
+    FFNTensor,
+    FusedSlice,
+    full_shape,
+    get_architecture_map,
+)
 
+
+logger = logging.get_logger(__name__)
 
 # Aliases accepted in `extra`, resolved structurally.
 EXTRA_ALIASES = ("embeddings", "lm_head", "final_norm")
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+FUSED_ROLES = tuple(role for roles in FUSED_NAMES.values() for role in roles)
 _MASK_HOOKS_ATTR = "_slam_gradient_mask_hooks"
+_INPUT_GRAD_HOOK_ATTR = "_slam_input_grad_hook"
 PEFT_OWN_TRAINABLE = ("modules_to_save.", "trainable_tokens_")
 
 
@@ -87,86 +99,20 @@ def numel(param: torch.Tensor) -> int:
     return int(getattr(param, "ds_numel", param.numel()))
 
 
-def _peft_adapter_params(model: nn.Module, module_name: str) -> list[tuple[str, nn.Parameter]]:
-    """Adapter parameters (everything but `base_layer`) of a PEFT-wrapped projection."""
-    module = model.get_submodule(module_name)
-    if not hasattr(module, "base_layer"):
-        return []
-    return [
-        (f"{module_name}.{name}", param)
-        for name, param in module.named_parameters()
-        if not name.startswith("base_layer.")
-    ]
+@dataclass
+class FreezePlan:
+    """What `freeze_except_ffn` will do, computed without touching the model (`plan_freeze`).
 
-
-def _final_norm_names(model: nn.Module, layers_path: str) -> list[str]:
-    parent_path = layers_path.rpartition(".")[0]
-    parent = model.get_submodule(parent_path) if parent_path else model
-    for attr in FINAL_NORM_NAMES:
-        if isinstance(getattr(parent, attr, None), nn.Module):
-            prefix = f"{parent_path}.{attr}" if parent_path else attr
-            return [f"{prefix}.{name}" for name, _ in getattr(parent, attr).named_parameters()]
-    return []
-
-
-def resolve_extra(model: nn.Module, extra: str | Sequence[str], layers_path: str) -> list[str]:
-    """Parameter names selected by `extra`.
-
-    A string is a full-match regex on dotted parameter names; a list holds aliases (`"embeddings"`, `"lm_head"`,
-    `"final_norm"`) or names matched exactly or by suffix (`name == t or name.endswith("." + t)`), as PEFT matches
-    `target_modules`. Each entry must match something.
+    Parameters:
+        report (`FreezeReport`): what will train.
+        to_train (`dict[str, nn.Parameter]`): the tensors that get `requires_grad=True`, by name.
+        masks (`dict[str, list[FusedSlice]]`): fused tensors of which only these entries train (the rest of each is
+            held still by a gradient mask).
     """
-    names = {id(param): name for name, param in model.named_parameters()}
-    if isinstance(extra, str):
-        matched = [name for name in names.values() if re.fullmatch(extra, name)]
-        if not matched:
-            raise ValueError(f"`extra` regex {extra!r} matches no parameter name of {type(model).__name__}.")
-        return matched
-    selected = []
-    for target in extra:
-        if target == "embeddings":
-            module = model.get_input_embeddings()
-            matched = [names[id(p)] for p in module.parameters()] if module is not None else []
-        elif target == "lm_head":
-            module = model.get_output_embeddings()
-            matched = [names[id(p)] for p in module.parameters()] if module is not None else []
-        elif target == "final_norm":
-            matched = _final_norm_names(model, layers_path)
-        else:
-            matched = [
-                name
-                for name in names.values()
-                if name == target
-                or name.endswith("." + target)
-                or name.startswith(target + ".")
-                or ("." + target + ".") in name
-            ]
-        if not matched:
-            raise ValueError(
-                f"`extra` entry {target!r} matches no parameter of {type(model).__name__}; use an alias "
-                f"({', '.join(EXTRA_ALIASES)}), a parameter or module name (exact or suffix), or a regex string."
-            )
-        selected += [name for name in matched if name not in selected]
-    return selected
 
-
-def _slice_numel(param: nn.Parameter, tensor: FFNTensor) -> int:
-    if tensor.fused_slice is None:
-        return numel(param)
-    dim, start, stop = tensor.fused_slice
-    return numel(param) * (stop - start) // full_shape(param)[dim]
-
-
-def _install_gradient_mask(param: nn.Parameter, keep: list[tuple[int, int, int]]):
-    """Zero the gradient outside the chosen slices of a fused tensor, so that the other half does not move."""
-
-    def mask_gradient(grad: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros_like(grad, dtype=torch.bool)
-        for dim, start, stop in keep:
-            mask.narrow(dim, start, stop - start).fill_(True)
-        return torch.where(mask, grad, torch.zeros_like(grad))
-
-    return param.register_hook(mask_gradient)
+    report: FreezeReport
+    to_train: dict[str, nn.Parameter]
+    masks: dict[str, list[FusedSlice]]
 
 
 def freeze_except_ffn(
@@ -175,6 +121,8 @@ def freeze_except_ffn(
     projections: str | Sequence[str] = ("up", "down"),
     extra: str | Sequence[str] = (),
     modules: dict[str, str] | None = None,
+    *,
+    allow_large_extra: bool = False,
 ) -> FreezeReport:
     """Freeze every parameter of `model` except the FFN projections of `layers` (and `extra`).
 
@@ -189,100 +137,334 @@ def freeze_except_ffn(
             and leaves `gate_proj` frozen; `"all"` trains every FFN role the architecture has. `"router"` adds an
             MoE layer's router.
         extra (`str` or `Sequence[str]`, *optional*):
-            More tensors to train, e.g. `["embeddings", "lm_head"]` after adding language tokens (see
-            `resolve_extra` for the matching rules).
+            More tensors to train, matched as PEFT matches `target_modules`: a string is a full-match regex on
+            module and parameter names; a list holds names matched exactly or as a dotted suffix
+            (`name == t or name.endswith("." + t)`), or the aliases `"embeddings"`, `"lm_head"`, `"final_norm"`.
+            E.g. `["embeddings", "lm_head"]` after adding language tokens.
         modules (`dict[str, str]`, *optional*):
             Explicit projection names relative to a decoder layer, for architectures not found structurally.
+        allow_large_extra (`bool`, *optional*, defaults to `False`):
+            Names and regexes in `extra` may select more parameters than the chosen FFN tensors hold only when this
+            is set: a loose pattern (`"weight"`, `"mlp"`) would otherwise silently turn SLAM into (nearly) full
+            fine-tuning. The aliases are exempt: they name exactly what they train. Ours.
 
     Returns:
         `FreezeReport`: trainable and total counts, share and names; `print(report)` shows a short table.
     """
+    plan = plan_freeze(model, layers, projections, extra, modules, allow_large_extra=allow_large_extra)
+    apply_freeze(model, plan)
+    return plan.report
+
+
+def plan_freeze(
+    model: nn.Module,
+    layers: Sequence[int],
+    projections: str | Sequence[str] = ("up", "down"),
+    extra: str | Sequence[str] = (),
+    modules: dict[str, str] | None = None,
+    *,
+    allow_large_extra: bool = False,
+) -> FreezePlan:
+    """What `freeze_except_ffn` (same arguments) would train, without changing the model."""
     amap = get_architecture_map(model, modules)
     chosen_layers = amap.resolve_layers(layers)
     roles = amap.resolve_roles(projections)
     chosen = amap.tensors(chosen_layers, roles)
-    params = dict(model.named_parameters())
-    is_peft = any(hasattr(module, "base_layer") for module in model.modules())
-    if is_peft and any(getattr(c, "inference_mode", False) for c in getattr(model, "peft_config", {}).values()):
-        raise ValueError(
-            f"{type(model).__name__} was loaded for inference (every parameter frozen, `inference_mode=True`); load "
-            "the adapter with `PeftModel.from_pretrained(..., is_trainable=True)` to train it."
-        )
-
-    for handle in getattr(model, _MASK_HOOKS_ATTR, []):
-        handle.remove()
-    hooks = []
-    names_by_layer: dict[int, list[str]] = {index: [] for index in chosen_layers}
-    trainable_elements = 0
-    to_train: dict[str, nn.Parameter] = {}
-    layer_of = {layer.prefix: layer.index for layer in amap.layers}
-    masked: dict[str, list[tuple[int, int, int]]] = {}
-
+    is_peft = any(hasattr(module, "get_base_layer") for module in model.modules())
     if is_peft:
-        for module_name in dict.fromkeys(tensor.module for tensor in chosen):
-            adapter = [(n, p) for n, p in _peft_adapter_params(model, module_name) if p.is_floating_point()]
-            if not adapter:
-                raise ValueError(
-                    f"{type(model).__name__} is a PEFT model but `{module_name}` carries no adapter. Pass "
-                    "`peft_config` to SelectiveFFNTrainer (it targets exactly the chosen projections), or set "
-                    "the LoRA `target_modules` to cover them."
-                )
-            for name, param in adapter:
-                to_train[name] = param
-                names_by_layer[_layer_index(name, layer_of)].append(name)
-                trainable_elements += numel(param)
+        _refuse_inference_peft(model)
+        to_train, trainable, roles = _adapter_selection(model, chosen, roles, amap.model_class)
+        masks = {}
     else:
-        keep_slices: dict[str, list[tuple[int, int, int]]] = {}
-        for tensor in chosen:
-            param = params[tensor.name]
-            if not param.is_floating_point():
-                raise ValueError(
-                    f"`{tensor.name}` is {param.dtype} (a quantized weight) and cannot be trained directly; "
-                    "pass a `peft_config` to train LoRA adapters on the chosen projections instead."
-                )
-            to_train[tensor.name] = param
-            trainable_elements += _slice_numel(param, tensor)
-            if tensor.name not in names_by_layer[_layer_index(tensor.name, layer_of)]:
-                names_by_layer[_layer_index(tensor.name, layer_of)].append(tensor.name)
-            if tensor.fused_slice is not None:
-                keep_slices.setdefault(tensor.name, []).append(tensor.fused_slice)
-        for name, slices in keep_slices.items():
-            dim = slices[0][0]
-            covered = sum(stop - start for _, start, stop in slices)
-            if covered < full_shape(params[name])[dim]:
-                masked[name] = slices
-        for name, slices in masked.items():
-            hooks.append(_install_gradient_mask(params[name], slices))
+        to_train, trainable, masks = _tensor_selection(model, chosen)
+    layer_of = {layer.prefix: layer.index for layer in amap.layers}
+    names_by_layer: dict[int, list[str]] = {index: [] for index in chosen_layers}
+    for name in to_train:
+        names_by_layer[_layer_index(name, layer_of)].append(name)
 
+    params = dict(model.named_parameters())
     extra_names = []
     if is_peft:
         # Copies PEFT itself made trainable (`modules_to_save`, `trainable_token_indices`) stay trainable.
         extra_names += [n for n, p in params.items() if p.requires_grad and any(k in n for k in PEFT_OWN_TRAINABLE)]
     if extra:
-        extra_names += [name for name in resolve_extra(model, extra, amap.layers_path) if name not in to_train]
+        extra_names += resolve_extra(
+            model, extra, amap.layers_path, exclude=to_train, budget=trainable, allow_large=allow_large_extra
+        )
     extra_names = list(dict.fromkeys(n for n in extra_names if n not in to_train))
     for name in extra_names:
         to_train[name] = params[name]
-        trainable_elements += numel(params[name])
+        trainable += numel(params[name])
 
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for param in to_train.values():
-        param.requires_grad_(True)
-    setattr(model, _MASK_HOOKS_ATTR, hooks)
-
-    return FreezeReport(
+    report = FreezeReport(
         model_class=amap.model_class,
         layers=chosen_layers,
         projections=roles,
-        trainable_params=trainable_elements,
+        trainable_params=trainable,
         total_params=sum(numel(p) for p in params.values()),
         optimizer_params=sum(numel(p) for p in to_train.values()),
         names_by_layer=names_by_layer,
         extra_names=extra_names,
-        masked_names=list(masked),
+        masked_names=list(masks),
         peft=is_peft,
     )
+    return FreezePlan(report, to_train, masks)
+
+
+def apply_freeze(model: nn.Module, plan: FreezePlan) -> None:
+    """Set `requires_grad` as `plan` says and install the gradient masks of half-trained fused tensors (replacing
+    those of an earlier freezing)."""
+    for handle in getattr(model, _MASK_HOOKS_ATTR, {}).values():
+        handle.remove()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for param in plan.to_train.values():
+        param.requires_grad_(True)
+    setattr(
+        model,
+        _MASK_HOOKS_ATTR,
+        {name: _install_gradient_mask(plan.to_train[name], kept) for name, kept in plan.masks.items()},
+    )
+
+
+def masked_tensor_names(model: nn.Module) -> set[str]:
+    """Names of the fused tensors that carry a gradient mask installed by `freeze_except_ffn`."""
+    return set(getattr(model, _MASK_HOOKS_ATTR, {}))
+
+
+def make_inputs_require_grad(model: nn.Module) -> None:
+    """Make the input embeddings' output require grad (once per model), whatever transformers does.
+
+    With gradient checkpointing (reentrant) and frozen embeddings, no input of a checkpointed layer requires grad,
+    so the layers' parameters get no gradient; if something above trains (`extra=["lm_head"]`) the loss still has a
+    graph and nothing fails: the lower layers just silently stop training. transformers 5.23 registers such a hook
+    in `activation_checkpointing_enable`; this one does not depend on it.
+    """
+    if getattr(model, _INPUT_GRAD_HOOK_ATTR, None) is None:
+        handle = model.get_input_embeddings().register_forward_hook(_output_requires_grad)
+        setattr(model, _INPUT_GRAD_HOOK_ATTR, handle)
+
+
+def _output_requires_grad(module, inputs, output):
+    output.requires_grad_(True)
+
+
+def _refuse_inference_peft(model: nn.Module) -> None:
+    if any(getattr(c, "inference_mode", False) for c in getattr(model, "peft_config", {}).values()):
+        raise ValueError(
+            f"{type(model).__name__} was loaded for inference (every parameter frozen, `inference_mode=True`); load "
+            "the adapter with `PeftModel.from_pretrained(..., is_trainable=True)` to train it."
+        )
+
+
+def _tensor_selection(model: nn.Module, chosen: list[FFNTensor]):
+    """The chosen tensors of a plain model: `(to_train, trainable elements, masks of half-trained fused tensors)`."""
+    params = dict(model.named_parameters())
+    to_train: dict[str, nn.Parameter] = {}
+    kept: dict[str, list[FusedSlice]] = {}
+    trainable = 0
+    for tensor in chosen:
+        param = params[tensor.name]
+        if not param.is_floating_point():
+            raise ValueError(
+                f"`{tensor.name}` is {param.dtype} (a quantized weight) and cannot be trained directly; "
+                "pass a `peft_config` to train LoRA adapters on the chosen projections instead."
+            )
+        to_train[tensor.name] = param
+        if tensor.fused_slice is None:
+            trainable += numel(param)
+        else:
+            trainable += numel(param) * tensor.fused_slice.size // full_shape(param)[tensor.fused_slice.dim]
+            kept.setdefault(tensor.name, []).append(tensor.fused_slice)
+    masks = {
+        name: slices
+        for name, slices in kept.items()
+        if sum(s.size for s in slices) < full_shape(params[name])[slices[0].dim]
+    }
+    return to_train, trainable, masks
+
+
+def _adapter_selection(model: nn.Module, chosen: list[FFNTensor], roles: list[str], model_class: str):
+    """The adapter weights on the chosen projections of a PEFT model: `(to_train, trainable elements, roles)`.
+
+    A low-rank update of a fused `gate_up_proj` changes the whole tensor, so when only one of its roles was chosen
+    the roles trained include the other one too (and a warning says so).
+    """
+    to_train: dict[str, nn.Parameter] = {}
+    covered = set(roles)
+    for tensor in chosen:
+        adapter = [(n, p) for n, p in _adapter_params(model, tensor) if p.is_floating_point()]
+        if not adapter:
+            if not tensor.name.endswith("bias"):  # LoRA adapts weights; a bias without adapter just stays frozen
+                raise ValueError(
+                    f"{model_class} is a PEFT model but `{tensor.name}` carries no adapter. Pass `peft_config` to "
+                    "SelectiveFFNTrainer (it targets exactly the chosen projections), or set the LoRA "
+                    "`target_modules` (`target_parameters` for expert banks) to cover them."
+                )
+            continue
+        to_train.update(adapter)
+        if tensor.fused_slice is not None:
+            covered |= set(FUSED_ROLES)
+    if covered != set(roles):
+        added = sorted(covered - set(roles))
+        logger.warning(
+            "SLAM + LoRA: a LoRA adapter on a fused `gate_up_proj` updates the whole tensor, so it also trains %s; "
+            "the report lists it. Choose both roles to make this explicit, or train without LoRA to keep it frozen.",
+            ", ".join(added),
+        )
+    trained_roles = [role for role in ROLES if role in covered]
+    return to_train, sum(numel(p) for p in to_train.values()), trained_roles
+
+
+def _adapter_params(model: nn.Module, tensor: FFNTensor) -> list[tuple[str, nn.Parameter]]:
+    """Adapter parameters that PEFT put on `tensor`: those of its wrapper(s) that are not the base layer's own.
+
+    A `Linear`/`Conv1D` projection has one wrapper; an expert bank has one `ParamWrapper` per targeted parameter,
+    nested, each with its `parameter_name`.
+    """
+    module = model.get_submodule(tensor.module)
+    if not hasattr(module, "get_base_layer"):
+        return []
+    base_params = {id(p) for p in module.get_base_layer().parameters()}
+    param_attr = tensor.name.rpartition(".")[2]
+    params = []
+    prefix, wrapper = tensor.module, module
+    while hasattr(wrapper, "get_base_layer"):
+        wrapper_param = getattr(wrapper, "parameter_name", None)
+        if tensor.is_module_weight or wrapper_param == param_attr:
+            params += [
+                (f"{prefix}.{name}", param)
+                for name, param in wrapper.named_parameters()
+                if id(param) not in base_params and not name.startswith("base_layer.")
+            ]
+        prefix, wrapper = f"{prefix}.base_layer", wrapper.base_layer
+    return params
+
+
+def _install_gradient_mask(param: nn.Parameter, keep: list[FusedSlice]):
+    """Zero the gradient outside the chosen entries of a fused tensor, so that the other role does not move."""
+    dim = keep[0].dim
+    kept = set().union(*(range(s.start, s.stop, s.step) for s in keep))
+    frozen = torch.tensor(sorted(set(range(full_shape(param)[dim])) - kept), dtype=torch.long)
+
+    def mask_gradient(grad: torch.Tensor) -> torch.Tensor:
+        return grad.index_fill(dim, frozen.to(grad.device), 0)
+
+    return param.register_hook(mask_gradient)
+
+
+def _final_norm_names(model: nn.Module, layers_path: str) -> list[str]:
+    parent_path = layers_path.rpartition(".")[0]
+    parent = model.get_submodule(parent_path) if parent_path else model
+    for attr in FINAL_NORM_NAMES:
+        if isinstance(getattr(parent, attr, None), nn.Module):
+            prefix = f"{parent_path}.{attr}" if parent_path else attr
+            return [f"{prefix}.{name}" for name, _ in getattr(parent, attr).named_parameters()]
+    return []
+
+
+def _alias_names(model: nn.Module, alias: str, layers_path: str) -> list[str]:
+    names = {id(param): name for name, param in model.named_parameters()}
+    if alias == "final_norm":
+        return _final_norm_names(model, layers_path)
+    module = model.get_input_embeddings() if alias == "embeddings" else model.get_output_embeddings()
+    return [names[id(p)] for p in module.parameters()] if module is not None else []
+
+
+def matches_target(name: str, target: str, regex: bool) -> bool:
+    """PEFT's rule for `target_modules`: a regex must match the whole name; a plain name matches exactly or as a
+    dotted suffix."""
+    if regex:
+        return re.fullmatch(target, name) is not None
+    return name == target or name.endswith("." + target)
+
+
+def _names_matching(model: nn.Module, target: str, regex: bool) -> list[str]:
+    """Parameter names selected by `target`: the parameters of every matching module, and every matching parameter
+    (names as `named_modules()` / `named_parameters()` give them; a tied weight under its first name)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    selected = [
+        names[id(param)]
+        for module_name, module in model.named_modules()
+        if module_name and matches_target(module_name, target, regex)
+        for param in module.parameters()
+    ]
+    selected += [name for name in names.values() if matches_target(name, target, regex)]
+    return list(dict.fromkeys(selected))
+
+
+def resolve_extra(
+    model: nn.Module,
+    extra: str | Sequence[str],
+    layers_path: str,
+    *,
+    exclude=(),
+    budget: int | None = None,
+    allow_large: bool = False,
+) -> list[str]:
+    """Parameter names selected by `extra`, with PEFT's matching rule (see `freeze_except_ffn`).
+
+    Every entry must match something. With `budget` (the elements of the chosen FFN tensors), names and regexes
+    together may select at most that many elements (besides the tensors in `exclude`) unless `allow_large`; the
+    aliases do not count. Training a tied output embedding is announced: it is the input embedding too.
+    """
+    params = dict(model.named_parameters())
+    entries = [extra] if isinstance(extra, str) else list(extra)
+    selected, by_pattern = [], {}
+    for entry in entries:
+        if entry in EXTRA_ALIASES:
+            matched = _alias_names(model, entry, layers_path)
+        else:
+            matched = _names_matching(model, entry, regex=isinstance(extra, str))
+        if not matched:
+            form = "regex" if isinstance(extra, str) else "entry"
+            raise ValueError(
+                f"`extra` {form} {entry!r} matches no module or parameter of {type(model).__name__}. A list entry "
+                f"is an alias ({', '.join(EXTRA_ALIASES)}) or a module/parameter name matched exactly or as a dotted "
+                "suffix (`layers.3.input_layernorm`); a string is a regex that must match a whole name, as PEFT's "
+                "`target_modules`."
+            )
+        if entry not in EXTRA_ALIASES:
+            by_pattern[entry] = [name for name in matched if name not in exclude]
+        selected += [name for name in matched if name not in selected]
+    if budget is not None and not allow_large:
+        _check_extra_size(model, by_pattern, budget, params)
+    _warn_tied_embeddings(model, selected)
+    return selected
+
+
+def _check_extra_size(model: nn.Module, by_pattern: dict[str, list[str]], budget: int, params) -> None:
+    names = list(dict.fromkeys(name for matched in by_pattern.values() for name in matched))
+    size = sum(numel(params[name]) for name in names)
+    if size > budget:
+        total = sum(numel(p) for p in params.values())
+        counts = ", ".join(
+            f"{entry!r}: {len(matched)} tensors, {sum(numel(params[n]) for n in matched):,} parameters"
+            for entry, matched in by_pattern.items()
+        )
+        raise ValueError(
+            f"`extra` selects {size:,} parameters ({100 * size / total:.1f}% of {type(model).__name__}), more than "
+            f"the chosen FFN tensors themselves ({budget:,}): {counts}; e.g. {', '.join(names[:4])}. A list entry "
+            "matches every module or parameter whose name ends with it, in every layer. Name fewer tensors (e.g. "
+            "`model.layers.3.input_layernorm`), or set `allow_large_extra=True` (`slam_allow_large_extra`) if this "
+            "is meant."
+        )
+
+
+def _warn_tied_embeddings(model: nn.Module, selected: list[str]) -> None:
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = getattr(outputs, "weight", None) is not None and outputs.weight is getattr(inputs, "weight", None)
+    if not tied:
+        return
+    names = {id(param): name for name, param in model.named_parameters()}
+    name = names.get(id(inputs.weight))
+    if name in selected:
+        logger.warning(
+            "%s ties its output layer (lm_head) to its input embeddings: `%s` is one tensor, so training it trains "
+            "both the input embeddings and the output projection.",
+            type(model).__name__,
+            name,
+        )
 
 
 def _layer_index(name: str, layer_of: dict[str, int]) -> int:

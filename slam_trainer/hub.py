@@ -19,6 +19,16 @@ from slam_trainer.delta import DELTA_DIR_NAME, save_ffn_delta
 SLAM_TAGS = ["slam", "trl", "sft"]
 DELTA_TAGS = ["ffn-delta"]
 
+SLAM_CITATION = """\
+@inproceedings{fan2025slam,
+    title     = {{SLAM: Towards Efficient Multilingual Reasoning via Selected Language Alignment}},
+    author    = {Yuchun Fan and Yongyu Mu and Yilin Wang and Lei Huang and Junhao Ruan and Bei Li and Tong Xiao and
+                 Shujian Huang and Xiaocheng Feng and Jingbo Zhu},
+    booktitle = {Proceedings of the 31st International Conference on Computational Linguistics (COLING 2025)},
+    year      = 2025,
+    eprint    = {arXiv:2501.03681}
+}"""
+
 
 def _datasets(dataset_name) -> list[str] | None:
     if dataset_name is None:
@@ -33,9 +43,25 @@ def method_line(trainer) -> str:
     )
 
 
+def trained_section(report, layers_chosen_automatically: bool) -> str:
+    """What SLAM trained: layers (and how they were chosen), projections, share, extra tensors."""
+    how = "chosen by language-layer identification (`slam_layers='auto'`)" if layers_chosen_automatically else "given"
+    lines = [
+        "## SLAM: selective FFN training",
+        "",
+        f"- Trained layers ({how}): {report.layers}",
+        f"- Trained FFN projections: {', '.join(report.projections)}" + (" (LoRA adapters)" if report.peft else ""),
+        f"- Trainable parameters: {report.trainable_params:,} of {report.total_params:,} ({100 * report.share:.2f}%)",
+    ]
+    if report.extra_names:
+        lines.append(f"- Also trained: {', '.join(report.extra_names)}")
+    return "\n".join(lines)
+
+
 def card_section(trainer, dataset_name=None) -> str:
     """The SLAM part of a card: method, what trained, how the layers were chosen, datasets."""
-    lines = [trainer.slam_card_section(), f"- Method: {method_line(trainer)}"]
+    automatic = trainer.slam_layer_report is not None
+    lines = [trained_section(trainer.slam_report, automatic), f"- Method: {method_line(trainer)}"]
     if dataset_name is not None:
         lines.append(f"- Datasets: {', '.join(_datasets(dataset_name))}")
     if trainer.slam_layer_report is not None:
@@ -101,7 +127,9 @@ def push_ffn_delta(
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(folder)
     delta_card(trainer, metadata, trainer.hub_model_id, dataset_name).save(os.path.join(folder, "README.md"))
-    trainer._finish_current_push()  # Trainer's own wait for an earlier checkpoint push to end
+    pending = getattr(trainer, "push_in_progress", None)  # checkpoint uploads `Trainer` started (hub_strategy)
+    if pending is not None:
+        pending.wait_until_done()
     return hf_api().upload_folder(
         repo_id=trainer.hub_model_id,
         folder_path=folder,

@@ -41,11 +41,16 @@ _ARCHITECTURE_KWARGS = {
         "shared_expert_intermediate_size": 64,
     },
     "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32, "head_dim": 16},
+    # Interleaved gate/up expert banks with biases; YaRN's factor 32 over 4096 positions, as the released config.
+    "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": 16, "max_position_embeddings": 131072},
     "gpt2": {},
     "gpt_neox": {},
     "opt": {},
 }
-TINY_ARCHITECTURES = tuple(_ARCHITECTURE_KWARGS)
+# Families the layer-identification probe cannot read (gpt-oss applies its gate inline: no activation module to
+# hook). They map, freeze and train like the others but stay out of TINY_ARCHITECTURES, which every part covers.
+UNPROBED_ARCHITECTURES = ("gpt_oss",)
+TINY_ARCHITECTURES = tuple(name for name in _ARCHITECTURE_KWARGS if name not in UNPROBED_ARCHITECTURES)
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -67,7 +72,7 @@ def tiny_config(
 ):
     """A small config of a real architecture (see `TINY_ARCHITECTURES`), sized for CPU tests and the demo."""
     if architecture not in _ARCHITECTURE_KWARGS:
-        raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(TINY_ARCHITECTURES)}.")
+        raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(_ARCHITECTURE_KWARGS)}.")
     kwargs = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,

@@ -5,31 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from transformers import AutoTokenizer
 from transformers.utils import logging
 from trl import SFTConfig, SFTTrainer
-from trl.trainer.utils import create_model_from_path
 
 from slam_trainer.architectures import get_architecture_map
-from slam_trainer.callback import SelectiveFFNCallback
+from slam_trainer.callback import SelectiveFFNCallback, check_resumed_layers, checkpoint_trained_layers
 from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
-from slam_trainer.hub import card_section, push_ffn_delta
+from slam_trainer.hub import SLAM_CITATION, card_section, push_ffn_delta
 from slam_trainer.l2.collator import L2EpochCallback
 from slam_trainer.offline_models import resolve_model_path
 
 
 logger = logging.get_logger(__name__)
-
-SLAM_CITATION = """\
-@inproceedings{fan2025slam,
-    title     = {{SLAM: Towards Efficient Multilingual Reasoning via Selected Language Alignment}},
-    author    = {Yuchun Fan and Yongyu Mu and Yilin Wang and Lei Huang and Junhao Ruan and Bei Li and Tong Xiao and
-                 Shujian Huang and Xiaocheng Feng and Jingbo Zhu},
-    booktitle = {Proceedings of the 31st International Conference on Computational Linguistics (COLING 2025)},
-    year      = 2025,
-    eprint    = {arXiv:2501.03681}
-}"""
 
 
 class SelectiveFFNTrainer(SFTTrainer):
@@ -39,6 +27,9 @@ class SelectiveFFNTrainer(SFTTrainer):
     `SFTConfig` is converted, with SLAM's defaults). The freezing itself is a `SelectiveFFNCallback` installed first
     in the callback list, so it runs before the optimizer exists. With a `peft_config`, the adapters are put on the
     chosen layers' chosen projections only ("SLAM + LoRA"): the config's `target_modules` is replaced by those.
+
+    A model given by name is loaded here, as `SFTTrainer` would load it (`args.model_init_kwargs`, the seed, the
+    processing class), because auto mode and LoRA targeting need its modules before `SFTTrainer.__init__`.
 
     After construction, `trainer.slam_report` (a `FreezeReport`) says what trains; the model card and
     `trainer_state.json` record the layers and the trainable share.
@@ -71,49 +62,21 @@ class SelectiveFFNTrainer(SFTTrainer):
         formatting_func=None,
     ):
         args = self._as_selective_config(model, args)
-        if isinstance(model, str):
-            model_id = resolve_model_path(model)
-            model_init_kwargs = dict(args.model_init_kwargs or {})
-            if quantization_config is not None:
-                model_init_kwargs["quantization_config"] = quantization_config
-            if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
-                model_init_kwargs["device_map"] = None
-            model_init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-            # Loaded here rather than by SFTTrainer, because auto mode and LoRA targeting need the modules first.
-            model = create_model_from_path(model_id, **model_init_kwargs)
-            if processing_class is None:
-                processing_class = AutoTokenizer.from_pretrained(
-                    model_id, revision=model_init_kwargs.get("revision"), trust_remote_code=args.trust_remote_code
-                )
+        loaded_here = isinstance(model, str)
+        if loaded_here:
+            model, processing_class = load_model_and_processor(model, args, quantization_config, processing_class)
 
         self.slam_layer_report = None
         layers = args.slam_layers
         if layers == "auto":
             layers = self._identify_layers(model, processing_class, args)
-        amap = get_architecture_map(model, args.slam_ffn_modules)
-        chosen = amap.tensors(layers, args.slam_projection_roles)  # validates layers and roles before any work
+        chosen = get_architecture_map(model, args.slam_ffn_modules).tensors(layers, args.slam_projection_roles)
+        callbacks = self._slam_callbacks(layers, args, data_collator, peft_config, chosen) + list(callbacks or [])
 
-        callbacks = list(callbacks or [])
-        if getattr(data_collator, "requires_raw_dataset", False):
-            # The L² collator builds sequences from the raw examples: SFTTrainer must neither tokenize the dataset
-            # nor drop its columns (the collator names the settings), and each epoch draws a new mixture.
-            data_collator.configure_sft_args(args)
-            if not any(isinstance(c, L2EpochCallback) for c in callbacks):
-                callbacks.append(L2EpochCallback(data_collator))
-
-        if peft_config is not None and (args.slam_save_delta or args.slam_push == "delta"):
-            raise ValueError(
-                "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
-                "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
-                "`push_to_hub` then hold the adapter)."
-            )
-        if peft_config is not None:
-            self._target_chosen_projections(peft_config, chosen)
-
-        self.slam_callback = SelectiveFFNCallback(
-            layers, args.slam_projection_roles, args.slam_extra_trainable or (), args.slam_ffn_modules
-        )
-        slam_callbacks = [self.slam_callback] + ([FFNDeltaCallback()] if args.slam_save_delta else [])
+        # What was used to load the model is not passed on: SFTTrainer would log that it is ignored.
+        model_init_kwargs = args.model_init_kwargs
+        if loaded_here:
+            args.model_init_kwargs, quantization_config = None, None
         super().__init__(
             model=model,
             args=args,
@@ -123,7 +86,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             processing_class=processing_class,
             compute_loss_func=compute_loss_func,
             compute_metrics=compute_metrics,
-            callbacks=[*slam_callbacks, *callbacks],
+            callbacks=callbacks,
             optimizers=optimizers,
             optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
@@ -131,6 +94,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             peft_config=peft_config,
             formatting_func=formatting_func,
         )
+        self.args.model_init_kwargs = model_init_kwargs
         self.slam_report = self.slam_callback.report
         self._slam_logged = False
 
@@ -157,11 +121,37 @@ class SelectiveFFNTrainer(SFTTrainer):
         )
         return layers
 
+    def _slam_callbacks(self, layers, args, data_collator, peft_config, chosen) -> list:
+        """The freezing callback (first, so that it runs before any other `on_init_end`), the delta checkpoints, and
+        the L² collator's epoch callback; points LoRA at the chosen projections."""
+        callbacks = []
+        if getattr(data_collator, "requires_raw_dataset", False):
+            # The L² collator builds sequences from the raw examples: SFTTrainer must neither tokenize the dataset
+            # nor drop its columns (the collator names the settings), and each epoch draws a new mixture.
+            data_collator.configure_sft_args(args)
+            callbacks.append(L2EpochCallback(data_collator))
+        if peft_config is not None:
+            if args.slam_save_delta or args.slam_push == "delta":
+                raise ValueError(
+                    "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
+                    "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
+                    "`push_to_hub` then hold the adapter)."
+                )
+            self._target_chosen_projections(peft_config, chosen)
+        self.slam_callback = SelectiveFFNCallback(
+            layers,
+            args.slam_projection_roles,
+            args.slam_extra_trainable or (),
+            args.slam_ffn_modules,
+            allow_large_extra=args.slam_allow_large_extra,
+        )
+        return [self.slam_callback] + ([FFNDeltaCallback()] if args.slam_save_delta else []) + callbacks
+
     @staticmethod
     def _target_chosen_projections(peft_config, chosen) -> None:
         """Point LoRA at exactly the chosen projections: modules for Linear/Conv1D, parameters for expert banks."""
         modules = sorted({t.module for t in chosen if t.is_module_weight})
-        parameters = sorted({t.name for t in chosen if not t.is_module_weight})
+        parameters = sorted({t.name for t in chosen if not t.is_module_weight and not t.name.endswith("_bias")})
         if getattr(peft_config, "target_modules", None) not in (None, modules):
             logger.warning(
                 "SelectiveFFNTrainer replaces the PEFT `target_modules` %s by the chosen FFN projections.",
@@ -170,6 +160,22 @@ class SelectiveFFNTrainer(SFTTrainer):
         peft_config.target_modules = modules
         if parameters:
             peft_config.target_parameters = parameters
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """`Trainer.train`, refusing first a checkpoint that trained other layers (its optimizer state would not
+        fit: with another layer count torch fails inside `load_state_dict`, with the same count it would load
+        another layer's state)."""
+        from transformers import TrainerState
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        state_file = os.path.join(checkpoint, "trainer_state.json") if isinstance(checkpoint, str) else None
+        if state_file is not None and os.path.isfile(state_file):
+            stored = checkpoint_trained_layers(TrainerState.load_from_json(state_file).stateful_callbacks)
+            check_resumed_layers(stored, self.slam_report.layers)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the SLAM summary (trained layers' count and share) to the first log record."""
@@ -202,18 +208,54 @@ class SelectiveFFNTrainer(SFTTrainer):
             )
         return super().push_to_hub(commit_message, blocking, token, revision, private, **kwargs)
 
-    def slam_card_section(self) -> str:
-        report = self.slam_report
-        how = "chosen by language-layer identification (`slam_layers='auto'`)" if self.slam_layer_report else "given"
-        lines = [
-            "## SLAM: selective FFN training",
-            "",
-            f"- Trained layers ({how}): {report.layers}",
-            f"- Trained FFN projections: {', '.join(report.projections)}"
-            + (" (LoRA adapters)" if report.peft else ""),
-            f"- Trainable parameters: {report.trainable_params:,} of {report.total_params:,} "
-            f"({100 * report.share:.2f}%)",
-        ]
-        if report.extra_names:
-            lines.append(f"- Also trained: {', '.join(report.extra_names)}")
-        return "\n".join(lines)
+
+def load_model_and_processor(model_id: str, args: SFTConfig, quantization_config=None, processing_class=None):
+    """Load a model given by name (or offline short name) as `SFTTrainer` does, through public APIs only.
+
+    As TRL 1.16: the seed is set first (`args.seed`); `args.model_init_kwargs` are passed on (`dtype` defaults to
+    float32, `revision`, `trust_remote_code` defaults to `args.trust_remote_code`, `attn_implementation`, ...);
+    `device_map` is None on CPU/MPS and under DDP/DeepSpeed, else `"auto"`; the class is the checkpoint's declared
+    architecture (causal LM otherwise); the processing class comes from `AutoProcessor` at the same revision.
+    """
+    import torch
+    import transformers
+    from accelerate import PartialState
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_model_path(model_id)
+    kwargs = dict(args.model_init_kwargs or {})
+    if quantization_config is not None:
+        if "quantization_config" in kwargs:
+            raise ValueError(
+                "You set `quantization_config` both as a trainer argument and in `args.model_init_kwargs`; set it in "
+                "one place."
+            )
+        kwargs["quantization_config"] = quantization_config
+    if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
+        kwargs["device_map"] = None
+    kwargs.setdefault("device_map", None if PartialState().device.type in ("cpu", "mps") else "auto")
+    kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    dtype = kwargs.setdefault("dtype", "float32")
+    if dtype in ("bfloat16", "float16", "float32"):
+        kwargs["dtype"] = getattr(torch, dtype)
+    elif not (dtype in ("auto", None) or isinstance(dtype, torch.dtype)):
+        raise ValueError(
+            f"`model_init_kwargs['dtype']` must be 'auto', 'bfloat16', 'float16' or 'float32', got {dtype!r}."
+        )
+
+    transformers.set_seed(args.seed)  # before loading: weights a checkpoint lacks are drawn at random
+    config = AutoConfig.from_pretrained(
+        path, revision=kwargs.get("revision"), trust_remote_code=kwargs["trust_remote_code"]
+    )
+    architecture = getattr(transformers, (config.architectures or [""])[0], None)
+    if architecture is None:  # remote code: the most specific auto class its `auto_map` declares
+        auto_map = getattr(config, "auto_map", None) or {}
+        architecture = (
+            AutoModelForImageTextToText if "AutoModelForImageTextToText" in auto_map else AutoModelForCausalLM
+        )
+    model = architecture.from_pretrained(path, **kwargs)
+    if processing_class is None:
+        processing_class = AutoProcessor.from_pretrained(
+            path, revision=kwargs.get("revision"), trust_remote_code=kwargs["trust_remote_code"]
+        )
+    return model, processing_class

@@ -86,6 +86,12 @@ def cpu_config(output_dir, **overrides):
     return SelectiveFFNConfig(**kwargs)
 
 
+@pytest.fixture(scope="session")
+def make_cpu_config():
+    """`cpu_config` itself, for fixtures wider than one test (which cannot use `cpu_args`)."""
+    return cpu_config
+
+
 @pytest.fixture
 def cpu_args(tmp_path):
     """Factory for `cpu_config` writing under the test's temporary directory."""

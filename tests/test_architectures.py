@@ -5,16 +5,21 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, PreTrainedModel
 
-from slam_trainer.architectures import UnsupportedArchitectureError, get_architecture_map
+from slam_trainer.architectures import (
+    UnsupportedArchitectureError,
+    get_architecture_map,
+    validate_layers,
+    validate_projections,
+)
 from slam_trainer.freezing import freeze_except_ffn
-from slam_trainer.tiny import TINY_ARCHITECTURES, build_tiny_model
+from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 
 
 GATED = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
-MOE = {"mixtral", "qwen2_moe", "qwen3_moe"}
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"}
 
 
-@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES)
+@pytest.mark.parametrize("architecture", TINY_ARCHITECTURES + UNPROBED_ARCHITECTURES)
 def test_every_layer_is_mapped_with_its_roles(architecture):
     model = build_tiny_model(architecture)
     amap = get_architecture_map(model)
@@ -28,18 +33,46 @@ def test_every_layer_is_mapped_with_its_roles(architecture):
         for tensor in layer.tensors:
             assert tensor.name in params, tensor.name
             assert f".{layer.index}." in tensor.name
-        assert layer.activation is not None
+        assert (layer.activation is None) == (architecture in UNPROBED_ARCHITECTURES)
 
 
-@pytest.mark.parametrize("architecture", ["phi3", "mixtral", "qwen3_moe"])
-def test_fused_gate_up_halves_split_the_output_dimension(architecture):
-    model = build_tiny_model(architecture)
-    layer = get_architecture_map(model).layers[0]
-    fused = [t for t in layer.tensors if t.fused_slice is not None]
-    assert [t.role for t in fused] == ["gate", "up"]
-    (dim, start_gate, stop_gate), (dim_up, start_up, stop_up) = (t.fused_slice for t in fused)
-    size = dict(model.named_parameters())[fused[0].name].shape[dim]
-    assert dim == dim_up and start_gate == 0 and stop_gate == start_up and stop_up == size
+@pytest.mark.parametrize(
+    "layers, error, message",
+    [
+        ([0, -1], None, None),
+        (3, None, None),
+        ([], ValueError, "`layers` is empty"),
+        ("0,1", TypeError, "must be a list of layer indices"),
+        ([0, 1.0], TypeError, r"must hold integers, got 1\.0 \(float\)"),
+        ([True], TypeError, "must hold integers, got True"),
+    ],
+)
+def test_layer_choices_are_checked_in_one_place(layers, error, message):
+    if error is None:
+        assert validate_layers(layers) == ([layers] if isinstance(layers, int) else layers)
+    else:
+        with pytest.raises(error, match=message):
+            validate_layers(layers)
+
+
+@pytest.mark.parametrize(
+    "projections, expected",
+    [
+        ("all", "all"),
+        (["all"], "all"),
+        ("up", ["up"]),
+        (["down", "up", "down"], ["down", "up"]),
+        (["up", "router"], ["up", "router"]),
+        ([], "`projections` is empty"),
+        (["up", "ffn"], r"unknown role\(s\) \['ffn'\]"),
+    ],
+)
+def test_role_choices_are_checked_in_one_place(projections, expected):
+    if isinstance(expected, str) and expected != "all":
+        with pytest.raises(ValueError, match=expected):
+            validate_projections(projections)
+    else:
+        assert validate_projections(projections) == expected
 
 
 def test_expert_indices_are_not_mistaken_for_layer_indices():
@@ -56,6 +89,26 @@ def test_peft_wrapped_model_maps_to_the_base_layers():
     amap = get_architecture_map(model)
     names = {t.name for t in amap.tensors([0], ["up"])}
     assert names == {"base_model.model.model.layers.0.mlp.up_proj.base_layer.weight"}
+
+
+@pytest.mark.parametrize("architecture", ["mixtral", "gpt_oss"])
+def test_peft_wrapped_expert_banks_map_to_the_base_bank(architecture):
+    # PEFT's `target_parameters` wraps the experts module in nested `ParamWrapper`s, one per targeted parameter.
+    from peft import LoraConfig, get_peft_model
+
+    targets = ["model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj"]
+    model = get_peft_model(
+        build_tiny_model(architecture), LoraConfig(r=2, target_modules=[], target_parameters=targets)
+    )
+    plain = get_architecture_map(build_tiny_model(architecture)).layers[0]
+    layer = get_architecture_map(model).layers[0]
+    bank = "base_model.model.model.layers.0.mlp.experts.base_layer.base_layer"
+    params = dict(model.named_parameters())
+    assert [(t.role, t.fused_slice) for t in layer.tensors] == [(t.role, t.fused_slice) for t in plain.tensors]
+    for tensor in layer.tensors:
+        if tensor.role != "router":
+            assert tensor.name.startswith(bank + ".") and tensor.name in params
+            assert tensor.module == "base_model.model.model.layers.0.mlp.experts"
 
 
 @pytest.mark.parametrize(

@@ -61,16 +61,36 @@ def test_every_recipe_parses_into_config_objects(recipe):
         assert actual == expected, f"{recipe.name}: {key} = {actual!r}, recipe says {expected!r}"
 
 
-def test_unknown_recipe_key_fails(tmp_path):
+def test_unknown_recipe_key_fails(tmp_path, capsys):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text((REPO / "recipes" / "slam_tiny_cpu.yaml").read_text() + "slam_layrs: [0]\n")
     assert main(["train", "--config", str(recipe)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("slam train: error:") and "slam_layrs" in error[0]
 
 
 @pytest.mark.parametrize("recipe", TINY_RECIPES, ids=lambda path: path.stem)
 def test_tiny_recipes_run_end_to_end(recipe, tmp_path):
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from slam_trainer.tiny import build_tiny_model
+
     assert main(["train", "--config", str(recipe), "--output_dir", str(tmp_path), "--max_steps", "2"]) == 0
-    assert (tmp_path / "model.safetensors").exists()
+    values = yaml.safe_load(recipe.read_text())
+    trained = load_file(tmp_path / "model.safetensors")
+    initial = build_tiny_model(values["model_name_or_path"].removeprefix("tiny:")).state_dict()
+    expected = {f"model.layers.{i}.mlp.{p}_proj.weight" for i in values["slam_layers"] for p in ("up", "down")}
+    if values.get("l2_special_tokens"):  # the tag rows are new: embeddings and lm_head train with them
+        expected |= {"model.embed_tokens.weight", "lm_head.weight"}
+    assert trained.keys() == initial.keys()
+    changed = {
+        name
+        for name, tensor in trained.items()
+        if tensor.shape != initial[name].shape or not torch.equal(tensor, initial[name])
+    }
+    assert changed == expected
 
 
 def test_bad_input_exits_with_one_line_reason(capsys):

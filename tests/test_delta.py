@@ -18,7 +18,6 @@ from slam_trainer.delta import DELTA_CONFIG_NAME, DELTA_DIR_NAME, base_fingerpri
 from slam_trainer.freezing import freeze_except_ffn
 from slam_trainer.tiny import build_tiny_model
 from slam_trainer.trainer import SelectiveFFNTrainer
-from tests.conftest import cpu_config
 
 
 def assert_same_weights(a, b):
@@ -29,13 +28,15 @@ def assert_same_weights(a, b):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tokenizer, arithmetic_dataset):
+def trained(tmp_path_factory, tokenizer, arithmetic_dataset, make_cpu_config):
     """A tiny Llama trained 3 steps on layers 0 and -1, its base saved, and a delta of every checkpoint."""
     root = tmp_path_factory.mktemp("trained")
     base = build_tiny_model("llama")
     base.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
-    args = cpu_config(root / "out", save_strategy="steps", save_steps=3, save_only_model=True, slam_save_delta=True)
+    args = make_cpu_config(
+        root / "out", save_strategy="steps", save_steps=3, save_only_model=True, slam_save_delta=True
+    )
     model = AutoModelForCausalLM.from_pretrained(root / "base")
     trainer = SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
     trainer.train()
@@ -223,8 +224,8 @@ def test_a_file_of_a_delta_stands_for_its_directory(trained, tmp_path):
     assert_same_weights(load_ffn_delta(AutoModelForCausalLM.from_pretrained(root / "base"), weights), trainer.model)
 
 
-def test_save_strategy_no_still_writes_the_final_delta(tmp_path, tokenizer, arithmetic_dataset):
-    args = cpu_config(tmp_path / "out", slam_save_delta=True)  # save_strategy="no", as recipes/slam_tiny_cpu.yaml
+def test_save_strategy_no_still_writes_the_final_delta(tmp_path, tokenizer, arithmetic_dataset, make_cpu_config):
+    args = make_cpu_config(tmp_path / "out", slam_save_delta=True)  # save_strategy="no", as recipes/slam_tiny_cpu.yaml
     model = build_tiny_model("llama")
     trainer = SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
     trainer.train()

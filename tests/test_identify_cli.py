@@ -8,7 +8,7 @@ import pytest
 from slam_trainer.cli.main import main
 from slam_trainer.probe.report import JSON_NAME, PNG_NAME
 from slam_trainer.tiny import build_tiny_tokenizer
-from tests.test_probe import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
+from tests.ground_truth import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
 
 
 MGSM = os.path.join(

@@ -23,13 +23,8 @@ def dataset():
     return synthetic_parallel_dataset(24, languages=LANGS, seed=3)
 
 
-def _expected_sequence(tokenizer, example, plan, separator="\n"):
-    """The prompt and completion text written out independently from the raw example and the collator's draw."""
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": example["question"][plan.question_language]}],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
+def _expected_completion(example, plan, separator="\n"):
+    """The completion text of the collator's draw, written out independently from the raw example (no EOS)."""
     parts, previous = [], None
     for index, lang in enumerate(plan.step_languages):
         if index:
@@ -38,7 +33,17 @@ def _expected_sequence(tokenizer, example, plan, separator="\n"):
             parts.append(language_tag(lang))
         parts.append(example["steps"][lang][index])
         previous = lang
-    return prompt, "".join(parts) + tokenizer.eos_token
+    return "".join(parts)
+
+
+def _expected_sequence(tokenizer, example, plan):
+    """The prompt and completion text of the collator's draw (chat-template prompt, completion with EOS)."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": example["question"][plan.question_language]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    return prompt, _expected_completion(example, plan) + tokenizer.eos_token
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
@@ -131,7 +136,7 @@ def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, da
 def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
     collator = L2DataCollator(tokenizer, languages=LANGS, use_chat_template=False)
     prepared = collator.prepare(dataset, num_proc=2)
-    assert set(prepared.column_names) == {"id", "answer", "prompt_ids", "step_ids"}
+    assert set(prepared.column_names) == {"id", "answer", "steps", "prompt_ids", "step_lengths"}
     raw = [dataset[i] for i in range(6)]
     batch_raw, batch_prepared = collator(raw), collator([prepared[i] for i in range(6)])
     assert torch.equal(batch_raw["input_ids"], batch_prepared["input_ids"])
@@ -187,3 +192,75 @@ def test_bad_arguments_and_examples_fail_clearly(tokenizer, dataset):
         L2DataCollator(tokenizer, languages=["en", "sw"])([dataset[0]])
     with pytest.raises(ValueError, match="parallel schema"):
         L2DataCollator(tokenizer, languages=LANGS)([{"input_ids": [1, 2]}])
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["smollm2_path", "gemma3_path"])  # byte-level BPE; SentencePiece-style
+def test_the_completion_is_the_tokenization_of_the_joined_text(fixture, request, dataset):
+    # Tokenized piece by piece, `'.' + ' ' + 'Then'` gives `'.', '▁', 'Then'` where the joined text gives
+    # `'.', '▁Then'` (both tokenizers; `'\n\n'` splits differently in SmolLM2): the model would train on sequences
+    # the tokenizer never produces. Checked with the tags as plain text, then as added special tokens.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))  # loaded once: Gemma's takes ~10 s
+    raw = [dataset[i] for i in range(12)]
+    tag_ids = {}
+    for special_tags in (False, True):
+        if special_tags:
+            tag_ids = add_language_tokens(tokenizer, None, LANGS)
+        for separator in (" ", "\n", "\n\n"):
+            collator = L2DataCollator(
+                tokenizer, languages=LANGS, step_separator=separator, switch_probability=0.6, use_chat_template=False
+            )
+            batch = collator(raw)
+            for row, example in enumerate(raw):
+                plan = collator.plan(example, len(example["steps"]["en"]))
+                completion = _expected_completion(example, plan, separator)
+                joint = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                prompt = tokenizer(
+                    collator.prompt_template.format(question=example["question"][plan.question_language])
+                )
+                mask = batch["attention_mask"][row] == 1
+                ids, labels = batch["input_ids"][row][mask].tolist(), batch["labels"][row][mask].tolist()
+                assert ids == prompt["input_ids"] + joint, (
+                    separator,
+                    special_tags,
+                )  # the prompt alone, then the joint text
+                assert labels == [-100] * len(prompt["input_ids"]) + joint
+                if special_tags:  # one tag id where each run of one language starts, and nowhere else
+                    starts = [
+                        i == 0 or plan.step_languages[i - 1] != lang for i, lang in enumerate(plan.step_languages)
+                    ]
+                    expected_tags = [tag_ids[lang] for lang, start in zip(plan.step_languages, starts) if start]
+                    assert [i for i in labels if i in tag_ids.values()] == expected_tags
+
+
+def test_the_trainer_s_max_length_bounds_the_collator(tokenizer, dataset, cpu_args):
+    # TRL truncates only what it prepares; the collator's sequences must respect the trainer's `max_length` too.
+    from slam_trainer.tiny import build_tiny_model
+    from slam_trainer.trainer import SelectiveFFNTrainer
+
+    def trainer(collator, max_length):
+        return SelectiveFFNTrainer(
+            build_tiny_model("llama"),
+            args=cpu_args(max_length=max_length, per_device_train_batch_size=8),
+            train_dataset=collator.prepare(dataset),
+            data_collator=collator,
+            processing_class=tokenizer,
+        )
+
+    unbounded = L2DataCollator(tokenizer, languages=LANGS)
+    assert unbounded(list(unbounded.prepare(dataset)))["input_ids"].shape[1] > 520
+    adopted = trainer(unbounded, max_length=520)
+    assert unbounded.max_length == 520
+    widths = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the truncation warning: the dataset was prepared without a limit
+        widths = {batch["input_ids"].shape[1] for batch in adopted.get_train_dataloader()}
+    assert max(widths) == 520
+    with pytest.raises(ValueError, match=r"L2DataCollator has `max_length`=700 but the trainer's `max_length`=520"):
+        trainer(L2DataCollator(tokenizer, languages=LANGS, max_length=700), max_length=520)
+    shorter = L2DataCollator(tokenizer, languages=LANGS, max_length=500)
+    trainer(shorter, max_length=520)
+    assert shorter.max_length == 500  # a stricter collator limit stays

@@ -13,7 +13,7 @@ from slam_trainer.probe.auto import resolve_auto_layers
 from slam_trainer.probe.corpus import load_probe_corpus
 from slam_trainer.probe.report import JSON_NAME, PNG_NAME
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
-from tests.test_probe import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
+from tests.ground_truth import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ RANK_SCRIPT = """
 import json, sys, torch.distributed as dist
 from slam_trainer.probe.auto import resolve_auto_layers
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
-from tests.test_probe import ground_truth_model, ground_truth_texts
+from tests.ground_truth import ground_truth_model, ground_truth_texts
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()

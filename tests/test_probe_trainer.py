@@ -4,7 +4,7 @@ import json
 
 from slam_trainer.probe.report import JSON_NAME, PNG_NAME
 from slam_trainer.trainer import SelectiveFFNTrainer
-from tests.test_probe import ground_truth_model, ground_truth_texts
+from tests.ground_truth import ground_truth_model, ground_truth_texts
 
 
 def test_trainer_auto_mode_trains_the_identified_layer(tokenizer, arithmetic_dataset, cpu_args, tmp_path):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from slam_trainer.dtypes import DTYPES
+
 
 _SWITCH_FLAGS = ("alpha", "beta", "top_k", "policy", "target", "weights", "boundary", "languages")
 
@@ -48,7 +50,7 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "bfloat16", "float16", "float32"],
+        choices=DTYPES,
         help="auto: bf16 on a GPU that supports it, else fp32.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")

@@ -9,8 +9,7 @@ Usage:
 
 from __future__ import annotations
 
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+from slam_trainer.dtypes import DTYPES
 
 
 def make_parser(subparsers):

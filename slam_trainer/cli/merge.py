@@ -11,9 +11,7 @@ on; the delta is checked and applied, and only then is the model cast to `--dtyp
 from __future__ import annotations
 
 from slam_trainer.cli.errors import CommandError
-
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+from slam_trainer.dtypes import DTYPES
 
 
 def make_parser(subparsers):

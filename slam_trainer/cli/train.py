@@ -91,17 +91,17 @@ class TrainScriptArguments:
 
 
 def make_parser(subparsers=None):
+    if subparsers is not None:
+        # Listed for `slam --help` (without importing TRL); `slam train ...` is parsed by `TrlParser` in
+        # `parse_own_arguments`.
+        return subparsers.add_parser(
+            "train", help="SFT with SLAM (and optionally L²)", add_help=False, description=__doc__.split("\n")[0]
+        )
     from trl import ModelConfig, TrlParser
 
     from slam_trainer.config import SelectiveFFNConfig
 
-    dataclass_types = (TrainScriptArguments, SelectiveFFNConfig, ModelConfig)
-    if subparsers is None:
-        return TrlParser(dataclass_types)
-    # Listed for `slam --help`; `slam train ...` is parsed by `TrlParser` in `run` (see `parse_own_arguments`).
-    return subparsers.add_parser(
-        "train", help="SFT with SLAM (and optionally L²)", add_help=False, description=__doc__.split("\n")[0]
-    )
+    return TrlParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
 
 
 def parse_own_arguments(argv: list[str]) -> None:
@@ -145,6 +145,7 @@ def load_rows(script_args: TrainScriptArguments):
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
     from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
+    from slam_trainer.freezing import EXTRA_ALIASES
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset
     from slam_trainer.l2.tags import add_language_tokens
@@ -168,8 +169,14 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
     languages = script_args.languages or sorted(parallel[0]["question"])
     if script_args.l2_special_tokens:
         add_language_tokens(tokenizer, model, languages)
-        extra = set(training_args.slam_extra_trainable or []) | {"embeddings", "lm_head"}
-        training_args.slam_extra_trainable = sorted(extra)
+        extra = training_args.slam_extra_trainable or []
+        extra = [extra] if extra in EXTRA_ALIASES else extra
+        if isinstance(extra, str):  # one value is a regex (TRL's convention), which a list of names cannot hold
+            raise ValueError(
+                "`l2_special_tokens` adds embeddings and lm_head to `slam_extra_trainable`, which holds one value, "
+                "read as a regex; give names instead (two or more values)."
+            )
+        training_args.slam_extra_trainable = sorted({*extra, "embeddings", "lm_head"})
     collator = L2DataCollator(
         tokenizer,
         languages=languages,

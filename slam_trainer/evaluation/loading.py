@@ -11,13 +11,15 @@ from pathlib import Path
 
 import torch
 
+from slam_trainer.dtypes import DTYPES
+
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """`"auto"`: bfloat16 on a GPU that supports it, else float32 (bf16 matmuls on CPU are slow)."""
     if dtype == "auto":
         cuda_bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
-    choices = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    choices = {name: getattr(torch, name) for name in DTYPES if name != "auto"}
     if dtype not in choices:
         raise ValueError(f"`dtype` must be one of auto, {', '.join(choices)}; got {dtype!r}.")
     return choices[dtype]

@@ -3,13 +3,22 @@
 Each example of the parallel schema (`slam_trainer.l2.parallel`) becomes, per draw, one prompt (the question in one
 language) and one completion (every step, each in the language drawn for it, language runs opened by a tag). The
 draw depends only on `(seed, epoch, example id)`: every epoch sees a new mixture, any epoch can be reproduced, and
-DataLoader workers agree. Steps are tokenized once by `prepare`; a batch only samples and concatenates token ids.
+DataLoader workers agree.
 
-With a plain `trl.SFTTrainer`, pass the dataset unprepared by TRL and keep its columns (see `SFT_CONFIG_SETTINGS`):
+The completion is tokenized as one text, per draw: tags, steps and separators are written out and tokenized
+together, so the training sequence is exactly what the tokenizer makes of the joined text (tokenizing each piece
+alone differs where pieces merge, e.g. `' '` + `'Then'` into one `'▁Then'`/`'ĠThen'` token). The prompt is tokenized
+alone, as a prompt is at generation time; `prepare` does that once per question language, checks the examples and
+counts their step tokens for the `max_length` filter. One fast-tokenizer call per batch costs far less than a
+training step (benchmarks/results/collator.md).
+
+With a plain `trl.SFTTrainer`, pass the dataset unprepared by TRL and keep its columns; `configure_sft_args` sets
+that (`SFT_CONFIG_SETTINGS`) and reconciles `max_length` with the trainer's:
 
     collator = L2DataCollator(tokenizer, languages=["en", "zh", "ja"])
     train_dataset = collator.prepare(parallel_dataset, num_proc=4)
-    args = SFTConfig(..., remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True})
+    args = SFTConfig(...)
+    collator.configure_sft_args(args)
     SFTTrainer(model, args=args, train_dataset=train_dataset, data_collator=collator,
                callbacks=[L2EpochCallback(collator)])
 """
@@ -17,7 +26,6 @@ With a plain `trl.SFTTrainer`, pass the dataset unprepared by TRL and keep its c
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import warnings
 from dataclasses import dataclass
@@ -27,13 +35,14 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 from transformers.data.data_collator import DataCollatorMixin
+from transformers.utils import logging
 
 from slam_trainer.l2.mixing import LanguageSchedule
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import get_language, validate_languages
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 MODES = ("full", "mixed", "both")
 QUESTION_LANGUAGES = ("same", "pivot", "random")
@@ -88,9 +97,11 @@ class L2DataCollator(DataCollatorMixin):
         step_separator (`str`, *optional*, defaults to `"\\n"`):
             Written between steps (ours).
         max_length (`int`, *optional*):
-            `prepare` drops examples whose longest possible sequence is longer (and logs how many); a longer
-            sequence met at collation (unprepared data) has its completion truncated with a warning. A prompt alone
-            longer than this is an error, never a silent cut.
+            `prepare` drops examples whose longest possible sequence is longer (and logs how many; the longest draw
+            is counted step by step, which the joint tokenization can miss by a token at a step boundary); a longer
+            sequence met at collation has its completion truncated with a warning. A prompt alone longer than this
+            is an error, never a silent cut. When unset, `configure_sft_args` adopts the trainer's `max_length`
+            (`SelectiveFFNTrainer` calls it); a larger value than the trainer's is refused there.
         padding_side (`str`, *optional*):
             `"right"` or `"left"`; the tokenizer's by default.
         pad_to_multiple_of (`int`, *optional*):
@@ -121,7 +132,7 @@ class L2DataCollator(DataCollatorMixin):
     return_tensors: str = "pt"
 
     # How `SelectiveFFNTrainer` (or a user) recognises a collator that consumes the raw parallel dataset, and the
-    # `SFTConfig` settings that it needs: keep the `id`/`prompt_ids`/`step_ids` columns and skip TRL's preparation.
+    # `SFTConfig` settings that it needs: keep the `id`/`steps`/`prompt_ids` columns and skip TRL's preparation.
     requires_raw_dataset: ClassVar[bool] = True
     SFT_CONFIG_SETTINGS: ClassVar[dict[str, Any]] = {
         "remove_unused_columns": False,
@@ -175,11 +186,9 @@ class L2DataCollator(DataCollatorMixin):
             )
         if "{question}" not in self.prompt_template:
             raise ValueError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
-        encode = self._encode
-        self._tag_ids = {
-            lang: encode(language_tag(lang, self.tag_format)) if self.tag_format else [] for lang in self.languages
-        }
-        self._separator_ids = encode(self.step_separator) if self.step_separator else []
+        self._tags = {lang: language_tag(lang, self.tag_format) if self.tag_format else "" for lang in self.languages}
+        self._tag_lengths = {lang: len(self._encode(tag)) for lang, tag in self._tags.items()}
+        self._separator_length = len(self._encode(self.step_separator))
         eos = self.tokenizer.eos_token_id
         self._eos_ids = [] if eos is None else [eos]
 
@@ -203,7 +212,8 @@ class L2DataCollator(DataCollatorMixin):
         return self.languages
 
     def tokenize_example(self, example: dict) -> dict:
-        """`prompt_ids` per question language and `step_ids` per language for one parallel example."""
+        """`prompt_ids` per question language and `step_lengths` (tokens of each step alone) per language, for one
+        parallel example, after checking it."""
         missing = [key for key in ("id", "question", "steps") if key not in example]
         if missing:
             raise ValueError(
@@ -227,24 +237,24 @@ class L2DataCollator(DataCollatorMixin):
             )
         return {
             "prompt_ids": {lang: self._prompt_ids(questions[lang]) for lang in self._question_languages},
-            "step_ids": {lang: [self._encode(step) for step in steps[lang]] for lang in self.languages},
+            "step_lengths": {lang: [len(self._encode(step)) for step in steps[lang]] for lang in self.languages},
         }
 
     def longest_length(self, example: dict) -> int:
-        """The longest sequence any draw can build from a prepared example."""
-        tag = max(len(ids) for ids in self._tag_ids.values())
-        steps = zip(*(example["step_ids"][lang] for lang in self.languages))
-        completion = sum(max(len(ids) for ids in step) + tag for step in steps)
-        num_steps = len(example["step_ids"][self.languages[0]])
-        completion += (num_steps - 1) * len(self._separator_ids) + len(self._eos_ids)
+        """The longest sequence any draw can build from a prepared example, counting each piece alone."""
+        tag = max(self._tag_lengths.values())
+        steps = list(zip(*(example["step_lengths"][lang] for lang in self.languages)))
+        completion = sum(max(step) + tag for step in steps)
+        completion += (len(steps) - 1) * self._separator_length + len(self._eos_ids)
         return max(len(example["prompt_ids"][lang]) for lang in self._question_languages) + completion
 
     def prepare(self, dataset, *, num_proc: int | None = None):
-        """Tokenize a parallel dataset once (with `datasets.map` over `num_proc` processes) and, with `max_length`,
-        drop the examples that could exceed it. Keeps `id` and `answer`; replaces the text by token ids."""
-        text_columns = [c for c in ("question", "steps") if c in dataset.column_names]
+        """Check a parallel dataset and tokenize its prompts once (with `datasets.map` over `num_proc` processes)
+        and, with `max_length`, drop the examples that could exceed it. Keeps `id`, `steps` and `answer`; replaces
+        `question` by `prompt_ids` and adds `step_lengths`."""
+        question_columns = [c for c in ("question",) if c in dataset.column_names]
         prepared = dataset.map(
-            self.tokenize_example, num_proc=num_proc, remove_columns=text_columns, desc="Tokenizing L² steps"
+            self.tokenize_example, num_proc=num_proc, remove_columns=question_columns, desc="Tokenizing L² prompts"
         )
         if self.max_length is not None:
             before = len(prepared)
@@ -263,9 +273,24 @@ class L2DataCollator(DataCollatorMixin):
     # -- sampling, per example and epoch -----------------------------------------------------------------------
 
     def configure_sft_args(self, args) -> None:
-        """Apply `SFT_CONFIG_SETTINGS` to an `SFTConfig` in place (merging into an existing `dataset_kwargs`)."""
+        """Apply `SFT_CONFIG_SETTINGS` to an `SFTConfig` in place (merging into an existing `dataset_kwargs`), and
+        reconcile the two `max_length`s: TRL's truncation never runs on data it does not prepare, so the collator's
+        limit is the only one. Unset, it becomes the trainer's; larger than the trainer's, it is refused."""
         for key, value in self.SFT_CONFIG_SETTINGS.items():
             setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+        trainer_max = getattr(args, "max_length", None)
+        if trainer_max is None:
+            return
+        if self.max_length is None:
+            self.max_length = trainer_max
+            logger.info("L2DataCollator: no `max_length` given; using the trainer's `max_length`=%d.", trainer_max)
+        elif self.max_length > trainer_max:
+            raise ValueError(
+                f"L2DataCollator has `max_length`={self.max_length} but the trainer's `max_length`={trainer_max} "
+                f"({type(args).__name__}): the trainer does not truncate what the collator builds, so sequences "
+                "would exceed its limit. Give both the same value (or leave the collator's unset to adopt the "
+                "trainer's)."
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Draw a new mixture: called at each epoch start by `L2EpochCallback`."""
@@ -287,30 +312,43 @@ class L2DataCollator(DataCollatorMixin):
             question = self.languages[self._schedule.first(rng)]
         return L2Plan("mixed" if mixed else "full", question, step_languages)
 
-    def build(self, example: dict) -> tuple[list[int], list[int]]:
-        """Prompt ids and completion ids of one (prepared or raw) example."""
-        if "step_ids" not in example:
-            example = {**example, **self.tokenize_example(example)}
-        step_ids = example["step_ids"]
-        plan = self.plan(example, len(step_ids[self.languages[0]]))
-        completion: list[int] = []
-        previous = None
+    def completion_text(self, example: dict, plan: L2Plan) -> str:
+        """The completion of a draw as text: each step in its language, a tag where a run of one language starts,
+        the separator between steps (the end-of-sequence token is added as an id)."""
+        parts, previous = [], None
         for index, lang in enumerate(plan.step_languages):
             if index:
-                completion += self._separator_ids
+                parts.append(self.step_separator)
             if lang != previous:
-                completion += self._tag_ids[lang]
-            completion += step_ids[lang][index]
+                parts.append(self._tags[lang])
+            parts.append(example["steps"][lang][index])
             previous = lang
-        return list(example["prompt_ids"][plan.question_language]), completion + self._eos_ids
+        return "".join(parts)
+
+    def _draws(self, features: list[dict]) -> list[tuple[list[int], str]]:
+        """(prompt ids, completion text) per example (raw examples are checked and their prompt tokenized here)."""
+        draws = []
+        for example in features:
+            if "prompt_ids" not in example:
+                example = {**example, **self.tokenize_example(example)}
+            plan = self.plan(example, len(example["steps"][self.languages[0]]))
+            draws.append((list(example["prompt_ids"][plan.question_language]), self.completion_text(example, plan)))
+        return draws
+
+    def build(self, example: dict) -> tuple[list[int], list[int]]:
+        """Prompt ids and completion ids of one (prepared or raw) example."""
+        ((prompt, text),) = self._draws([example])
+        return prompt, self._encode(text) + self._eos_ids
 
     def torch_call(self, features: list[dict]) -> dict[str, torch.Tensor]:
         return {key: torch.from_numpy(value) for key, value in self.numpy_call(features).items()}
 
     def numpy_call(self, features: list[dict]) -> dict[str, np.ndarray]:
+        draws = self._draws(features)
+        completions = self.tokenizer([text for _, text in draws], add_special_tokens=False)["input_ids"]
         sequences, truncated = [], []
-        for example in features:
-            prompt, completion = self.build(example)
+        for example, (prompt, _), completion in zip(features, draws, completions):
+            completion = completion + self._eos_ids
             if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
                 if len(prompt) >= self.max_length:
                     raise ValueError(

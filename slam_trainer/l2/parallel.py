@@ -7,17 +7,16 @@ the same thing, which is what lets the collator switch language at any step boun
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
-
-from datasets import Dataset
+from typing import TYPE_CHECKING
 
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import validate_languages
 
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 ON_INVALID = ("drop", "raise")
 
@@ -91,10 +90,36 @@ def build_parallel_dataset(
     Returns:
         `(datasets.Dataset, BuildReport)`: columns `id` (str), `question`, `steps`, `answer` (str).
     """
+    from datasets import Dataset  # here, not at the top: `slam l2-build --help` reads ON_INVALID without datasets
+    from transformers.utils import logging
+
     if on_invalid not in ON_INVALID:
         raise ValueError(f"`on_invalid` must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
+    grouped, duplicates = _group_rows(rows, segmentation, cues)
+    if languages is None:
+        languages = sorted({lang for group in grouped.values() for lang in group})
+    languages = validate_languages(languages)
+    examples, report = _validated_examples(grouped, duplicates, languages)
+    if report.problems and on_invalid == "raise":
+        shown = "\n  ".join(report.problems[:20])
+        more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
+        raise ValueError(
+            f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  {shown}{more}"
+        )
+    if report.dropped:
+        first = "; ".join(report.problems[:5])
+        logging.get_logger(__name__).warning("Parallel CoT builder: %s. First problems: %s", report.summary(), first)
+    if not examples:
+        raise ValueError(
+            f"No valid parallel example for languages {languages}: {report.summary()}. "
+            f"First problems: {'; '.join(report.problems[:5])}"
+        )
+    return Dataset.from_list(examples), report
+
+
+def _group_rows(rows, segmentation: str, cues) -> tuple[dict[str, dict[str, dict]], dict[str, list]]:
+    """Rows grouped by `id`, then language (`cot` text cut into steps), and the duplicate rows met per `id`."""
     grouped: dict[str, dict[str, dict]] = {}
-    report = BuildReport()
     duplicates: dict[str, list[tuple[str, str]]] = {}
     for number, row in enumerate(rows):
         missing = [key for key in ("id", "lang", "question", "answer") if key not in row]
@@ -116,9 +141,12 @@ def build_parallel_dataset(
         if lang in group:
             duplicates.setdefault(example_id, []).append(_problem(example_id, lang, "duplicate row"))
         group[lang] = {"question": row["question"], "steps": [str(step) for step in steps], "answer": row["answer"]}
-    if languages is None:
-        languages = sorted({lang for group in grouped.values() for lang in group})
-    languages = validate_languages(languages)
+    return grouped, duplicates
+
+
+def _validated_examples(grouped, duplicates, languages: list[str]) -> tuple[list[dict], BuildReport]:
+    """The valid examples in the parallel schema, and the report of what was dropped and why."""
+    report = BuildReport()
     examples = []
     for example_id, by_lang in grouped.items():
         problems = _check(example_id, by_lang, languages) + duplicates.get(example_id, [])
@@ -136,21 +164,7 @@ def build_parallel_dataset(
             }
         )
     report.kept = len(examples)
-    if report.problems and on_invalid == "raise":
-        shown = "\n  ".join(report.problems[:20])
-        more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
-        raise ValueError(
-            f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  {shown}{more}"
-        )
-    if report.dropped:
-        first = "; ".join(report.problems[:5])
-        logger.warning("Parallel CoT builder: %s. First problems: %s", report.summary(), first)
-    if not examples:
-        raise ValueError(
-            f"No valid parallel example for languages {languages}: {report.summary()}. "
-            f"First problems: {'; '.join(report.problems[:5])}"
-        )
-    return Dataset.from_list(examples), report
+    return examples, report
 
 
 def dataset_name(source: str, num_languages: int, num_samples: int) -> str:

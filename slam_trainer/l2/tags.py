@@ -7,8 +7,6 @@ reads them, so both take the format from here.
 
 from __future__ import annotations
 
-import re
-
 from slam_trainer.languages import LANGUAGES, get_language, validate_languages
 
 
@@ -21,12 +19,6 @@ def language_tag(lang: str, tag_format: str = DEFAULT_TAG_FORMAT) -> str:
     if "{lang}" not in tag_format:
         raise ValueError(f"`tag_format` must contain '{{lang}}', got {tag_format!r}.")
     return tag_format.format(lang=lang)
-
-
-def tag_pattern(tag_format: str = DEFAULT_TAG_FORMAT) -> re.Pattern:
-    """A regex whose group `lang` captures the language code of any tag in `tag_format`."""
-    prefix, suffix = tag_format.split("{lang}")
-    return re.compile(re.escape(prefix) + r"(?P<lang>[a-z]{2,3})" + re.escape(suffix))
 
 
 def add_language_tokens(tokenizer, model=None, languages=None, tag_format: str = DEFAULT_TAG_FORMAT) -> dict[str, int]:

@@ -8,16 +8,15 @@ main process is broadcast too, so the other ranks raise instead of waiting forev
 
 from __future__ import annotations
 
-import logging
-
 import torch
+from transformers.utils import logging
 
 from slam_trainer.probe.corpus import load_probe_corpus
 from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import LayerReport
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 
 def _distributed() -> bool:
