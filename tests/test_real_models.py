@@ -117,10 +117,10 @@ def test_slam_recipes_train_exactly_the_chosen_ffns(recipe, extra, layers, base_
     assert_only_these_trained(base_tensors, load_file(tmp_path / "model.safetensors"), ffn_names(layers))
 
 
-def test_auto_layers_recipe_probes_then_trains_those_layers(base_tensors, tmp_path, shared_data):
+def test_auto_layers_recipe_probes_then_trains_those_layers(base_tensors, tmp_path, mgsm_slice):
     slam("train", "--config", "recipes/slam_auto_7b.yaml", "--model_name_or_path", MODEL, *CPU_FLAGS,
          "--dataset_name", "synthetic", "--synthetic_problems", "4", "--slam_num_layers", "3",
-         "--slam_probe_dataset", shared_data / "mgsm" / "mgsm.jsonl", "--output_dir", tmp_path)  # fmt: skip
+         "--slam_probe_dataset", mgsm_slice, "--output_dir", tmp_path)  # fmt: skip
     report = json.loads((tmp_path / "language_layers.json").read_text())
     assert len(report["chosen_layers"]) == 3
     assert_only_these_trained(
