@@ -112,6 +112,10 @@ EXTRACTION_CASES = [
     # 5. A digit run too long for a float is no number.
     ("en", "The answer is " + "9" * 400, None),
     ("en", "It is 12. Then " + "1" * 400, 12),
+    # List markers are not numbers; a number that ends a line is.
+    ("en", "Steps:\n1. 3 + 4 = 7\n2. 7 * 2 = 14\n3. ", 14),
+    ("en", "2) She has 9 eggs left", 9),
+    ("en", "The total:\n18.", 18),
 ]
 
 

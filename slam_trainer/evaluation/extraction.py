@@ -23,6 +23,8 @@ a number, because a multilingual model writes numbers the way each locale does:
   in the MGSM exemplars and lm-evaluation-harness prompts ("Step-by-Step Answer:", "逐步解答：", "ধাপে ধাপে উত্তর:")
   are not answer phrases. Telugu "సమాధానం" also means "answer" in running text, so it counts only when a number follows
   it directly, as in the exemplars ("సమాధానం 11."). With no phrase that gives a number: the last number in the output;
+- list markers ("1. ", "2) " at the start of a line) are not numbers: "…\n5. " (an output cut after its marker) does
+  not answer 5;
 - a digit run too long for a float (`inf`) is not a number (it would be written as `Infinity`, which is not JSON).
 
 Numbers written as words (`eleven`, `十一`) are not read.
@@ -84,6 +86,8 @@ _SPACES = "\u00a0\u202f\u2009"  # no-break, narrow no-break and thin space
 _FULL_WIDTH = str.maketrans({"\uff0c": ",", "\uff0e": "."})
 # The end of a sentence: a full stop not inside a number, a line break, CJK/Indic full stops, ? and !.
 _SENTENCE_END = re.compile(r"\.(?!\d)|[\n。।?!？！]")
+# A list marker: "2." or "2)" that starts a line and is followed by text on that line, or ends a cut-off output.
+_LIST_MARKER = re.compile(r"^([ \t]*)(\d{1,3}[.)])(?=[ \t]+\S|[ \t]+\Z)", re.MULTILINE)
 # A sign counts only where it cannot be a hyphen or an operator; digits must not continue another number.
 _NUMBER = re.compile(rf"(?:(?<!\w)([{_MINUS}]))?(?<![\d.,])(\d+(?:[.,{_SPACES} ]\d+)*)")
 
@@ -179,6 +183,7 @@ def extract_answer(text: str, lang: str) -> float | None:
     """
     get_language(lang)
     lowered = normalize_digits(text).lower().replace("：", ":")
+    lowered = _LIST_MARKER.sub(lambda match: match.group(1) + " " * len(match.group(2)), lowered)
     for label in WORKED_ANSWER_LABELS:
         lowered = lowered.replace(label, " " * len(label))
     # The answer phrases of the question's language, else of any language (models switch, e.g. to English).
