@@ -31,6 +31,7 @@ LANGUAGE_CASES = [
     ("11", None),
     ("5 + 6 = 11", None),
     ("", None),
+    ("జేమ్ప్ వారంలో 3 సా", "te"),  # SmolLM2's (cut) output: letters joined by vowel signs and viramas are words
     # Mixed: the script with most letters decides, then the identifier among its languages.
     ("Die Antwort ist 11. OK", "de"),
     ("He buys 2 more. 所以罗杰现在一共有十一个网球，答案是11。", "zh"),

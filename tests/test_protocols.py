@@ -259,7 +259,7 @@ def test_lm_eval_filters_match_the_reference_on_real_outputs(real_outputs):
 @pytest.mark.parametrize(
     ("output", "strict", "flexible"),
     [
-        ("5 + 6 = 11. The answer is 11.", "11", "11"),
+        ("5 + 6 = 11. The answer is 11.", "11.", "11."),  # the class takes the full stop; exact_match drops it
         ("The answer is 1,234.5 dollars. Then 7 more.", "1,234.5", "7"),
         ("no number here", "[invalid]", "[invalid]"),
         ("It costs $18.", "[invalid]", "$18."),

@@ -18,12 +18,11 @@ function-word heuristic it replaced (results in docs/evaluation.md).
 from __future__ import annotations
 
 import functools
-import re
+import unicodedata
 
 from slam_trainer.languages import LANGUAGES, get_language
 
 
-_WORD = re.compile(r"[^\W\d_]{2,}")
 # Scripts that several shipped languages share; an identifier tells those languages apart.
 _SHARED_SCRIPTS = {"Latin": ("en", "es", "fr", "de", "sw"), "Han/kana": ("zh", "ja")}
 
@@ -46,9 +45,20 @@ def _letters_per_script(text: str) -> dict[str, int]:
     return counts
 
 
+def _has_word(text: str) -> bool:
+    """Whether `text` has two letters in a row (combining vowel signs count: Indic and Thai syllables carry them)."""
+    run = 0
+    for char in text:
+        category = unicodedata.category(char)
+        run = run + 1 if category[0] == "L" or (run and category[0] == "M") else 0
+        if run >= 2:
+            return True
+    return False
+
+
 def detect_language(text: str) -> str | None:
     """The shipped language `text` is written in, or None when its letters do not tell."""
-    if not _WORD.search(text):
+    if not _has_word(text):
         return None
     counts = _letters_per_script(text)
     script = max(counts, key=counts.get)

@@ -1,7 +1,7 @@
 """Regenerate tests/data/real_outputs.jsonl: raw outputs of the two real models on the first MGSM questions.
 
 Usage (about an hour on 2 busy CPU cores; runs resume from --workdir):
-    OMP_NUM_THREADS=1 python tests/scripts/make_real_outputs.py [--workdir DIR] [--max_new_tokens 48]
+    OMP_NUM_THREADS=1 python tests/scripts/make_real_outputs.py [--workdir DIR]
 
 Each run uses `slam eval`'s code with no stop sequence and no chat template, as the runs whose outputs were read by
 hand for the scoring issue: models then write on past their answer, which is where scoring goes wrong. The file keeps
@@ -22,11 +22,16 @@ from slam_trainer.languages import LANGUAGES
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mgsm"
 RUNS = {
-    # name: (model, prompt style, shots, questions per language)
-    "smollm2-mathoctopus-0shot": ("smollm2-135m-instruct", "mathoctopus", 0, 5),
-    "gemma3-mathoctopus-0shot": ("gemma3-270m", "mathoctopus", 0, 5),
-    "smollm2-native_cot-2shot": ("smollm2-135m-instruct", "mgsm_native_cot", 2, 2),
-    "gemma3-native_cot-2shot": ("gemma3-270m", "mgsm_native_cot", 2, 2),
+    # name: (model, prompt style, shots, questions per language, languages (None: all), max_new_tokens)
+    "smollm2-mathoctopus-0shot": ("smollm2-135m-instruct", "mathoctopus", 0, 5, None, 48),
+    "gemma3-mathoctopus-0shot": ("gemma3-270m", "mathoctopus", 0, 5, None, 48),
+    "smollm2-native_cot-2shot": ("smollm2-135m-instruct", "mgsm_native_cot", 2, 2, None, 48),
+    "gemma3-native_cot-2shot": ("gemma3-270m", "mgsm_native_cot", 2, 2, None, 48),
+    # Our few-shot format puts the exemplars' worked answers ("Step-by-Step Answer: ...") before the question.
+    "smollm2-mathoctopus-2shot": ("smollm2-135m-instruct", "mathoctopus", 2, 2, None, 64),
+    "gemma3-mathoctopus-2shot": ("gemma3-270m", "mathoctopus", 2, 2, None, 64),
+    # Gemma invents next questions with ever longer digit runs ("Frage: 1000000..."): let it run.
+    "gemma3-native_cot-2shot-long": ("gemma3-270m", "mgsm_native_cot", 2, 2, ["en", "de"], 400),
 }
 KEPT = ("lang", "id", "answer", "output", "num_tokens", "stopped_by")
 
@@ -36,21 +41,21 @@ def main() -> None:
     parser.add_argument(
         "--workdir", default=None, help="Keep the runs here (resumable); a temporary folder if absent."
     )
-    parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--output", default=str(Path(__file__).resolve().parents[1] / "data" / "real_outputs.jsonl"))
     args = parser.parse_args()
     lines = []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or scratch
-        for name, (model, style, shots, limit) in RUNS.items():
+        for name, (model, style, shots, limit, languages, max_new_tokens) in RUNS.items():
             settings = EvalSettings(
                 model=model,
                 data=str(DATA / "mgsm.jsonl"),
+                languages=languages,
                 limit=limit,
                 prompt_style=style,
                 num_shots=shots,
                 exemplars=str(DATA / "exemplars.jsonl") if shots else None,
-                max_new_tokens=args.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 dtype="float32",
                 device="cpu",
                 chat_template=False,
