@@ -99,9 +99,10 @@ class TransformersBackend:
         self.processors = list(logits_processor or [])
         self.max_new_tokens, self.do_sample, self.num_beams = max_new_tokens, do_sample, num_beams
         self.temperature, self.top_p = temperature, top_p
+        self._stop_criteria: dict[tuple[str, ...], object] = {}  # built once per stop list: each build reads the vocab
 
     def generate(self, prompts: list[str], seeds: list[int], stop_strings: list[str]) -> list[Completion]:
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
         for processor in self.processors:
             if isinstance(getattr(processor, "generator", None), torch.Generator):
@@ -109,6 +110,9 @@ class TransformersBackend:
         processors = LogitsProcessorList(self.processors)
         if self.do_sample:
             processors.append(PerExampleSampler(seeds, self.temperature, self.top_p))
+        key = tuple(stop_strings)
+        if key and key not in self._stop_criteria:
+            self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
         inputs = self.tokenizer(
             prompts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens
         ).to(self.model.device)
@@ -124,8 +128,7 @@ class TransformersBackend:
                 top_k=None,
                 eos_token_id=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
-                stop_strings=stop_strings or None,
-                tokenizer=self.tokenizer if stop_strings else None,
+                stopping_criteria=StoppingCriteriaList([self._stop_criteria[key]] if key else []),
             )
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
         return [self._complete(tokens, stop_strings) for tokens in generated]

@@ -32,6 +32,8 @@ RUNS = {
     "gemma3-mathoctopus-2shot": ("gemma3-270m", "mathoctopus", 2, 2, None, 64),
     # Gemma invents next questions with ever longer digit runs ("Frage: 1000000..."): let it run.
     "gemma3-native_cot-2shot-long": ("gemma3-270m", "mgsm_native_cot", 2, 2, ["en", "de"], 400),
+    # Gemma repeats German question 4, whose last number (20) is the answer: an echo, given the tokens to reach it.
+    "gemma3-mathoctopus-0shot-de-long": ("gemma3-270m", "mathoctopus", 0, 5, ["de"], 112),
 }
 KEPT = ("lang", "id", "answer", "output", "num_tokens", "stopped_by")
 
