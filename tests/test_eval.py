@@ -215,8 +215,8 @@ def test_chat_template_is_applied_by_default_and_can_be_switched_off(model_dir, 
     off = json.loads(read(tmp_path / "off" / "baseline" / "settings.json"))
     assert auto["chat_template_applied"] is True and off["chat_template_applied"] is False
     # The tiny tokenizer's template ends a turn with </s>: a stop besides the style's own.
-    assert auto["stop_strings_used"]["en"] == ["\n### Instruction:", "</s>"]
-    assert off["stop_strings_used"]["en"] == ["\n### Instruction:"]
+    assert auto["stop_strings_used"]["en"] == ["\n### Instruction:", "\n### Response:", "</s>"]
+    assert off["stop_strings_used"]["en"] == ["\n### Instruction:", "\n### Response:"]
     row = [{"lang": "en", "question": "Q?"}]
     wrapped = build_prompts(row, "mathoctopus", tokenizer=build_tiny_tokenizer(), chat_template=True)[0]
     assert wrapped.startswith("Human: Below is an instruction") and wrapped.endswith("### Response:\nAssistant: ")
@@ -337,7 +337,9 @@ def test_real_smollm2_outputs_end_at_their_stop(smollm2_path, shared_data, tmp_p
     assert all(r["num_tokens"] < limit for r in stopped) and all(
         r["num_tokens"] == limit for r in records if r not in stopped
     )
-    assert all("<|im_end|>" not in r["output"] and "### Instruction:" not in r["output"] for r in records)
+    assert not any(
+        stop in r["output"] for r in records for stop in ("<|im_end|>", "### Instruction:", "### Response:")
+    )
     assert results[0]["scores"]["average"]["ended_share"] == round(len(stopped) / len(records), 6)
     assert results[0]["throughput"]["tokens"] == sum(r["num_tokens"] for r in records)
 

@@ -1,10 +1,12 @@
 """Scoring real model outputs the way a reader does: a truth table of stored outputs of SmolLM2-135M-Instruct and
 Gemma-3-270M on MGSM (tests/data/real_outputs.jsonl, made by tests/scripts/make_real_outputs.py), read by hand.
 
-Each row names an output (run, language, MGSM id), what a reader takes as its answer, and the issue #15 item it
-exercises. A reader's answer is the number the output states as its answer; when it states none, the number it ends on
-(MathOctopus's last-number rule, which a reader applies to an output that trails off), and None when it holds no
-quantity (list markers such as "2." are not quantities). Rows marked `was` are those today's main scored otherwise.
+The outputs were generated without stop sequences, so they run on into invented next questions; each is first cut
+where `slam eval` now ends it (`cut_at_stops` with its prompt style's stop sequences), then read. Each row names an
+output (run, language, MGSM id), what a reader takes as its answer, and the issue #15 item it exercises. A reader's
+answer is the number the output states as its answer; when it states none, the number it ends on (MathOctopus's
+last-number rule, which a reader applies to an output that trails off), and None when it holds no quantity (list
+markers such as "2." are not quantities). `was` gives what main scored.
 """
 
 import json
@@ -13,14 +15,23 @@ import math
 import pytest
 
 from slam_trainer.evaluation.extraction import extract_answer
+from slam_trainer.evaluation.generation import cut_at_stops
 from slam_trainer.evaluation.language_id import detect_language
+from slam_trainer.evaluation.prompts import stop_strings
 from slam_trainer.evaluation.scoring import score_records
 
 
 # (run, lang, id, a reader's answer, issue item, what the output does)
 ANSWER_ROWS = [
     # 1. An answer phrase inside a label or a sentence is not where the answer is.
-    ("smollm2-mathoctopus-2shot", "de", 0, 2, "1", "'Schritt-für-Schritt-Antwort: ... 16 Eier. ... 2 Dollar.' (was 16)"),
+    (
+        "smollm2-mathoctopus-2shot",
+        "de",
+        0,
+        2,
+        "1",
+        "'Schritt-für-Schritt-Antwort: ... 16 Eier. ... 2 Dollar.' (was 16)",
+    ),
     ("smollm2-mathoctopus-2shot", "zh", 0, 5, "1", "'逐步解答：...有 4 天。每天增加 5 台电脑。...' (was 4)"),
     ("smollm2-mathoctopus-2shot", "zh", 1, 20, "1", "'逐步解答：10 个匹布料。10 * 2 = 20 ...。10 + 20' (was 10)"),
     ("smollm2-mathoctopus-2shot", "ja", 0, 16, "1", "'ステップごとの答え：1日に16個の卵を...' (was 1)"),
@@ -59,7 +70,13 @@ LANGUAGE_ROWS = [
 
 @pytest.fixture(scope="module")
 def outputs(real_outputs):
-    return {(record["run"], record["lang"], record["id"]): record for record in real_outputs}
+    """Each output as `slam eval` ends it: cut at its prompt style's stop sequences."""
+    ended = {}
+    for record in real_outputs:
+        style = "mgsm_native_cot" if "native_cot" in record["run"] else "mathoctopus"
+        text = cut_at_stops(record["output"], stop_strings(style, record["lang"]))
+        ended[(record["run"], record["lang"], record["id"])] = {**record, "output": text}
+    return ended
 
 
 def _ids(rows):

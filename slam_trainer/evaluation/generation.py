@@ -139,21 +139,26 @@ class TransformersBackend:
         end = next((index for index, token in enumerate(tokens) if token in ends), None)
         tokens = tokens if end is None else tokens[:end]
         text = self._decode(tokens)
-        stops = [text.find(stop) for stop in stop_strings if stop in text]
-        if stops:
+        if cut_at_stops(text, stop_strings) != text:
             # The fewest tokens whose text already holds a stop sequence (holding one only grows with more tokens).
             low, high = 1, len(tokens)
             while low < high:
                 middle = (low + high) // 2
                 held = any(stop in self._decode(tokens[:middle]) for stop in stop_strings)
                 low, high = (low, middle) if held else (middle + 1, high)
-            return Completion(text[: min(stops)], low, "stop")
+            return Completion(cut_at_stops(text, stop_strings), low, "stop")
         if end is not None:
             return Completion(text, end + 1, "eos")
         return Completion(text, len(tokens), "length")
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+
+def cut_at_stops(text: str, stop_strings: list[str]) -> str:
+    """`text` before the first of `stop_strings` it holds (lm-eval's `until`: the stop itself is not kept)."""
+    ends = [text.find(stop) for stop in stop_strings if stop and stop in text]
+    return text[: min(ends)] if ends else text
 
 
 def read_predictions(path: str | Path) -> list[dict]:

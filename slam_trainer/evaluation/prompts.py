@@ -1,7 +1,8 @@
 """Prompt styles: the prompt text, the stop sequences and the reference's own answer rule of each evaluation protocol.
 
-- `mathoctopus` (default): MathOctopus's Alpaca-style instruction; stops at `\n### Instruction:` (ours: MathOctopus
-  stops only at end-of-sequence); reference rule: MathOctopus's last number;
+- `mathoctopus` (default): MathOctopus's Alpaca-style instruction; stops at the template's own markers
+  `\n### Instruction:` and `\n### Response:` (ours: MathOctopus stops only at end-of-sequence); reference rule:
+  MathOctopus's last number;
 - `slam`: `Human: {q}\nAssistant:`, SLAM's training format; stops at `\nHuman:` (ours); reference rule: the last
   number (SLAM evaluates with MathOctopus's script);
 - `chat`: the tokenizer's chat template, exemplars as earlier turns; stops at the template's end of turn;
@@ -34,7 +35,7 @@ _TEXT_TEMPLATES = {
     "slam": ("", "Human: {question}\nAssistant:"),
 }
 _ANSWER_AFTER_TURN = {"mathoctopus": " {answer}\n\n", "slam": " {answer}\n"}
-_STOPS = {"mathoctopus": ["\n### Instruction:"], "slam": ["\nHuman:"], "chat": []}
+_STOPS = {"mathoctopus": ["\n### Instruction:", "\n### Response:"], "slam": ["\nHuman:"], "chat": []}
 _LABEL = re.compile(r"^[^:：]{1,40}[:：]\s*")
 
 
