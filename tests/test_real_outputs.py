@@ -18,10 +18,11 @@ from slam_trainer.evaluation.extraction import extract_answer
 from slam_trainer.evaluation.generation import cut_at_stops
 from slam_trainer.evaluation.language_id import detect_language
 from slam_trainer.evaluation.prompts import stop_strings
+from slam_trainer.evaluation.runner import EvalSettings, run_evaluation
 from slam_trainer.evaluation.scoring import score_records
 
 
-# (run, lang, id, a reader's answer, issue item, what the output does)
+# (run, lang, id, a reader's answer, issue item, what the output does — as cut at its stops; `was`: main's answer)
 ANSWER_ROWS = [
     # 1. An answer phrase inside a label or a sentence is not where the answer is.
     (
@@ -30,27 +31,68 @@ ANSWER_ROWS = [
         0,
         2,
         "1",
-        "'Schritt-für-Schritt-Antwort: ... 16 Eier. ... 2 Dollar.' (was 16)",
+        "'Schritt-für-Schritt-Antwort: ... 16 Eier. Sie ist 2 Dollar.' (was 16)",
     ),
     ("smollm2-mathoctopus-2shot", "zh", 0, 5, "1", "'逐步解答：...有 4 天。每天增加 5 台电脑。...' (was 4)"),
     ("smollm2-mathoctopus-2shot", "zh", 1, 20, "1", "'逐步解答：10 个匹布料。10 * 2 = 20 ...。10 + 20' (was 10)"),
     ("smollm2-mathoctopus-2shot", "ja", 0, 16, "1", "'ステップごとの答え：1日に16個の卵を...' (was 1)"),
-    ("smollm2-mathoctopus-2shot", "en", 0, 16, "1", "'Step-by-Step Answer: ... 16 eggs ... She makes 16 * '"),
-    ("gemma3-mathoctopus-0shot", "te", 4, None, "1", "'... సమాధానం:\\n1. ప్రతి రోజూ...': a list, no quantity (was 1)"),
+    (
+        "gemma3-mathoctopus-2shot",
+        "en",
+        0,
+        2,
+        "1",
+        "'Step-by-Step Answer: ... 16 eggs ... for $2 per fresh duck egg.' (was 16)",
+    ),
+    ("gemma3-mathoctopus-2shot", "zh", 0, 2, "1", "'逐步解答：...16 颗蛋...每颗新鲜鸭蛋卖 2 美元' (was 16)"),
+    ("gemma3-mathoctopus-2shot", "te", 1, 192, "1", "'దశలవారీగా సమాధానం: 2*2=4. ... మొత్తం 4*192' (was 2)"),
+    ("gemma3-mathoctopus-0shot", "te", 4, None, "1", "'... సమాధానం:\n1. ప్రతి రోజూ...': a list, no quantity (was 1)"),
     ("smollm2-mathoctopus-2shot", "bn", 0, None, "1", "'ধাপে ধাপে উত্তর: সোমবার থেকে...': the label, no number"),
     # 2. An expression after the phrase states its result.
     ("smollm2-mathoctopus-0shot", "en", 1, 3, "2", "'The answer is 2 * 1.5 = 3.' (was 2)"),
-    # 3. The last phrase decides; with a number it is that number.
+    ("gemma3-mathoctopus-2shot", "en", 1, 1, "2", "'... The answer is 1/2 of 2 = 1.'"),
+    # 3. The last phrase that holds a number decides.
     ("gemma3-mathoctopus-0shot", "ja", 2, 150, "3", "'答えは150%分増えました。答えはいくらですか？答えは150%...'"),
     ("gemma3-native_cot-2shot", "ja", 0, 1, "3", "'...2ドルの価格で売ります。答えは1' (cut off after 1)"),
+    ("gemma3-mathoctopus-2shot", "de", 1, 4, "3", "'... Das macht 2 x 2 = 4 Knäuel. Die Antwort lautet 4 Knä'"),
+    # 5. Digit runs: a long one is a number while finite; the one too long for a float (was Infinity) is cut off
+    # with the invented question that holds it.
+    ("gemma3-mathoctopus-2shot", "bn", 1, 2e56, "5", "'ধাপে ধাপে উত্তর: 2000...0' (57 digits)"),
+    (
+        "gemma3-native_cot-2shot-long",
+        "en",
+        1,
+        4,
+        "5",
+        "'2 * 2 = 4 ... 2 * 2 = 4 white fibers.' then 'Question: 1000...' (was inf)",
+    ),
+    # Stops: the invented next question is not part of the answer.
+    (
+        "gemma3-mathoctopus-2shot",
+        "ru",
+        1,
+        4,
+        "stops",
+        "'Пошаговое решение: 2 * 2 = 4 мотков.' then 'Задача: 1000...' (was 1e38)",
+    ),
+    ("gemma3-mathoctopus-2shot", "ru", 0, 32, "stops", "'Пошаговое решение: 16 * 2 = 32 долларов.' (was 16)"),
+    (
+        "gemma3-mathoctopus-2shot",
+        "es",
+        1,
+        2,
+        "stops",
+        "'... Una bata lleva 2 rollos ...' then 'Pregunta: ... 1000 pesos' (was 1000)",
+    ),
+    ("gemma3-mathoctopus-2shot", "zh", 1, 4, "stops", "'...它一共需要用掉 2 * 2 = 4 匹布料。' (was 2)"),
+    ("gemma3-native_cot-2shot", "de", 1, 12, "stops", "'2 x 2 x 2 = 12 Knäuel.' then 'Frage: 1000...' (was 1e26)"),
+    ("gemma3-mathoctopus-2shot", "th", 0, 20, "stops", "'คำตอบทีละขั้นตอน: 16 + 2 = 20 คำตอบคือ 20'"),
     # List markers are not quantities (Gemma numbers its lines and is cut after a marker).
-    ("gemma3-mathoctopus-0shot", "bn", 0, 16, "markers", "'1. 16টি করে ডিম পাড়ে\\n...\\n5. ' (was 5)"),
+    ("gemma3-mathoctopus-0shot", "bn", 0, 16, "markers", "'1. 16টি করে ডিম পাড়ে\n...\n5. ' (was 5)"),
     ("gemma3-mathoctopus-0shot", "de", 0, None, "markers", "'1. I have a question ... 2. I have a question' (was 2)"),
-    ("gemma3-mathoctopus-0shot", "ru", 4, None, "markers", "'1. Каждая из кур ...\\n2. ... по три чашки' (was 2)"),
-    ("gemma3-mathoctopus-0shot", "te", 3, 60, "markers", "'1. 3 సార్లు 3 ...\\n2. ... 60 మీటర్లు ...\\n3. ఒక' (was 3)"),
+    ("gemma3-mathoctopus-0shot", "ru", 4, None, "markers", "'1. Каждая из кур ...\n2. ... по три чашки' (was 2)"),
+    ("gemma3-mathoctopus-0shot", "te", 3, 60, "markers", "'1. 3 సార్లు 3 ...\n2. ... 60 మీటర్లు ...\n3. ఒక' (was 3)"),
     ("gemma3-mathoctopus-0shot", "bn", 3, 1800, "markers", "'1. 3x3 = 90 meters ... 4. 1800'"),
-    # 5. Long digit runs: a number while finite.
-    ("gemma3-native_cot-2shot", "de", 1, 1e26, "5", "'2 x 2 x 2 = 12 Knäuel.\\n\\nFrage: 1000...0' (27 digits)"),
 ]
 KNOWN_DISAGREEMENTS = [
     # A worked-answer label directly followed by a number, then a cut-off digit run: a reader takes 2020.
@@ -121,3 +163,34 @@ def test_both_averages_on_a_real_run(real_outputs):
     assert without["accuracy"] == pytest.approx(sum(v for k, v in per_language.items() if k != "te") / 10, abs=1e-6)
     assert without["num_examples"] == 50 and scores["average"]["num_examples"] == 55
     json.dumps(scores, allow_nan=False)
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_an_echo_of_the_question_is_counted(gemma3_path, shared_data, tmp_path):
+    """Gemma-3-270M copies German MGSM question 4, whose last number (20) is the answer: correct, and an echo. (A live
+    run: the output is the question itself, which stays out of tests/data.)"""
+    results = run_evaluation(
+        EvalSettings(
+            model=gemma3_path,
+            data=str(shared_data / "mgsm" / "mgsm.jsonl"),
+            languages=["de"],
+            limit=5,
+            batch_size=5,
+            max_new_tokens=160,
+            dtype="float32",
+            device="cpu",
+        ),
+        tmp_path,
+        progress=False,
+    )
+    records = {
+        record["id"]: record for record in map(json.loads, (tmp_path / "baseline" / "predictions.jsonl").open())
+    }
+    rows = map(json.loads, (shared_data / "mgsm" / "mgsm.jsonl").open(encoding="utf-8"))
+    question = next(row["question"] for row in rows if row["lang"] == "de" and row["id"] == 4)
+    assert records[4]["output"].strip().startswith(question[:60])  # it repeats the question
+    assert records[4]["prediction"] == 20 and records[4]["correct"] and records[4]["echo"]
+    entry = results[0]["scores"]["languages"]["de"]
+    assert entry["num_echo"] == sum(record["echo"] for record in records.values()) >= 1
+    assert entry["num_echo"] <= entry["num_correct"]

@@ -22,18 +22,17 @@ from slam_trainer.languages import LANGUAGES
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mgsm"
 RUNS = {
-    # name: (model, prompt style, shots, questions per language, languages (None: all), max_new_tokens)
-    "smollm2-mathoctopus-0shot": ("smollm2-135m-instruct", "mathoctopus", 0, 5, None, 48),
-    "gemma3-mathoctopus-0shot": ("gemma3-270m", "mathoctopus", 0, 5, None, 48),
-    "smollm2-native_cot-2shot": ("smollm2-135m-instruct", "mgsm_native_cot", 2, 2, None, 48),
-    "gemma3-native_cot-2shot": ("gemma3-270m", "mgsm_native_cot", 2, 2, None, 48),
+    # name: (model, prompt style, shots, questions per language, languages (None: all), max_new_tokens, ids kept)
+    "smollm2-mathoctopus-0shot": ("smollm2-135m-instruct", "mathoctopus", 0, 5, None, 48, None),
+    "gemma3-mathoctopus-0shot": ("gemma3-270m", "mathoctopus", 0, 5, None, 48, None),
+    "smollm2-native_cot-2shot": ("smollm2-135m-instruct", "mgsm_native_cot", 2, 2, None, 48, None),
+    "gemma3-native_cot-2shot": ("gemma3-270m", "mgsm_native_cot", 2, 2, None, 48, None),
     # Our few-shot format puts the exemplars' worked answers ("Step-by-Step Answer: ...") before the question.
-    "smollm2-mathoctopus-2shot": ("smollm2-135m-instruct", "mathoctopus", 2, 2, None, 64),
-    "gemma3-mathoctopus-2shot": ("gemma3-270m", "mathoctopus", 2, 2, None, 64),
-    # Gemma invents next questions with ever longer digit runs ("Frage: 1000000..."): let it run.
-    "gemma3-native_cot-2shot-long": ("gemma3-270m", "mgsm_native_cot", 2, 2, ["en", "de"], 400),
-    # Gemma repeats German question 4, whose last number (20) is the answer: an echo, given the tokens to reach it.
-    "gemma3-mathoctopus-0shot-de-long": ("gemma3-270m", "mathoctopus", 0, 5, ["de"], 112),
+    "smollm2-mathoctopus-2shot": ("smollm2-135m-instruct", "mathoctopus", 2, 2, None, 64, None),
+    "gemma3-mathoctopus-2shot": ("gemma3-270m", "mathoctopus", 2, 2, None, 64, None),
+    # Gemma invents next questions with ever longer digit runs ("Question: 1000..."): let it run. Question 0's output
+    # copies the whole question, so only question 1's are kept.
+    "gemma3-native_cot-2shot-long": ("gemma3-270m", "mgsm_native_cot", 2, 2, ["en", "de"], 400, {1}),
 }
 KEPT = ("lang", "id", "answer", "output", "num_tokens", "stopped_by")
 
@@ -48,7 +47,7 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or scratch
-        for name, (model, style, shots, limit, languages, max_new_tokens) in RUNS.items():
+        for name, (model, style, shots, limit, languages, max_new_tokens, kept_ids) in RUNS.items():
             settings = EvalSettings(
                 model=model,
                 data=str(DATA / "mgsm.jsonl"),
@@ -68,7 +67,8 @@ def main() -> None:
                 (Path(workdir) / name / "baseline" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
             ):
                 record = json.loads(line)
-                lines.append({"run": name, **{key: record[key] for key in KEPT}})
+                if kept_ids is None or record["id"] in kept_ids:
+                    lines.append({"run": name, **{key: record[key] for key in KEPT}})
             print(f"{name}: {limit} questions per language done", flush=True)
     lines.sort(
         key=lambda record: (list(RUNS).index(record["run"]), list(LANGUAGES).index(record["lang"]), record["id"])
