@@ -4,8 +4,9 @@ Usage:
     python benchmarks/bench_language_id.py [--heuristic_rev 06a2dbb] [--output benchmarks/results/language_id.md]
 
 Every MGSM question (250 per language) and exemplar answer (8 per language) carries its language, so both rules are
-scored against the truth, and against each other (agreement). The old heuristic is read from git at `--heuristic_rev`
-(the last commit that had it). Results go to benchmarks/results/language_id.md and are printed.
+scored against the truth, and against each other (agreement); on the stored real model outputs, which carry no label,
+only their agreement is counted. The old heuristic is read from git at `--heuristic_rev` (the last commit that had it).
+Results go to benchmarks/results/language_id.md and are printed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from slam_trainer.languages import LANGUAGES
 
 
 MGSM = Path("../shared/data/mgsm")
+REAL_OUTPUTS = Path("tests/data/real_outputs.jsonl")
 
 
 def load_heuristic(revision: str):
@@ -80,6 +82,16 @@ def main() -> None:
         agree = sum(ours[i] == old[i] for i in picked)
         cells = [f"{count} ({100 * count / len(picked):.1f}%)" for count in (correct_ours, correct_old, agree)]
         lines.append(f"| {lang} | {len(picked)} | " + " | ".join(cells) + " |")
+    outputs = [json.loads(line)["output"] for line in REAL_OUTPUTS.open(encoding="utf-8")]
+    differ = [(heuristic(text), detect_language(text)) for text in outputs]
+    differ = [pair for pair in differ if pair[0] != pair[1]]
+    lines += [
+        "",
+        f"On the {len(outputs)} stored outputs of SmolLM2-135M-Instruct and Gemma-3-270M ({REAL_OUTPUTS}, no labels) "
+        f"the two rules agree on {len(outputs) - len(differ)}; where they differ (heuristic → identifier): "
+        + ", ".join(f"{old} → {new}" for old, new in differ)
+        + ". The rows of tests/test_real_outputs.py say which a reader sees.",
+    ]
     # Which texts, by id only: the MGSM text itself stays in ../shared/data.
     misses = [f"{texts[i][0]} {texts[i][2]} → {ours[i]}" for i in range(len(texts)) if ours[i] != texts[i][0]]
     lines += ["", "Texts the identifier rule labels wrongly: " + (", ".join(misses) or "none") + "."]

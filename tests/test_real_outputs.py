@@ -110,6 +110,12 @@ LANGUAGE_ROWS = [
 ]
 
 
+KNOWN_LANGUAGE_DISAGREEMENTS = [
+    # Template markup only: the identifier's byte n-grams of "Response" lean German; a reader sees English markup.
+    ("smollm2-mathoctopus-0shot", "ja", 0, "en", "'\\n\\n### Response:' x6"),
+]
+
+
 @pytest.fixture(scope="module")
 def outputs(real_outputs):
     """Each output as `slam eval` ends it: cut at its prompt style's stop sequences."""
@@ -142,6 +148,14 @@ def test_known_disagreements_with_a_reader(outputs, run, lang, example, reader, 
 
 @pytest.mark.parametrize(("run", "lang", "example", "reader", "what"), LANGUAGE_ROWS, ids=_ids(LANGUAGE_ROWS))
 def test_language_label_agrees_with_a_reader(outputs, run, lang, example, reader, what):
+    assert detect_language(outputs[(run, lang, example)]["output"]) == reader, what
+
+
+@pytest.mark.parametrize(
+    ("run", "lang", "example", "reader", "what"), KNOWN_LANGUAGE_DISAGREEMENTS, ids=_ids(KNOWN_LANGUAGE_DISAGREEMENTS)
+)
+@pytest.mark.xfail(strict=True, reason="known disagreement: markup-only text labelled German")
+def test_known_language_disagreements_with_a_reader(outputs, run, lang, example, reader, what):
     assert detect_language(outputs[(run, lang, example)]["output"]) == reader, what
 
 
