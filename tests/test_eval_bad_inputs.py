@@ -61,6 +61,7 @@ CLI_CASES = [
     ("absent CUDA", ["--device", "cuda:0"], "no CUDA device is available"),
     ("empty stop string", ["--stop_strings", ""], "`stop_strings` must be a list of non-empty strings"),
     ("chat style without template", ["--prompt_style", "chat", "--chat_template", "off"], "cannot go with"),
+    ("model absent", ["--model", "no-such-model"], "`model` no-such-model: no tokenizer there"),
     ("chat template absent", ["--model", "{model:no-template}", "--chat_template", "on"], "the tokenizer has none"),
     (
         "prompt + max_new_tokens over the window",

@@ -78,7 +78,14 @@ def load_tokenizer(model: str, tokenizer: str | None = None):
         adapter_dir = Path(model)
         if not (adapter_dir / "tokenizer_config.json").exists():
             source = adapter_base(model)
-    loaded = AutoTokenizer.from_pretrained(source)
+    try:
+        loaded = AutoTokenizer.from_pretrained(source)
+    except OSError:
+        argument = "tokenizer" if tokenizer else "model"
+        raise ValueError(
+            f"`{argument}` {source}: no tokenizer there; pass a local model folder or a Hub id (downloaded ones only "
+            "when offline)."
+        ) from None
     loaded.padding_side = "left"
     if loaded.pad_token is None:
         if loaded.eos_token is None:
