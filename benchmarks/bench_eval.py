@@ -1,11 +1,16 @@
-"""Generation throughput of `slam eval` with and without the L² `LanguageSwitchLogitsProcessor`, in one run.
+"""`slam eval` generation speed, measured against the alternatives in the same run.
 
 Usage:
-    python benchmarks/bench_eval.py [--hidden_size 256] [--rows 12] [--max_new_tokens 32] [--repeats 3]
+    python benchmarks/bench_eval.py [--model smollm2-135m-instruct] [--rows_per_lang 8] [--max_new_tokens 64]
+        [--batch_size 8] [--device cpu] [--skip_processor]
 
-Both conditions run through `run_evaluation` (the code behind `slam eval`) on the same model and prompts (MGSM from
-../shared/data when present, else a few synthetic questions); each repeat runs baseline then switch, and the report is
-the ratio of median tokens/s. Results go to benchmarks/results/eval.md and are printed.
+1. Batched, length-sorted, left-padded generation (`TransformersBackend`, the code behind `slam eval`) against
+   plain `model.generate` on one prompt at a time, on the same MGSM prompts (../shared/data), the same model, greedy,
+   the same stops: tokens per second counted up to each output's stop, and whether the outputs agree.
+2. The L² `LanguageSwitchLogitsProcessor`'s cost: `run_evaluation` with and without it on a tiny model (every row
+   generates exactly `--processor_tokens`), median tokens/s over repeats.
+
+Results go to benchmarks/results/eval.md (with the machine and the command) and are printed.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
+from slam_trainer.evaluation.generation import TransformersBackend, batch_order
+from slam_trainer.evaluation.loading import load_model, load_tokenizer
+from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, stop_strings
 from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 from slam_trainer.l2.tags import language_tag
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
@@ -28,50 +39,87 @@ LANGS = ["en", "de", "zh"]
 MGSM = Path("../shared/data/mgsm/mgsm.jsonl")
 
 
-def write_data(path: Path, rows_per_lang: int) -> str:
-    if MGSM.is_file():
-        rows = [json.loads(line) for line in MGSM.open(encoding="utf-8")]
-        rows = [row for lang in LANGS for row in [row for row in rows if row["lang"] == lang][:rows_per_lang]]
-        source = str(MGSM)
-    else:
-        rows = [
-            {"id": i, "lang": lang, "question": f"What is {i} + {i}?", "answer": str(2 * i)}
-            for lang in LANGS
-            for i in range(rows_per_lang)
-        ]
-        source = "synthetic questions (../shared/data absent)"
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return source
+def mgsm_rows(rows_per_lang: int) -> list[dict]:
+    rows = [json.loads(line) for line in MGSM.open(encoding="utf-8")]
+    return [row for lang in LANGS for row in [row for row in rows if row["lang"] == lang][:rows_per_lang]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hidden_size", type=int, default=256)
-    parser.add_argument("--rows", type=int, default=12, help="rows in all (split over en, de, zh)")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--max_new_tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/eval.md")
-    args = parser.parse_args()
+def batched_against_plain(args) -> list[str]:
+    """Part 1: the same prompts through the batched backend and through plain per-prompt `generate`."""
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model, dtype="float32" if args.device == "cpu" else "auto", device=args.device)
+    rows = mgsm_rows(args.rows_per_lang)
+    prompts = build_prompts(rows, "mathoctopus", tokenizer=tokenizer, chat_template=bool(tokenizer.chat_template))
+    end_of_turn = chat_end_of_turn(tokenizer) if tokenizer.chat_template else None
+    stops = {lang: stop_strings("mathoctopus", lang) + ([end_of_turn] if end_of_turn else []) for lang in LANGS}
+    backend = TransformersBackend(
+        model, tokenizer, add_special_tokens=not tokenizer.chat_template, max_new_tokens=args.max_new_tokens
+    )
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
 
+    started = time.perf_counter()
+    batched = {}
+    for batch in batch_order(rows, lengths, args.batch_size):
+        lang = rows[batch[0]]["lang"]
+        for index, completion in zip(
+            batch, backend.generate([prompts[i] for i in batch], [0] * len(batch), stops[lang])
+        ):
+            batched[index] = completion
+    batched_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    plain = {}
+    for index, (row, prompt) in enumerate(zip(rows, prompts)):
+        # Plain `generate` on one unpadded prompt; the same stops and the same counting of the output.
+        plain[index] = backend.generate([prompt], [0], stops[row["lang"]])[0]
+    plain_seconds = time.perf_counter() - started
+
+    tokens = sum(completion.num_tokens for completion in batched.values())
+    plain_tokens = sum(completion.num_tokens for completion in plain.values())
+    same = sum(batched[i].text == plain[i].text for i in range(len(rows)))
+    ended = sum(completion.stopped_by != "length" for completion in batched.values())
+    return [
+        f"## 1. Batched and length-sorted vs plain per-prompt `generate` ({args.model})",
+        "",
+        f"{len(rows)} MGSM prompts ({', '.join(LANGS)}; `mathoctopus` style, chat template "
+        f"{'on' if tokenizer.chat_template else 'absent'}), greedy, at most {args.max_new_tokens} new tokens, stops "
+        f"at end-of-sequence and the style's stop sequences; batch {args.batch_size} (one language per batch, longest "
+        f"prompt first, left padding) against one `generate` call per prompt. Tokens are counted up to each output's "
+        f"stop; {ended}/{len(rows)} outputs ended before the limit.",
+        "",
+        "| condition | seconds | tokens | tokens/s |",
+        "| --- | --- | --- | --- |",
+        f"| batched (slam eval) | {batched_seconds:.1f} | {tokens} | {tokens / batched_seconds:.1f} |",
+        f"| plain generate, one prompt at a time | {plain_seconds:.1f} | {plain_tokens} | "
+        f"{plain_tokens / plain_seconds:.1f} |",
+        "",
+        f"Speed-up: {(tokens / batched_seconds) / (plain_tokens / plain_seconds):.2f}x tokens/s. Identical outputs: "
+        f"{same}/{len(rows)} (left padding changes floating-point sums slightly, which can flip a greedy near-tie).",
+        "",
+    ]
+
+
+def processor_cost(args) -> list[str]:
+    """Part 2: run_evaluation with and without the LanguageSwitchLogitsProcessor on a tiny model."""
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         tokenizer = build_tiny_tokenizer()
         tokenizer.add_special_tokens({"additional_special_tokens": [language_tag(lang) for lang in LANGS]})
-        model = build_tiny_model("llama", hidden_size=args.hidden_size)
+        model = build_tiny_model("llama", hidden_size=args.processor_hidden_size)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        # Both conditions do the same work: every row generates exactly max_new_tokens (no early end of sequence).
-        model.generation_config.min_new_tokens = args.max_new_tokens
+        # Both conditions do the same work: every row generates exactly the budget (no early end of sequence).
+        model.generation_config.min_new_tokens = args.processor_tokens
         tokenizer.save_pretrained(workdir / "model")
         model.save_pretrained(workdir / "model")
-        source = write_data(workdir / "data.jsonl", args.rows // len(LANGS))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        rows = mgsm_rows(4)
+        (workdir / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
         settings = EvalSettings(
             model=str(workdir / "model"),
             data=str(workdir / "data.jsonl"),
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            device=device,
+            batch_size=4,
+            max_new_tokens=args.processor_tokens,
+            device=args.device,
+            stop_strings=[],
         )
         intervention = InterventionSettings(beta=2.0, top_k=10, boundary="any")
         speeds = {"baseline": [], "switch": []}
@@ -80,36 +128,59 @@ def main() -> None:
                 settings, workdir / "out", intervention=intervention, overwrite=True, progress=False
             ):
                 speeds[result["run"]].append(result["throughput"]["tokens_per_second"])
-
     baseline, switch = (statistics.median(speeds[run]) for run in ("baseline", "switch"))
-    cost = 1 - switch / baseline
+    return [
+        "## 2. The LanguageSwitchLogitsProcessor's cost",
+        "",
+        f"Tiny Llama (hidden {args.processor_hidden_size}, 4 layers, vocab {len(tokenizer)}), random weights; "
+        f"{len(rows)} MGSM prompts; batch 4, greedy, exactly {args.processor_tokens} new tokens; processor: beta 2, "
+        f"top_k 10, boundary any (acts on every step); median of {args.repeats} repeats, baseline and switch "
+        "alternating in one run.",
+        "",
+        "| condition | tokens/s (median) | all repeats |",
+        "| --- | --- | --- |",
+        f"| baseline | {baseline:.1f} | {', '.join(f'{s:.1f}' for s in speeds['baseline'])} |",
+        f"| with processor | {switch:.1f} | {', '.join(f'{s:.1f}' for s in speeds['switch'])} |",
+        "",
+        f"Processor cost: {100 * (1 - switch / baseline):.1f}% of throughput (target: < 5%); "
+        f"switch/baseline = {switch / baseline:.3f}.",
+        "",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--rows_per_lang", type=int, default=8)
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--processor_hidden_size", type=int, default=256)
+    parser.add_argument("--processor_tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip_processor", action="store_true")
+    parser.add_argument("--output", default="benchmarks/results/eval.md")
+    args = parser.parse_args()
+
     device_name = (
-        torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     )
-    report = "\n".join(
-        [
-            "# `slam eval` generation throughput with and without the LanguageSwitchLogitsProcessor",
-            "",
-            f"Model: tiny Llama (hidden {args.hidden_size}, 4 layers, vocab {len(tokenizer)}), random weights; "
-            f"{args.rows} prompts from {source}; batch {args.batch_size}, greedy, "
-            f"exactly {args.max_new_tokens} new tokens; "
-            f"device {device_name}; processor: beta 2, top_k 10, boundary any (acts on every step); "
-            f"median of {args.repeats} repeats, baseline and switch alternating in one run; "
-            f"load average at the end {os.getloadavg()[0]:.1f} (other processes distort CPU timings).",
-            "",
-            "| condition | tokens/s (median) | all repeats |",
-            "| --- | --- | --- |",
-            f"| baseline | {baseline:.1f} | {', '.join(f'{s:.1f}' for s in speeds['baseline'])} |",
-            f"| with processor | {switch:.1f} | {', '.join(f'{s:.1f}' for s in speeds['switch'])} |",
-            "",
-            f"Processor cost: {100 * cost:.1f}% of throughput (target: < 5%); "
-            f"switch/baseline = {switch / baseline:.3f}.",
-            "",
-        ]
-    )
+    report = [
+        "# `slam eval` generation speed",
+        "",
+        f"Machine: {platform.machine()} {device_name}, {os.cpu_count()} cores, torch {torch.__version__}. "
+        f"Command: `{' '.join(['python', *sys.argv])}`. Load average at the start "
+        f"{os.getloadavg()[0]:.1f} (other processes share this machine and slow every condition alike).",
+        "",
+    ]
+    report += batched_against_plain(args)
+    if not args.skip_processor:
+        report += processor_cost(args)
+    report.append(f"Load average at the end: {os.getloadavg()[0]:.1f}.")
+    text = "\n".join(report) + "\n"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(report, encoding="utf-8")
-    print(report)
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,16 @@ def gemma3_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def real_outputs() -> list[dict]:
+    """Raw outputs of SmolLM2-135M-Instruct and Gemma-3-270M on the first MGSM questions
+    (tests/data/real_outputs.jsonl, made by tests/scripts/make_real_outputs.py; no question text)."""
+    import json
+
+    path = Path(__file__).parent / "data" / "real_outputs.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     from slam_trainer.tiny import build_tiny_tokenizer
 

@@ -94,6 +94,28 @@ EXTRACTION_CASES = [
     ("te", "తెలియదు.", None),
     # A model that switches to English still states its answer: the English phrase is read too.
     ("de", "Ich rechne 3 * 4 = 12. The answer is 12, und 5 ist falsch.", 12),
+    # Issue #15's cases, as the issue quotes them.
+    # 1. A phrase inside a label or a sentence is not an answer phrase.
+    ("en", "Step-by-Step Answer: 16 - 3 - 4 = 9. 9 * 2 = 18", 18),
+    ("zh", "逐步解答：16 - 3 - 4 = 9。9 * 2 = 18", 18),
+    ("bn", "ধাপে ধাপে উত্তর: 16 - 3 - 4 = 9। 9 * 2 = 18", 18),
+    ("ru", "Чтобы найти ответ, сложим 5 и 6: получится 11.", 11),
+    ("te", "ఈ ప్రశ్నకు సమాధానం కనుగొనడానికి 5 + 6 = 11 లెక్కిస్తాము.", 11),
+    ("en", "Her answer: 5 apples. The final answer is 7.", 7),
+    # 2. An expression after the phrase states its result.
+    ("en", "The answer is 2 * 1.5 = 3.", 3),
+    ("de", "Die Antwort ist 15 + 25 = 40 Tassen.", 40),
+    # 3. The last phrase with no number falls back to an earlier phrase that has one, not to the last number.
+    ("ja", "1. 答えは60%です。\n2. 答えはいくらになりますか？\n3. 答えは", 60),
+    # 4. Spanish groups thousands with spaces.
+    ("es", "La respuesta es $1 000 000.", 1000000),
+    # 5. A digit run too long for a float is no number.
+    ("en", "The answer is " + "9" * 400, None),
+    ("en", "It is 12. Then " + "1" * 400, 12),
+    # List markers are not numbers; a number that ends a line is.
+    ("en", "Steps:\n1. 3 + 4 = 7\n2. 7 * 2 = 14\n3. ", 14),
+    ("en", "2) She has 9 eggs left", 9),
+    ("en", "The total:\n18.", 18),
 ]
 
 

@@ -9,7 +9,8 @@ import pytest
 from transformers import EvalPrediction
 
 from slam_trainer.evaluation.extraction import parse_gold
-from slam_trainer.evaluation.scoring import score_records
+from slam_trainer.evaluation.generation import json_line
+from slam_trainer.evaluation.scoring import judge, score_records
 from slam_trainer.evaluation.trainer_metric import build_compute_metrics, metric_path
 from slam_trainer.tiny import build_tiny_tokenizer
 
@@ -47,21 +48,62 @@ def test_shuffled_answers_score_the_chance_agreement():
 
 def test_token_statistics_and_language_consistency():
     records = [
-        {"lang": "en", "answer": "4", "output": "2 + 2 = 4. The answer is 4.", "num_tokens": 10},
-        {"lang": "en", "answer": "5", "output": "The answer is 6.", "num_tokens": 30},
+        {"lang": "en", "answer": "4", "output": "2 + 2 = 4. The answer is 4.", "num_tokens": 10, "stopped_by": "eos"},
+        {"lang": "en", "answer": "5", "output": "The answer is 6.", "num_tokens": 30, "stopped_by": "length"},
         {"lang": "zh", "answer": "3", "output": "The answer is 3.", "num_tokens": 8},  # right, but in English
     ]
     scores = score_records(records)
     assert scores["languages"]["en"] == {
         "num_examples": 2,
         "num_correct": 1,
+        "num_echo": None,  # no question in the records
         "accuracy": 0.5,
         "mean_tokens": 20.0,
         "tokens_per_correct": 40.0,
         "language_consistency": 1.0,
+        "ended_share": 0.5,
+        "reference_accuracy": {},
     }
     assert scores["languages"]["zh"]["language_consistency"] == 0.0
+    assert scores["languages"]["zh"]["ended_share"] is None  # how it ended is unknown
     assert scores["average"]["accuracy"] == pytest.approx(0.75)
+
+
+def test_correct_answers_copied_from_the_question_are_counted():
+    question = "Morgens 15 Tassen, nachmittags 25 Tassen. Wie viele Tassen für 20 Hühner?"
+    records = [
+        {"lang": "de", "answer": "20", "output": "Die Antwort ist 20.", "question": question},  # echo
+        {"lang": "de", "answer": "20", "output": "60 - 15 - 25 = 20", "question": question},  # echo too: 20 is there
+        {"lang": "de", "answer": "40", "output": "15 + 25 = 40", "question": question},  # computed
+        {"lang": "de", "answer": "15", "output": "Die Antwort ist 25.", "question": question},  # wrong: no echo
+    ]
+    entry = score_records(records)["languages"]["de"]
+    assert (entry["num_correct"], entry["num_echo"]) == (3, 2)
+
+
+def test_both_averages_are_named_when_telugu_is_there():
+    records = [
+        {"lang": lang, "answer": "1", "output": "The answer is 1." if lang in ("en", "te") else "0"}
+        for lang in ("en", "de", "te")
+    ]
+    scores = score_records(records)
+    assert scores["average"]["languages"] == ["en", "de", "te"]
+    assert scores["average"]["accuracy"] == pytest.approx(2 / 3)
+    without = scores["average_without_te"]
+    assert without["languages"] == ["en", "de"] and without["accuracy"] == 0.5 and without["num_examples"] == 2
+    assert "average_without_te" not in score_records(records[:2])
+    assert "average_without_te" not in score_records(records[2:])  # Telugu alone: one average
+
+
+def test_reference_accuracy_follows_the_prompt_style():
+    records = [
+        {"lang": "en", "answer": "18", "output": "The answer is 18. Then 3 more."},  # lm-eval strict yes, last no
+        {"lang": "en", "answer": "3", "output": "She has 3"},  # no phrase: strict no, flexible and last yes
+    ]
+    cot = score_records(records, prompt_style="mgsm_native_cot")["languages"]["en"]["reference_accuracy"]
+    assert cot == {"flexible-extract": 0.5, "strict-match": 0.5}
+    last = score_records(records, prompt_style="mathoctopus")["average"]["reference_accuracy"]
+    assert last == {"last-number": 0.5}
 
 
 def test_no_records_is_an_error():
@@ -94,3 +136,11 @@ def test_compute_metrics_for_trainer_scores_the_labelled_tokens():
     compute_metrics = build_compute_metrics(tokenizer, references=["4", "4"], languages="en")
     result = compute_metrics(EvalPrediction(predictions=predictions, label_ids=labels))
     assert result["accuracy"] == 0.5
+
+
+def test_a_long_digit_run_never_reaches_predictions_as_infinity():
+    verdict = judge("The answer is " + "9" * 400, "18", "en")
+    assert verdict["prediction"] is None and not verdict["correct"]
+    json.loads(json_line(verdict), parse_constant=pytest.fail)  # strict JSON: no Infinity/NaN constants
+    with pytest.raises(ValueError):
+        json_line({"prediction": float("inf")})

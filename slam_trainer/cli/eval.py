@@ -6,6 +6,8 @@ Usage:
     slam eval --model BASE --delta delta.safetensors --data mgsm.jsonl --num_shots 8 \
         --exemplars ../shared/data/mgsm/exemplars.jsonl
     slam eval --model L2_MODEL --data mgsm.jsonl --switch_beta 2 --switch_alpha 0.5 --switch_top_k 10
+    slam eval --model PATH --data mgsm.jsonl --prompt_style mgsm_native_cot --num_shots 8 \
+        --exemplars ../shared/data/mgsm/exemplars.jsonl --chat_template off   # lm-eval's mgsm_native_cot
 
 Runs resume: run the same command again after an interruption and it continues where it stopped. With any
 `--switch_*` flag the model is evaluated twice in one invocation (`baseline` and `switch`, with L²'s
@@ -18,6 +20,7 @@ import argparse
 import json
 
 from slam_trainer.dtypes import DTYPES
+from slam_trainer.evaluation.prompts import PROMPT_STYLES
 
 
 _SWITCH_FLAGS = ("alpha", "beta", "top_k", "policy", "target", "weights", "boundary", "languages")
@@ -35,14 +38,42 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="eval_results", help="Where runs, the table and the PNG go.")
     parser.add_argument("--languages", nargs="+", default=None, help="Language codes (default: all in --data).")
     parser.add_argument("--limit", type=int, default=None, help="First N questions per language.")
-    parser.add_argument("--prompt_style", default="mathoctopus", choices=["mathoctopus", "slam", "chat"])
+    parser.add_argument(
+        "--prompt_style",
+        default="mathoctopus",
+        choices=PROMPT_STYLES,
+        help="Prompt, stop sequences and reference answer rule: MathOctopus's, SLAM's training format, the chat "
+        "template, or lm-evaluation-harness's MGSM tasks (see docs/evaluation.md).",
+    )
+    parser.add_argument(
+        "--chat_template",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="Wrap prompts in the tokenizer's chat template (auto: when it has one, as lm-eval's "
+        "--apply_chat_template).",
+    )
+    parser.add_argument(
+        "--stop_strings",
+        nargs="*",
+        default=None,
+        metavar="TEXT",
+        help="Text that ends an output (default: the prompt style's); give the flag alone for none.",
+    )
+    parser.add_argument(
+        "--context_overflow",
+        default="error",
+        choices=["error", "warn"],
+        help="A prompt plus --max_new_tokens longer than the model's context window: error (default) or warn.",
+    )
     parser.add_argument("--num_shots", type=int, default=0, help="Few-shot exemplars per prompt (needs --exemplars).")
     parser.add_argument("--exemplars", default=None, help="Exemplar JSONL with lang, question, cot.")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=600, help="Default 600, as MathOctopus.")
-    parser.add_argument("--do_sample", action="store_true", help="Sample instead of greedy decoding.")
+    parser.add_argument(
+        "--do_sample", action="store_true", help="Sample instead of greedy decoding (draws seeded per example)."
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--top_p", type=float, default=1.0, help="Nucleus mass in (0, 1].")
     parser.add_argument("--num_beams", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer", default=None, help="Tokenizer path when not the model's own.")
@@ -81,12 +112,10 @@ def main(args: argparse.Namespace) -> None:
     from slam_trainer.evaluation.report import format_table, plot_results
     from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 
-    compared = []
-    for path in args.compare:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--compare {path}: no such results file.")
-        compared.append(json.loads(Path(path).read_text(encoding="utf-8")))
-    settings = EvalSettings(**{name: getattr(args, name) for name in EvalSettings.__dataclass_fields__})
+    compared = [read_results_file(path) for path in args.compare]
+    values = {name: getattr(args, name) for name in EvalSettings.__dataclass_fields__}
+    values["chat_template"] = {"auto": None, "on": True, "off": False}[args.chat_template]
+    settings = EvalSettings(**values)
     given = {
         name: getattr(args, f"switch_{name}") for name in _SWITCH_FLAGS if getattr(args, f"switch_{name}") is not None
     }
@@ -108,3 +137,22 @@ def main(args: argparse.Namespace) -> None:
     print(format_table(shown))
     png = plot_results(shown, Path(args.output_dir) / "results.png")
     print(f"Wrote {', '.join(str(Path(args.output_dir) / r['run'] / 'results.json') for r in results)} and {png}")
+
+
+def read_results_file(path: str) -> dict:
+    """A `results.json` of another run, for `--compare`, checked before anything else runs."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"`--compare` {path}: no such results file.")
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"`--compare` {path} is not JSON ({error}); pass a run's results.json.") from None
+    if (
+        not isinstance(result, dict)
+        or not isinstance(result.get("run"), str)
+        or "languages" not in result.get("scores", {})
+    ):
+        raise ValueError(f"`--compare` {path} is not a run's results.json (it needs `run` and `scores`).")
+    return result

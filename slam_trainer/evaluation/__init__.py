@@ -1,22 +1,33 @@
-"""Multilingual math evaluation: per-language answer extraction, scoring, resumable generation, `evaluate` metric."""
+"""Multilingual math evaluation: per-language answer extraction, scoring, resumable generation, `evaluate` metric.
 
-from slam_trainer.evaluation.extraction import extract_answer, is_correct, parse_gold
-from slam_trainer.evaluation.language_id import detect_language, is_in_language
-from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
-from slam_trainer.evaluation.scoring import score_records
-from slam_trainer.evaluation.trainer_metric import build_compute_metrics, metric_path
+Names are imported on first use (PEP 562), so that `slam eval --help` and the prompt tables do not load torch.
+"""
+
+import importlib
 
 
-__all__ = [
-    "EvalSettings",
-    "InterventionSettings",
-    "build_compute_metrics",
-    "detect_language",
-    "extract_answer",
-    "is_correct",
-    "is_in_language",
-    "metric_path",
-    "parse_gold",
-    "run_evaluation",
-    "score_records",
-]
+_SOURCES = {
+    "EvalSettings": "runner",
+    "InterventionSettings": "runner",
+    "build_compute_metrics": "trainer_metric",
+    "detect_language": "language_id",
+    "extract_answer": "extraction",
+    "is_correct": "extraction",
+    "is_in_language": "language_id",
+    "metric_path": "trainer_metric",
+    "parse_gold": "extraction",
+    "run_evaluation": "runner",
+    "score_records": "scoring",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+
+
+def __dir__():
+    return __all__

@@ -34,6 +34,8 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
             Keep the first `limit` rows of each language (quick runs).
     """
     rows = read_jsonl(path, REQUIRED_COLUMNS, "data")
+    for number, row in enumerate(rows, start=1):
+        check_row(row, f"`data` {path} row {number}")
     present = sorted(
         {row["lang"] for row in rows}, key=lambda code: list(LANGUAGES).index(code) if code in LANGUAGES else 99
     )
@@ -67,9 +69,22 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
     return selected
 
 
+def check_row(row: dict, where: str, text_columns: tuple[str, ...] = ("question",)) -> None:
+    """Refuse a row whose `id` is not a number or a string, whose `lang` is not a string, or whose text is empty."""
+    if isinstance(row.get("id"), bool) or not isinstance(row.get("id", ""), (int, str)):
+        raise ValueError(f"{where}: `id` is {row['id']!r}; it must be a number or a string.")
+    if not isinstance(row["lang"], str):
+        raise ValueError(f'{where}: `lang` is {row["lang"]!r}; it must be a language code such as "en".')
+    for column in text_columns:
+        if not isinstance(row[column], str) or not row[column].strip():
+            raise ValueError(f"{where}: `{column}` is {row[column]!r}; it must be non-empty text.")
+
+
 def load_exemplars(path: str | Path, languages: list[str], num_shots: int) -> dict[str, list[dict]]:
     """The first `num_shots` exemplars (`question`, `cot`) of each language, e.g. MGSM's `exemplars.jsonl`."""
     rows = read_jsonl(path, ("lang", "question", "cot"), "exemplars")
+    for number, row in enumerate(rows, start=1):
+        check_row(row, f"`exemplars` {path} row {number}", ("question", "cot"))
     exemplars = {lang: [row for row in rows if row["lang"] == lang][:num_shots] for lang in languages}
     short = [f"{lang} ({len(found)})" for lang, found in exemplars.items() if len(found) < num_shots]
     if short:

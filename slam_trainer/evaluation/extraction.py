@@ -16,7 +16,16 @@ a number, because a multilingual model writes numbers the way each locale does:
   any other single `,` or `.` is a decimal mark; spaces (no-break and thin spaces everywhere, plain spaces in
   French and Russian) separate thousands when followed by exactly three digits;
 - when the output states its answer with a language's answer phrase ("The answer is", "答案是", "Jibu ni", ...), the
-  first number after the last such phrase is the answer; otherwise the last number in the output.
+  answer is read from the clause that follows the phrase (up to the end of its sentence): the number after the clause's
+  last `=` when it holds one ("The answer is 2 * 1.5 = 3." → 3), else its first number. The last phrase whose clause
+  holds a number wins, so a trailing phrase with no number ("3. 答えは") falls back to an earlier one. A phrase counts
+  only where it starts a word (not "answer:" inside "Step-by-Step Answer:"), and the labels that head a worked answer
+  in the MGSM exemplars and lm-evaluation-harness prompts ("Step-by-Step Answer:", "逐步解答：", "ধাপে ধাপে উত্তর:")
+  are not answer phrases. Telugu "సమాధానం" also means "answer" in running text, so it counts only when a number follows
+  it directly, as in the exemplars ("సమాధానం 11."). With no phrase that gives a number: the last number in the output;
+- list markers ("1. ", "2) " at the start of a line) are not numbers: "…\n5. " (an output cut after its marker) does
+  not answer 5;
+- a digit run too long for a float (`inf`) is not a number (it would be written as `Infinity`, which is not JSON).
 
 Numbers written as words (`eleven`, `十一`) are not read.
 """
@@ -32,28 +41,53 @@ from slam_trainer.languages import LANGUAGES, get_language
 
 # Languages that write the decimal mark as a comma; the others (en zh ja th sw bn te) use a point.
 DECIMAL_COMMA_LANGUAGES = frozenset({"es", "fr", "de", "ru"})
-# Languages whose typography groups thousands with a plain space ("3 000").
-SPACE_GROUPING_LANGUAGES = frozenset({"fr", "ru"})
+# Languages whose typography groups thousands with a plain space ("3 000"; the RAE recommends it for Spanish).
+SPACE_GROUPING_LANGUAGES = frozenset({"es", "fr", "ru"})
 
-# How each language introduces its final answer; the first entries are the MGSM exemplars' own phrasing.
+# How each language introduces its final answer (lower case, ASCII colons); the first entries are the MGSM exemplars'
+# own phrasing. Russian "ответ" alone is not one: it is also the noun in running text ("чтобы найти ответ, ...").
 ANSWER_PHRASES: dict[str, tuple[str, ...]] = {
     "en": ("the answer is", "final answer is", "final answer:", "answer:"),
     "es": ("la respuesta es", "respuesta final es", "respuesta:"),
     "fr": ("la réponse est", "réponse finale est", "réponse :", "réponse:"),
     "de": ("die antwort ist", "die antwort lautet", "antwort:"),
-    "ru": ("ответ —", "ответ -", "ответ:", "ответ равен", "ответ"),
-    "zh": ("答案是", "答案为", "答案：", "答案:"),
-    "ja": ("答えは", "答え：", "答え:", "解答："),
+    "ru": ("ответ —", "ответ -", "ответ:", "ответ равен"),
+    "zh": ("答案是", "答案为", "答案:"),
+    "ja": ("答えは", "答え:", "解答:"),
     "th": ("คำตอบคือ", "คำตอบ:"),
     "sw": ("jibu ni", "jibu:"),
     "bn": ("উত্তর হল", "উত্তর হলো", "উত্তর:"),
     "te": ("సమాధానం",),
 }
 assert set(ANSWER_PHRASES) == set(LANGUAGES), "every shipped language needs answer phrases"
+# Labels that head a worked answer instead of stating one: the MGSM exemplars' `cot` labels and lm-evaluation-harness's
+# (lower case, ASCII colons; lm-eval writes Russian without the space). Masked before answer phrases are searched.
+WORKED_ANSWER_LABELS = (
+    "step-by-step answer:",
+    "respuesta paso a paso:",
+    "réponse étape par étape :",
+    "schritt-für-schritt-antwort:",
+    "пошаговое решение:",
+    "пошаговоерешение:",
+    "逐步解答:",
+    "ステップごとの答え:",
+    "คำตอบทีละขั้นตอน:",
+    "jibu la hatua kwa hatua:",
+    "ধাপে ধাপে উত্তর:",
+    "దశలవారీగా సమాధానం:",
+)
+# Phrases that are also plain words: they count only when a number follows directly.
+_NUMBER_MUST_FOLLOW = frozenset({"సమాధానం"})
+# Writing systems without spaces between words: a phrase there may follow any character.
+_NO_WORD_SPACES = frozenset(code for code, language in LANGUAGES.items() if not language.uses_spaces())
 
 _MINUS = "-\u2212\uff0d"  # hyphen-minus, minus sign, full-width hyphen-minus
 _SPACES = "\u00a0\u202f\u2009"  # no-break, narrow no-break and thin space
 _FULL_WIDTH = str.maketrans({"\uff0c": ",", "\uff0e": "."})
+# The end of a sentence: a full stop not inside a number, a line break, CJK/Indic full stops, ? and !.
+_SENTENCE_END = re.compile(r"\.(?!\d)|[\n。।?!？！]")
+# A list marker: "2." or "2)" that starts a line and is followed by text on that line, or ends a cut-off output.
+_LIST_MARKER = re.compile(r"^([ \t]*)(\d{1,3}[.)])(?=[ \t]+\S|[ \t]+\Z)", re.MULTILINE)
 # A sign counts only where it cannot be a hyphen or an operator; digits must not continue another number.
 _NUMBER = re.compile(rf"(?:(?<!\w)([{_MINUS}]))?(?<![\d.,])(\d+(?:[.,{_SPACES} ]\d+)*)")
 
@@ -135,7 +169,7 @@ def find_numbers(text: str, lang: str = "en") -> list[float]:
                 numbers.extend(float(run) for run in re.findall(r"\d+", piece))
             else:
                 numbers.append(value)
-    return numbers
+    return [number for number in numbers if math.isfinite(number)]
 
 
 def extract_answer(text: str, lang: str) -> float | None:
@@ -148,17 +182,40 @@ def extract_answer(text: str, lang: str) -> float | None:
             The question's language code (see `slam_trainer.languages`); picks the answer phrases and separators.
     """
     get_language(lang)
-    lowered = normalize_digits(text).lower()
-    # The answer phrase of the question's language, else of any language (models switch language, e.g. to English).
-    for phrases in (ANSWER_PHRASES[lang], *(p for code, p in ANSWER_PHRASES.items() if code != lang)):
-        starts = [lowered.rfind(phrase) + len(phrase) for phrase in phrases if phrase in lowered]
-        if starts:
-            after = find_numbers(lowered[max(starts) :], lang)
-            if after:
-                return after[0]
-            break
+    lowered = normalize_digits(text).lower().replace("：", ":")
+    lowered = _LIST_MARKER.sub(lambda match: match.group(1) + " " * len(match.group(2)), lowered)
+    for label in WORKED_ANSWER_LABELS:
+        lowered = lowered.replace(label, " " * len(label))
+    # The answer phrases of the question's language, else of any language (models switch, e.g. to English).
+    for code in (lang, *(code for code in ANSWER_PHRASES if code != lang)):
+        for start, phrase in sorted(_phrase_ends(lowered, code), reverse=True):
+            answer = _clause_answer(lowered[start:], lang, number_must_follow=phrase in _NUMBER_MUST_FOLLOW)
+            if answer is not None:
+                return answer
     numbers = find_numbers(lowered, lang)
     return numbers[-1] if numbers else None
+
+
+def _phrase_ends(lowered: str, code: str) -> list[tuple[int, str]]:
+    """Where each answer phrase of language `code` ends in `lowered`, for occurrences that start a word."""
+    word_start = "" if code in _NO_WORD_SPACES else r"(?<![\w-])"
+    return [
+        (match.end(), phrase)
+        for phrase in ANSWER_PHRASES[code]
+        for match in re.finditer(word_start + re.escape(phrase), lowered)
+    ]
+
+
+def _clause_answer(after: str, lang: str, *, number_must_follow: bool) -> float | None:
+    """The number an answer phrase introduces, read from `after` (the text that follows the phrase)."""
+    after = after.lstrip(" \t\n:")  # "The answer is:\n18"
+    end = _SENTENCE_END.search(after)
+    clause = after[: end.start() if end else None]
+    if number_must_follow and not re.match(rf"[\s:=$€£¥₹৳฿{_MINUS}]*\d", clause):
+        return None
+    result = clause.rsplit("=", 1)[-1]  # "2 * 1.5 = 3" states 3
+    numbers = find_numbers(result, lang) or find_numbers(clause, lang)
+    return numbers[0] if numbers else None
 
 
 def parse_gold(answer: str | int | float) -> float:

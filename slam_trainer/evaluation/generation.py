@@ -1,8 +1,18 @@
 """Batched, resumable generation: every prediction is appended to a JSONL file and flushed as soon as it exists.
 
-An interrupted run loses at most the batch in flight: on restart the rows already in the file are skipped. Batches
-are cut from the full row list (not from the rows still to do) and each batch starts its random generators from
-`seed + batch index`, so a resumed run builds the same batches with the same draws as an uninterrupted one.
+Rows are generated in batches of one language, longest prompt first (less padding, and a prompt that does not fit shows
+at once). Each output ends at the first stop: the end-of-sequence token, or one of the prompt format's stop sequences
+("\\nQuestion:", "<|im_end|>", ...), whose text is cut off as lm-evaluation-harness does; `num_tokens` counts the
+generated tokens up to and including the one that completed the stop.
+
+An interrupted run loses at most the batch in flight. On restart, a batch with rows missing from the file is generated
+again whole (the same prompts, the same padding, the same seeds) and only its missing rows are written, so a resumed
+run writes what an uninterrupted one writes. Sampling draws come from one generator per example
+(`slam_trainer.evaluation.sampling`); a logits processor's own `generator` is seeded per batch.
+
+The model sits behind a small backend interface (`GenerationBackend`): `TransformersBackend` runs `generate`; a vLLM
+backend would implement the same `generate(prompts, seeds, stop_strings)` with `SamplingParams(seed=..., stop=...)`,
+which vLLM applies per request.
 """
 
 from __future__ import annotations
@@ -11,11 +21,29 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from slam_trainer.evaluation.scoring import judge
+from slam_trainer.evaluation.sampling import PerExampleSampler
+
+
+@dataclass
+class Completion:
+    """One generated output: its text (before the stop), its token count (up to the stop) and what ended it."""
+
+    text: str
+    num_tokens: int
+    stopped_by: str  # "eos", "stop" (a stop sequence) or "length" (max_new_tokens)
+
+
+class GenerationBackend(Protocol):
+    """What the evaluation needs from an inference engine."""
+
+    def generate(self, prompts: list[str], seeds: list[int], stop_strings: list[str]) -> list[Completion]:
+        """One completion per prompt, each ending at end-of-sequence or at the first of `stop_strings`; `seeds` seed
+        each prompt's sampling (unused by greedy decoding)."""
 
 
 @dataclass
@@ -31,6 +59,108 @@ class GenerationStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+class TransformersBackend:
+    """`model.generate` on left-padded batches, with stop sequences and per-example sampling.
+
+    Parameters:
+        model (`PreTrainedModel`), tokenizer (`PreTrainedTokenizerBase`):
+            The model and its left-padding tokenizer (see `slam_trainer.evaluation.loading`).
+        extra_eos_token_ids (`list[int]`, *optional*):
+            Token ids that end an output besides the model's `generation_config.eos_token_id` (e.g. a chat
+            template's end-of-turn token).
+        add_special_tokens (`bool`, *optional*, defaults to `True`):
+            Whether tokenizing a prompt adds the tokenizer's special tokens (BOS); False for chat-template prompts.
+        logits_processor (`LogitsProcessorList`, *optional*):
+            E.g. with a `LanguageSwitchLogitsProcessor`; a processor's `generator` is seeded with the batch's first
+            example seed.
+        max_new_tokens (`int`), do_sample (`bool`), temperature (`float`), top_p (`float`), num_beams (`int`):
+            Decoding settings (sampling draws per example, see `PerExampleSampler`).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        extra_eos_token_ids: list[int] = (),
+        add_special_tokens: bool = True,
+        logits_processor=None,
+        max_new_tokens: int = 600,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        num_beams: int = 1,
+    ):
+        self.model, self.tokenizer = model, tokenizer
+        eos = model.generation_config.eos_token_id
+        eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+        self.eos_token_ids = list(dict.fromkeys(eos_token_ids + list(extra_eos_token_ids)))
+        self.add_special_tokens = add_special_tokens
+        self.processors = list(logits_processor or [])
+        self.max_new_tokens, self.do_sample, self.num_beams = max_new_tokens, do_sample, num_beams
+        self.temperature, self.top_p = temperature, top_p
+        self._stop_criteria: dict[tuple[str, ...], object] = {}  # built once per stop list: each build reads the vocab
+
+    def generate(self, prompts: list[str], seeds: list[int], stop_strings: list[str]) -> list[Completion]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
+
+        for processor in self.processors:
+            if isinstance(getattr(processor, "generator", None), torch.Generator):
+                processor.generator.manual_seed(seeds[0])
+        processors = LogitsProcessorList(self.processors)
+        if self.do_sample:
+            processors.append(PerExampleSampler(seeds, self.temperature, self.top_p))
+        key = tuple(stop_strings)
+        if key and key not in self._stop_criteria:
+            self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
+        inputs = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=self.add_special_tokens
+        ).to(self.model.device)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                logits_processor=processors,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,  # sampling, when asked, is PerExampleSampler's draw
+                num_beams=self.num_beams,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.eos_token_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([self._stop_criteria[key]] if key else []),
+            )
+        generated = output[:, inputs["input_ids"].shape[1] :].tolist()
+        return [self._complete(tokens, stop_strings) for tokens in generated]
+
+    def _complete(self, tokens: list[int], stop_strings: list[str]) -> Completion:
+        """The output up to its first stop, with the number of tokens generated up to and including the stop."""
+        ends = set(self.eos_token_ids) | {self.tokenizer.pad_token_id}  # finished rows are padded after their stop
+        end = next((index for index, token in enumerate(tokens) if token in ends), None)
+        tokens = tokens if end is None else tokens[:end]
+        text = self._decode(tokens)
+        if cut_at_stops(text, stop_strings) != text:
+            # The fewest tokens whose text already holds a stop sequence (holding one only grows with more tokens).
+            low, high = 1, len(tokens)
+            while low < high:
+                middle = (low + high) // 2
+                held = any(stop in self._decode(tokens[:middle]) for stop in stop_strings)
+                low, high = (low, middle) if held else (middle + 1, high)
+            return Completion(cut_at_stops(text, stop_strings), low, "stop")
+        if end is not None:
+            return Completion(text, end + 1, "eos")
+        return Completion(text, len(tokens), "length")
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+
+def cut_at_stops(text: str, stop_strings: list[str]) -> str:
+    """`text` before the first of `stop_strings` it holds (lm-eval's `until`: the stop itself is not kept)."""
+    ends = [text.find(stop) for stop in stop_strings if stop and stop in text]
+    return text[: min(ends)] if ends else text
+
+
 def read_predictions(path: str | Path) -> list[dict]:
     """The complete records of a predictions file; a line cut short by an interruption is dropped from the file."""
     path = Path(path)
@@ -44,94 +174,76 @@ def read_predictions(path: str | Path) -> list[dict]:
             clean = False
         clean = clean and line.endswith("\n")
     if not clean:  # rewrite so that appended records start on a fresh line
-        path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+        path.write_text("".join(json_line(record) for record in records), encoding="utf-8")
     return records
 
 
-def count_generated(tokens: torch.Tensor, eos_token_ids: list[int]) -> tuple[list[int], list[bool]]:
-    """Per row, the generated tokens up to and including the first end-of-sequence token (all when there is none),
-    and whether the row ended with one. Padding after the end is not counted."""
-    is_eos = torch.isin(tokens, torch.tensor(eos_token_ids, device=tokens.device))
-    ended = is_eos.any(-1)
-    counts = torch.where(ended, is_eos.int().argmax(-1) + 1, tokens.shape[1])
-    return counts.tolist(), ended.tolist()
+def json_line(record: dict) -> str:
+    """One JSONL line; NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def batch_order(rows: list[dict], prompt_lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Batches of row indices: one language each, longest prompt first within the language."""
+    batches = []
+    for lang in dict.fromkeys(row["lang"] for row in rows):
+        indices = sorted((i for i, row in enumerate(rows) if row["lang"] == lang), key=lambda i: -prompt_lengths[i])
+        batches += [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+    return batches
 
 
 def generate_predictions(
-    model,
-    tokenizer,
+    backend: GenerationBackend,
     rows: list[dict],
     prompts: list[str],
+    seeds: list[int],
+    batches: list[list[int]],
     path: str | Path,
     *,
-    batch_size: int = 8,
-    seed: int = 0,
-    logits_processor=None,
-    add_special_tokens: bool = True,
+    stop_strings: dict[str, list[str]] | None = None,
+    judge=None,
     progress: bool = True,
-    **generate_kwargs,
 ) -> GenerationStats:
     """Generate an output for every row not yet in `path`, appending one JSON record per row.
 
     Parameters:
-        model (`PreTrainedModel`), tokenizer (`PreTrainedTokenizerBase`):
-            The model and its left-padding tokenizer (see `slam_trainer.evaluation.loading`).
-        rows (`list[dict]`), prompts (`list[str]`):
-            Benchmark rows (`id`, `lang`, `answer`) and their prompts, in the same order.
+        backend (`GenerationBackend`):
+            The inference engine.
+        rows (`list[dict]`), prompts (`list[str]`), seeds (`list[int]`):
+            Benchmark rows (`id`, `lang`, `answer`), their prompts and their sampling seeds, in the same order.
+        batches (`list[list[int]]`):
+            Row indices per batch (see `batch_order`); a batch with a missing row is generated whole.
         path (`str` or `Path`):
             The predictions JSONL file; records already there are kept and their rows skipped.
-        batch_size (`int`, *optional*, defaults to `8`):
-            Prompts per `generate` call.
-        seed (`int`, *optional*, defaults to `0`):
-            Batch `i` seeds torch and every processor's `generator` with `seed + i`.
-        logits_processor (`LogitsProcessorList`, *optional*):
-            Passed to `generate`, e.g. with a `LanguageSwitchLogitsProcessor`.
-        add_special_tokens (`bool`, *optional*, defaults to `True`):
-            Whether tokenizing a prompt adds the tokenizer's special tokens (BOS); False for chat-template prompts,
-            which already hold them.
-        generate_kwargs:
-            Passed to `generate` (`max_new_tokens`, `do_sample`, `num_beams`, ...).
+        stop_strings (`dict[str, list[str]]`, *optional*):
+            Stop sequences per language (a batch holds one language).
+        judge (`callable`, *optional*):
+            `judge(row, text) -> dict` of verdict fields added to each record (prediction, correctness, ...).
     """
     done = {(record["lang"], record["id"]) for record in read_predictions(path)}
-    batches = [range(start, min(start + batch_size, len(rows))) for start in range(0, len(rows), batch_size)]
-    pending = [
-        (index, [i for i in batch if (rows[i]["lang"], rows[i]["id"]) not in done])
-        for index, batch in enumerate(batches)
-    ]
-    pending = [(index, members) for index, members in pending if members]
-    eos = model.generation_config.eos_token_id
-    eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+    pending = [batch for batch in batches if any((rows[i]["lang"], rows[i]["id"]) not in done for i in batch)]
     stats = GenerationStats()
     with open(path, "a", encoding="utf-8") as handle:
-        for index, members in tqdm(pending, desc="generating", unit="batch", disable=not progress):
-            torch.manual_seed(seed + index)
-            for processor in logits_processor or []:
-                if isinstance(getattr(processor, "generator", None), torch.Generator):
-                    processor.generator.manual_seed(seed + index)
-            inputs = tokenizer(
-                [prompts[i] for i in members], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
-            ).to(model.device)
+        for batch in tqdm(pending, desc="generating", unit="batch", disable=not progress):
             started = time.perf_counter()
-            with torch.inference_mode():
-                output = model.generate(
-                    **inputs, logits_processor=logits_processor, pad_token_id=tokenizer.pad_token_id, **generate_kwargs
-                )
-            generated = output[:, inputs["input_ids"].shape[1] :]
-            counts, ends = count_generated(generated, eos_ids)
+            stops = (stop_strings or {}).get(rows[batch[0]]["lang"], [])
+            completions = backend.generate([prompts[i] for i in batch], [seeds[i] for i in batch], stops)
             stats.seconds += time.perf_counter() - started
-            for row_index, tokens, count, ended in zip(members, generated, counts, ends):
-                row = rows[row_index]
-                text = tokenizer.decode(tokens[: count - 1 if ended else count], skip_special_tokens=False)
+            for index, completion in zip(batch, completions):
+                row = rows[index]
+                if (row["lang"], row["id"]) in done:
+                    continue
                 record = {
                     "id": row["id"],
                     "lang": row["lang"],
                     "answer": row["answer"],
-                    "output": text,
-                    "num_tokens": count,
-                    **judge(text, row["answer"], row["lang"]),
+                    "output": completion.text,
+                    "num_tokens": completion.num_tokens,
+                    "stopped_by": completion.stopped_by,
+                    **(judge(row, completion.text) if judge else {}),
                 }
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(json_line(record))
                 handle.flush()
                 stats.rows += 1
-                stats.tokens += count
+                stats.tokens += completion.num_tokens
     return stats

@@ -26,12 +26,46 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def resolve_device(device: str) -> str:
-    """`"auto"`: the first CUDA device when there is one, else the CPU."""
+    """`"auto"`: the first CUDA device when there is one, else the CPU. Anything else must name a device torch knows
+    and that is present."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"`device` is {device!r} but no CUDA device is available; use `--device cpu`.")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"`device` {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"`device` is {device!r} but no CUDA device is available; use `--device cpu`.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"`device` is {device!r} but there are {torch.cuda.device_count()} CUDA device(s).")
+    elif parsed.type != "cpu" and not getattr(getattr(torch, parsed.type, None), "is_available", lambda: False)():
+        raise ValueError(f"`device` is {device!r} but no {parsed.type} device is available; use `--device cpu`.")
     return device
+
+
+def model_source(model: str) -> str:
+    """The local folder or Hub id whose config describes `model` (the base model of a PEFT adapter)."""
+    from slam_trainer.offline_models import resolve_model_path
+
+    return resolve_model_path(adapter_base(model) if is_adapter(model) else model)
+
+
+def read_model_config(model: str):
+    """The text config of `model` (read without loading weights), for checks made before the model loads."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_source(model)).get_text_config()
+
+
+def context_window(config, tokenizer) -> int | None:
+    """The longest sequence the model takes: its position limit, else the tokenizer's `model_max_length`."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 10**8 else None
 
 
 def load_tokenizer(model: str, tokenizer: str | None = None):
@@ -46,7 +80,14 @@ def load_tokenizer(model: str, tokenizer: str | None = None):
         adapter_dir = Path(model)
         if not (adapter_dir / "tokenizer_config.json").exists():
             source = adapter_base(model)
-    loaded = AutoTokenizer.from_pretrained(source)
+    try:
+        loaded = AutoTokenizer.from_pretrained(source)
+    except OSError:
+        argument = "tokenizer" if tokenizer else "model"
+        raise ValueError(
+            f"`{argument}` {source}: no tokenizer there; pass a local model folder or a Hub id (downloaded ones only "
+            "when offline)."
+        ) from None
     loaded.padding_side = "left"
     if loaded.pad_token is None:
         if loaded.eos_token is None:

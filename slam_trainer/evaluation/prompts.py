@@ -1,31 +1,41 @@
-"""Prompts per language: the MathOctopus instruction prompt, SLAM's training prompt, or the tokenizer's chat template.
+"""Prompt styles: the prompt text, the stop sequences and the reference's own answer rule of each evaluation protocol.
 
-Zero-shot prompts hold the question as it is. Few-shot prompts put the language's exemplars (a question with its
-worked answer `cot`) first, each as a completed turn of the same template, and prefix the question with the
-exemplars' own question label ("Question:", "Frage:", "问题：" — the text up to the exemplar's first colon), so the
-model sees one consistent pattern (our choice; the papers evaluate zero-shot).
+- `mathoctopus` (default): MathOctopus's Alpaca-style instruction; stops at the template's own markers
+  `\n### Instruction:` and `\n### Response:` (ours: MathOctopus stops only at end-of-sequence); reference rule:
+  MathOctopus's last number;
+- `slam`: `Human: {q}\nAssistant:`, SLAM's training format; stops at `\nHuman:` (ours); reference rule: the last
+  number (SLAM evaluates with MathOctopus's script);
+- `chat`: the tokenizer's chat template, exemplars as earlier turns; stops at the template's end of turn;
+- `mgsm_direct`, `mgsm_native_cot`, `mgsm_en_cot`: lm-evaluation-harness's MGSM tasks (prompt, exemplars, `until`,
+  filters and exact match: `slam_trainer.evaluation.lm_eval_mgsm`).
+
+Few-shot prompts of `mathoctopus` and `slam` put the language's exemplars first as completed turns and prefix the
+question with the exemplars' own question label ("Question:", "Frage:", "问题：" — the text up to the exemplar's first
+colon), so the model sees one pattern (ours; MathOctopus evaluates zero-shot). The lm-eval styles build few-shot
+prompts exactly as lm-eval does (`slam_trainer.evaluation.lm_eval_mgsm`).
+
+With `chat_template=True` a text prompt becomes the single user turn of the tokenizer's chat template, followed by the
+assistant's generation prompt, as lm-eval's `--apply_chat_template` does (exemplars inside the same turn); generation
+then also stops at the template's end-of-turn marker.
 """
 
 from __future__ import annotations
 
 import re
 
+from slam_trainer.evaluation import lm_eval_mgsm, mathoctopus
 from slam_trainer.languages import get_language
 
 
-PROMPT_STYLES = ("mathoctopus", "slam", "chat")
+PROMPT_STYLES = ("mathoctopus", "slam", "chat", *lm_eval_mgsm.MODES)
 
-# MathOctopus's evaluation prompt (Alpaca-style, asks for an answer in the question's language).
-_MATHOCTOPUS_HEADER = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request "
-    "in {language}. Please answer in {language}.\n\n"
-)
 _TEXT_TEMPLATES = {
     # style: (header, turn with the question, a completed answer after a turn)
-    "mathoctopus": (_MATHOCTOPUS_HEADER, "### Instruction:\n{question}\n\n### Response:", " {answer}\n\n"),
-    # The prompt of the official SLAM training code (LLaMA-Factory's "vanilla" Human/Assistant format).
-    "slam": ("", "Human: {question}\nAssistant:", " {answer}\n"),
+    "mathoctopus": (mathoctopus.PROMPT.split("### Instruction")[0], "### Instruction:\n{question}\n\n### Response:"),
+    "slam": ("", "Human: {question}\nAssistant:"),
 }
+_ANSWER_AFTER_TURN = {"mathoctopus": " {answer}\n\n", "slam": " {answer}\n"}
+_STOPS = {"mathoctopus": ["\n### Instruction:", "\n### Response:"], "slam": ["\nHuman:"], "chat": []}
 _LABEL = re.compile(r"^[^:：]{1,40}[:：]\s*")
 
 
@@ -35,43 +45,104 @@ def question_label(exemplar_question: str) -> str:
     return match.group(0) if match else ""
 
 
-def build_prompt(
-    question: str, lang: str, style: str = "mathoctopus", *, tokenizer=None, exemplars: list[dict] = ()
-) -> str:
-    """The prompt text for one question.
+def check_style(style: str) -> None:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"`prompt_style` must be one of {', '.join(PROMPT_STYLES)}, got {style!r}.")
+
+
+def build_prompts(
+    rows: list[dict],
+    style: str = "mathoctopus",
+    *,
+    tokenizer=None,
+    exemplars: dict[str, list[dict]] | None = None,
+    chat_template: bool = False,
+) -> list[str]:
+    """The prompt text of each benchmark row, in the rows' order.
 
     Parameters:
-        question (`str`):
-            The question, in `lang`.
-        lang (`str`):
-            Its language code; the MathOctopus prompt names the language.
+        rows (`list[dict]`):
+            Benchmark rows (`lang`, `question`); for the lm-eval styles each language's rows in test-set order.
         style (`str`, *optional*, defaults to `"mathoctopus"`):
-            One of `PROMPT_STYLES`: `"mathoctopus"` (MathOctopus's evaluation prompt, which SLAM's evaluation
-            uses), `"slam"` (`Human: ...\\nAssistant:` as in SLAM's training data) or `"chat"` (the tokenizer's chat
-            template with a generation prompt; needs `tokenizer`).
+            One of `PROMPT_STYLES` (see the module docstring).
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
-            Needed for `"chat"`.
-        exemplars (`list[dict]`, *optional*):
-            Few-shot exemplars in `lang`, each with `question` and `cot`.
+            Needed for `"chat"` and for `chat_template=True`.
+        exemplars (`dict[str, list[dict]]`, *optional*):
+            Few-shot exemplars per language, each with `question` and `cot`.
+        chat_template (`bool`, *optional*, defaults to `False`):
+            Wrap each text prompt in the tokenizer's chat template as one user turn (always on for `"chat"`).
     """
-    language = get_language(lang).name
-    if exemplars:
-        question = question_label(exemplars[0]["question"]) + question
-    if style == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
-                "`prompt_style='chat'` needs a tokenizer with a chat template; use 'mathoctopus' or 'slam'."
+    check_style(style)
+    exemplars = exemplars or {}
+    if (style == "chat" or chat_template) and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "The chat template is asked for (`prompt_style='chat'` or `chat_template=True`) but the tokenizer has "
+            "none; use another `prompt_style` or `chat_template=False`."
+        )
+    if style in lm_eval_mgsm.MODES:
+        texts = [None] * len(rows)
+        for lang in dict.fromkeys(row["lang"] for row in rows):
+            indices = [i for i, row in enumerate(rows) if row["lang"] == lang]
+            built = lm_eval_mgsm.build_prompts(
+                [rows[i]["question"] for i in indices], lang, lm_eval_mgsm.MODES[style], exemplars.get(lang, [])
             )
-        messages = []
-        for exemplar in exemplars:
-            messages += [
-                {"role": "user", "content": exemplar["question"]},
-                {"role": "assistant", "content": exemplar["cot"]},
-            ]
-        messages.append({"role": "user", "content": question})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if style not in _TEXT_TEMPLATES:
-        raise ValueError(f"`prompt_style` must be one of {', '.join(PROMPT_STYLES)}, got {style!r}.")
-    header, turn, answer = _TEXT_TEMPLATES[style]
+            for index, text in zip(indices, built):
+                texts[index] = text
+    elif style == "chat":
+        return [_chat_prompt(row, exemplars.get(row["lang"], []), tokenizer) for row in rows]
+    else:
+        texts = [_text_prompt(row, style, exemplars.get(row["lang"], [])) for row in rows]
+    if chat_template:
+        return [_apply_chat_template(tokenizer, [{"role": "user", "content": text}]) for text in texts]
+    return texts
+
+
+def _text_prompt(row: dict, style: str, exemplars: list[dict]) -> str:
+    header, turn = _TEXT_TEMPLATES[style]
+    question = (question_label(exemplars[0]["question"]) if exemplars else "") + row["question"]
+    answer = _ANSWER_AFTER_TURN[style]
     shots = "".join(turn.format(question=ex["question"]) + answer.format(answer=ex["cot"]) for ex in exemplars)
-    return header.format(language=language) + shots + turn.format(question=question)
+    return header.format(language=get_language(row["lang"]).name) + shots + turn.format(question=question)
+
+
+def _chat_prompt(row: dict, exemplars: list[dict], tokenizer) -> str:
+    question = (question_label(exemplars[0]["question"]) if exemplars else "") + row["question"]
+    messages = []
+    for exemplar in exemplars:
+        messages += [
+            {"role": "user", "content": exemplar["question"]},
+            {"role": "assistant", "content": exemplar["cot"]},
+        ]
+    return _apply_chat_template(tokenizer, messages + [{"role": "user", "content": question}])
+
+
+def _apply_chat_template(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def chat_end_of_turn(tokenizer) -> str | None:
+    """The text a chat template writes after an assistant turn (e.g. `<|im_end|>`, `<end_of_turn>`); None if none."""
+    marker = "\x00reply\x00"
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "question"}, {"role": "assistant", "content": marker}], tokenize=False
+    )
+    after = rendered.split(marker, 1)[1].strip() if marker in rendered else ""
+    return after or None
+
+
+def stop_strings(style: str, lang: str) -> list[str]:
+    """The stop sequences of `style` for a question in `lang` (the end-of-sequence token stops every style)."""
+    check_style(style)
+    if style in lm_eval_mgsm.MODES:
+        return lm_eval_mgsm.stop_sequences(lang)
+    return list(_STOPS[style])
+
+
+def reference_verdicts(style: str, output: str, gold: float, lang: str) -> dict[str, bool]:
+    """Whether the reference protocol of `style` scores `output` correct, by each of its answer rules."""
+    check_style(style)
+    if style in lm_eval_mgsm.MODES:
+        return lm_eval_mgsm.reference_verdicts(output, gold, lang, lm_eval_mgsm.MODES[style])
+    if style in ("mathoctopus", "slam"):
+        return mathoctopus.reference_verdicts(output, gold)
+    return {}

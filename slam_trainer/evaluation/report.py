@@ -15,7 +15,11 @@ _COLUMNS = (
     ("mean_tokens", "tokens", 1),
     ("tokens_per_correct", "tok/ok", 1),
     ("language_consistency", "lang%", 100),
+    ("num_echo", "echo", 1),
+    ("ended_share", "ended%", 100),
 )
+# Average rows: the scores key and the row label ("{n}" is the number of languages averaged).
+_AVERAGES = (("average", "avg ({n})"), ("average_without_te", "avg ({n}, no te)"))
 
 
 def _languages(results: list[dict]) -> list[str]:
@@ -23,21 +27,38 @@ def _languages(results: list[dict]) -> list[str]:
     return [code for code in LANGUAGES if code in present]
 
 
+def _reference_rules(result: dict) -> list[str]:
+    return sorted(result["scores"]["average"].get("reference_accuracy", {}))
+
+
 def format_table(results: list[dict]) -> str:
-    """Rows per language, a column group per run: accuracy, mean tokens, tokens per correct answer, language share."""
+    """Rows per language and the averages (all languages; without Telugu when it is there, as SLAM and MathOctopus
+    report MGSM), a column group per run: accuracy, accuracy by the reference rule(s), mean tokens, tokens per correct
+    answer, language share, correct answers copied from the question, share of outputs that ended before the limit."""
 
-    def cell(entry: dict | None, key: str, scale: float) -> str:
-        value = None if entry is None else entry.get(key)
-        return "-" if value is None else f"{value * scale:.1f}"
+    def cell(value, scale: float) -> str:
+        if value is None:
+            return "-"
+        return str(value) if isinstance(value, int) and scale == 1 else f"{value * scale:.1f}"
 
-    header = ["lang"] + [f"{result['run']}:{label}" for result in results for _, label, _ in _COLUMNS]
+    header = ["lang"]
+    for result in results:
+        header += [f"{result['run']}:{label}" for _, label, _ in _COLUMNS[:1]]
+        header += [f"{result['run']}:{rule}%" for rule in _reference_rules(result)]
+        header += [f"{result['run']}:{label}" for _, label, _ in _COLUMNS[1:]]
+    rows = [(lang, lambda scores, lang=lang: scores["languages"].get(lang)) for lang in _languages(results)]
+    for key, label in _AVERAGES:
+        sizes = {len(result["scores"][key]["languages"]) for result in results if key in result["scores"]}
+        if sizes:
+            rows.append((label.format(n="/".join(map(str, sorted(sizes)))), lambda scores, key=key: scores.get(key)))
     lines = [header]
-    for lang in [*_languages(results), "average"]:
-        line = [lang]
+    for label, entry_of in rows:
+        line = [label]
         for result in results:
-            scores = result["scores"]
-            entry = scores["average"] if lang == "average" else scores["languages"].get(lang)
-            line += [cell(entry, key, scale) for key, _, scale in _COLUMNS]
+            entry = entry_of(result["scores"]) or {}
+            line.append(cell(entry.get("accuracy"), 100))
+            line += [cell(entry.get("reference_accuracy", {}).get(rule), 100) for rule in _reference_rules(result)]
+            line += [cell(entry.get(key), scale) for key, _, scale in _COLUMNS[1:]]
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in lines)

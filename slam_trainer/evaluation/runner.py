@@ -1,22 +1,41 @@
-"""One evaluation run end to end: check the settings, load, generate (resumably), score, write files.
+"""One evaluation run end to end: check everything, load, generate (resumably), score, write files.
 
-A run directory holds `settings.json` (what was asked; a resume must ask the same), `predictions.jsonl` (every
-output, appended as it is made) and `results.json` (scores only, no timings, so an interrupted and resumed run writes
-the same file as an uninterrupted one). With an intervention, the same invocation runs the model twice — `baseline`
-and `switch` — so that token counts with and without the `LanguageSwitchLogitsProcessor` come from one run.
+Every input is checked before the model loads: the settings, the benchmark and exemplar files, the prompt lengths
+against the model's context window, and the intervention's language tags against the tokenizer and the model's
+vocabulary (read from its config). A run directory holds `settings.json` (what was asked; a resume must ask the same),
+`predictions.jsonl` (every output, appended as it is made) and `results.json` (scores only, no timings, so an
+interrupted and resumed run writes the same file as an uninterrupted one). With an intervention, the same invocation
+runs the model twice — `baseline` and `switch` — so that token counts with and without the
+`LanguageSwitchLogitsProcessor` come from one run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from transformers.utils import logging
+
 from slam_trainer.evaluation.benchmark import load_benchmark, load_exemplars
-from slam_trainer.evaluation.generation import GenerationStats, generate_predictions, read_predictions
-from slam_trainer.evaluation.prompts import PROMPT_STYLES, build_prompt
-from slam_trainer.evaluation.scoring import score_records
+from slam_trainer.evaluation.generation import (
+    GenerationStats,
+    TransformersBackend,
+    batch_order,
+    generate_predictions,
+    read_predictions,
+)
+from slam_trainer.evaluation.loading import resolve_device
+from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, check_style, stop_strings
+from slam_trainer.evaluation.sampling import example_seed
+from slam_trainer.evaluation.scoring import judge, score_records
+
+
+logger = logging.get_logger(__name__)
+
+CONTEXT_OVERFLOW = ("error", "warn")
 
 
 @dataclass
@@ -33,13 +52,19 @@ class EvalSettings:
         exemplars (`str`, *optional*): Exemplar JSONL file (`lang`, `question`, `cot`), e.g. MGSM's.
         batch_size (`int`, defaults to `8`): Prompts per `generate` call.
         max_new_tokens (`int`, defaults to `600`): As MathOctopus.
-        do_sample (`bool`, defaults to `False`): Greedy decoding unless True.
-        temperature, top_p (`float`): Sampling settings, used with `do_sample`.
-        num_beams (`int`, defaults to `1`): Beam search when > 1.
-        seed (`int`, defaults to `0`): Seeds sampling and the processor, per batch.
+        do_sample (`bool`, defaults to `False`): Greedy decoding unless True (then drawn per example, see `seed`).
+        temperature (`float`, defaults to `1.0`), top_p (`float`, defaults to `1.0`): Sampling settings.
+        num_beams (`int`, defaults to `1`): Beam search when > 1 (greedy only).
+        seed (`int`, defaults to `0`): Seeds each example's sampling draws and, per batch, the processor.
         tokenizer (`str`, *optional*): Tokenizer path when not the model's own.
         delta (`str`, *optional*): A saved FFN delta applied on top of `model`.
         dtype (`str`, defaults to `"auto"`), device (`str`, defaults to `"auto"`): See `evaluation.loading`.
+        chat_template (`bool`, *optional*): Wrap prompts in the tokenizer's chat template; None (default) does when
+            the tokenizer has one, as lm-eval's `--apply_chat_template` would be used for a chat model.
+        stop_strings (`list[str]`, *optional*): Text that ends an output besides end-of-sequence; None (default)
+            uses the prompt style's (and the chat template's end of turn), `[]` none.
+        context_overflow (`str`, defaults to `"error"`): A prompt plus `max_new_tokens` longer than the model's
+            context window is an `"error"` (listing the rows) or a `"warn"`ing.
     """
 
     model: str
@@ -60,28 +85,47 @@ class EvalSettings:
     delta: str | None = None
     dtype: str = "auto"
     device: str = "auto"
+    chat_template: bool | None = None
+    stop_strings: list[str] | None = None
+    context_overflow: str = "error"
 
     def __post_init__(self):
+        for name in ("max_new_tokens", "batch_size", "num_beams", "num_shots", "seed", "limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"`{name}` must be an integer, got {value!r}.")
         if self.max_new_tokens <= 0:
             raise ValueError(f"`max_new_tokens` must be a positive number of tokens, got {self.max_new_tokens}.")
         if self.batch_size <= 0:
             raise ValueError(f"`batch_size` must be positive, got {self.batch_size}.")
         if self.num_beams < 1:
             raise ValueError(f"`num_beams` must be at least 1, got {self.num_beams}.")
-        if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"`prompt_style` must be one of {', '.join(PROMPT_STYLES)}, got {self.prompt_style!r}.")
+        if self.do_sample and self.num_beams > 1:
+            raise ValueError("`do_sample` with `num_beams` > 1 (beam sampling) is not supported; pick one.")
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            raise ValueError(f"`temperature` must be a positive number, got {self.temperature!r}.")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"`top_p` is a probability mass in (0, 1], got {self.top_p!r}.")
+        check_style(self.prompt_style)
         if self.num_shots < 0:
             raise ValueError(f"`num_shots` must be >= 0, got {self.num_shots}.")
         if self.num_shots and not self.exemplars:
             raise ValueError("`num_shots` > 0 needs `exemplars`, e.g. ../shared/data/mgsm/exemplars.jsonl.")
-
-    def generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, "num_beams": self.num_beams}
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        else:  # silence generation_config sampling defaults that greedy decoding ignores
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+        if self.chat_template is False and self.prompt_style == "chat":
+            raise ValueError(
+                "`prompt_style='chat'` is the chat template itself; it cannot go with `chat_template=False`."
+            )
+        if self.stop_strings is not None and (
+            isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings)
+        ):
+            raise ValueError(f"`stop_strings` must be a list of non-empty strings, got {self.stop_strings!r}.")
+        if self.context_overflow not in CONTEXT_OVERFLOW:
+            raise ValueError(
+                f"`context_overflow` must be one of {', '.join(CONTEXT_OVERFLOW)}, got {self.context_overflow!r}."
+            )
+        resolve_device(self.device)
 
 
 @dataclass
@@ -119,7 +163,7 @@ def run_evaluation(
     """
     from transformers import LogitsProcessorList
 
-    from slam_trainer.evaluation.loading import load_model, load_tokenizer
+    from slam_trainer.evaluation.loading import context_window, load_model, load_tokenizer, read_model_config
     from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
 
     if skip_baseline and intervention is None:
@@ -128,50 +172,135 @@ def run_evaluation(
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
     tokenizer = load_tokenizer(settings.model, settings.tokenizer)
-    prompts = [
-        build_prompt(
-            row["question"],
-            row["lang"],
-            settings.prompt_style,
-            tokenizer=tokenizer,
-            exemplars=exemplars.get(row["lang"], []),
-        )
-        for row in rows
-    ]
+    config = read_model_config(settings.model)
+    chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
+    chat_template = chat_template or settings.prompt_style == "chat"
+    prompts = build_prompts(
+        rows,
+        settings.prompt_style,
+        tokenizer=tokenizer,
+        exemplars=exemplars,
+        chat_template=chat_template and settings.prompt_style != "chat",
+    )
+    add_special_tokens = not chat_template  # a chat template writes its own BOS
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]
+    check_context(rows, lengths, settings.max_new_tokens, context_window(config, tokenizer), settings.context_overflow)
+    end_of_turn = chat_end_of_turn(tokenizer) if chat_template else None
+    stops = _stop_strings(settings, languages, end_of_turn)
+
     runs = [] if skip_baseline else [("baseline", None)]
     if intervention is not None:
         processor_kwargs = {key: value for key, value in asdict(intervention).items() if key != "languages"}
         processor = LanguageSwitchLogitsProcessor(
             tokenizer, intervention.languages or languages, seed=settings.seed, **processor_kwargs
         )
+        if int(processor.tag_ids.max()) >= config.vocab_size:
+            raise ValueError(
+                f"The language tags are token ids up to {int(processor.tag_ids.max())} but the model has "
+                f"{config.vocab_size} embedding rows: the tags were added to the tokenizer and the model was not "
+                "resized. Call `model.resize_token_embeddings(len(tokenizer))` (and train the new rows) before saving."
+            )
         runs.append(("switch", LogitsProcessorList([processor])))
+    recorded = {"chat_template_applied": chat_template, "stop_strings_used": stops}
     run_dirs = [
-        _prepare_run_dir(Path(output_dir) / name, _run_settings(settings, name, intervention), overwrite)
+        _prepare_run_dir(Path(output_dir) / name, _run_settings(settings, name, intervention, recorded), overwrite)
         for name, _ in runs
     ]
 
     model = load_model(settings.model, delta=settings.delta, dtype=settings.dtype, device=settings.device)
+    seeds = [example_seed(settings.seed, row["lang"], row["id"]) for row in rows]
+    batches = batch_order(rows, lengths, settings.batch_size)
     results = []
     for (name, processors), run_dir in zip(runs, run_dirs):
-        stats = generate_predictions(
+        backend = TransformersBackend(
             model,
             tokenizer,
+            extra_eos_token_ids=_single_token_ids(tokenizer, end_of_turn),
+            add_special_tokens=add_special_tokens,
+            logits_processor=processors,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            num_beams=settings.num_beams,
+        )
+        stats = generate_predictions(
+            backend,
             rows,
             prompts,
+            seeds,
+            batches,
             run_dir / "predictions.jsonl",
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            logits_processor=processors,
-            add_special_tokens=settings.prompt_style != "chat",
+            stop_strings=stops,
+            judge=lambda row, text: judge(
+                text, row["answer"], row["lang"], question=row["question"], prompt_style=settings.prompt_style
+            ),
             progress=progress,
-            **settings.generate_kwargs(),
         )
-        results.append(_write_results(run_dir, name, rows, stats))
+        results.append(_write_results(run_dir, name, rows, stats, settings.prompt_style))
     return results
 
 
-def _run_settings(settings: EvalSettings, name: str, intervention: InterventionSettings | None) -> dict:
-    recorded = {"run": name, **asdict(settings)}
+def check_context(
+    rows: list[dict], lengths: list[int], max_new_tokens: int, window: int | None, on_overflow: str = "error"
+) -> list[dict]:
+    """The rows whose prompt plus `max_new_tokens` exceeds the context `window`; an error (or a warning) names them.
+
+    Parameters:
+        rows (`list[dict]`), lengths (`list[int]`):
+            Benchmark rows and the token length of each one's prompt.
+        max_new_tokens (`int`):
+            The generation budget each row may use.
+        window (`int`, *optional*):
+            The model's context window; None skips the check.
+        on_overflow (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError`, `"warn"` logs a warning and returns the rows.
+    """
+    if window is None:
+        return []
+    over = [
+        {"lang": row["lang"], "id": row["id"], "prompt_tokens": length}
+        for row, length in zip(rows, lengths)
+        if length + max_new_tokens > window
+    ]
+    if over:
+        per_language: dict[str, list[dict]] = {}
+        for entry in over:
+            per_language.setdefault(entry["lang"], []).append(entry)
+        summary = "; ".join(
+            f"{lang}: {len(entries)} row(s), prompts up to {max(e['prompt_tokens'] for e in entries):,} tokens "
+            f"(ids {', '.join(str(e['id']) for e in entries[:5])}{', ...' if len(entries) > 5 else ''})"
+            for lang, entries in per_language.items()
+        )
+        message = (
+            f"{len(over)} prompt(s) plus `max_new_tokens` ({max_new_tokens}) exceed the model's context window of "
+            f"{window:,} tokens and would be cut: {summary}. Lower `num_shots` or `max_new_tokens`, leave those "
+            "languages out, or pass `context_overflow='warn'` to generate anyway."
+        )
+        if on_overflow == "error":
+            raise ValueError(message)
+        logger.warning(message)
+    return over
+
+
+def _stop_strings(settings: EvalSettings, languages: list[str], end_of_turn: str | None) -> dict[str, list[str]]:
+    """The stop sequences per language: the settings' own, or the style's plus the chat template's end of turn."""
+    if settings.stop_strings is not None:
+        return {lang: list(settings.stop_strings) for lang in languages}
+    extra = [end_of_turn] if end_of_turn else []
+    return {lang: list(dict.fromkeys(stop_strings(settings.prompt_style, lang) + extra)) for lang in languages}
+
+
+def _single_token_ids(tokenizer, text: str | None) -> list[int]:
+    """The token id of `text` (a chat template's end-of-turn marker) when it is one token, to end outputs like EOS."""
+    encoded = tokenizer.encode(text, add_special_tokens=False) if text else []
+    return encoded if len(encoded) == 1 else []
+
+
+def _run_settings(
+    settings: EvalSettings, name: str, intervention: InterventionSettings | None, resolved: dict
+) -> dict:
+    recorded = {"run": name, **asdict(settings), **resolved}
     if name == "switch":
         recorded["intervention"] = asdict(intervention)
     return recorded
@@ -195,11 +324,12 @@ def _prepare_run_dir(run_dir: Path, recorded: dict, overwrite: bool) -> Path:
     return run_dir
 
 
-def _write_results(run_dir: Path, name: str, rows: list[dict], stats: GenerationStats) -> dict:
+def _write_results(run_dir: Path, name: str, rows: list[dict], stats: GenerationStats, prompt_style: str) -> dict:
     """Score the run's predictions (in benchmark order) into `results.json`; `stats` is reported, not stored."""
     by_key = {(record["lang"], record["id"]): record for record in read_predictions(run_dir / "predictions.jsonl")}
-    records = [by_key[(row["lang"], row["id"])] for row in rows]
+    records = [{**by_key[(row["lang"], row["id"])], "question": row["question"]} for row in rows]
     settings = json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))
-    result = {"run": name, "settings": settings, "scores": score_records(records)}
-    (run_dir / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = {"run": name, "settings": settings, "scores": score_records(records, prompt_style=prompt_style)}
+    pretty = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    (run_dir / "results.json").write_text(pretty, encoding="utf-8")
     return {**result, "throughput": asdict(stats) | {"tokens_per_second": stats.tokens_per_second}}

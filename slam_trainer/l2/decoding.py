@@ -24,6 +24,8 @@ step whether or not the row is acted on, so a row's draws do not depend on the o
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import LogitsProcessor
 
@@ -90,9 +92,11 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         self.languages = validate_languages(languages)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"`alpha` is a probability and must lie in [0, 1], got {alpha}.")
-        if beta < 0:
-            raise ValueError(f"`beta` is a logit shift size and must be >= 0, got {beta}; `alpha` picks the sign.")
-        if not isinstance(top_k, int) or top_k < 1:
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(
+                f"`beta` is a logit shift size and must be a finite number >= 0, got {beta}; `alpha` picks the sign."
+            )
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
         if boundary not in BOUNDARIES:
             raise ValueError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
@@ -133,10 +137,11 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
                 raise ValueError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
             return torch.nn.functional.one_hot(torch.tensor(self.languages.index(target)), len(self.languages)).float()
         if policy == "weighted":
-            if len(weights) != len(self.languages) or min(weights) < 0 or sum(weights) <= 0:
+            finite = all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights)
+            if len(weights) != len(self.languages) or not finite or min(weights) < 0 or sum(weights) <= 0:
                 raise ValueError(
-                    f"`weights` must be {len(self.languages)} non-negative numbers (one per language) with a positive "
-                    f"sum, got {weights}."
+                    f"`weights` must be {len(self.languages)} finite non-negative numbers (one per language) with a "
+                    f"positive sum, got {weights}."
                 )
             return torch.tensor(weights, dtype=torch.float)
         if len(self.languages) < 2:

@@ -60,12 +60,12 @@ class MultilingualMathAccuracy(evaluate.Metric):
             )
         ]
         scores = score_records(records, tolerance)
-        flat = {}
-        for key, value in scores["average"].items():
-            if value is not None and not key.startswith("num_"):
-                flat[key] = value
+        flat = {key: value for key, value in scores["average"].items() if _is_score(key, value)}
         for lang, entry in scores["languages"].items():
-            for key, value in entry.items():
-                if value is not None and not key.startswith("num_"):
-                    flat[f"{key}_{lang}"] = value
+            flat.update({f"{key}_{lang}": value for key, value in entry.items() if _is_score(key, value)})
         return flat
+
+
+def _is_score(key: str, value) -> bool:
+    """A number worth reporting (not a count, not a breakdown, not missing)."""
+    return isinstance(value, float) and not key.startswith("num_")
