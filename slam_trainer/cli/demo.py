@@ -31,6 +31,7 @@ class DemoDefaults:
     train_problems: int
     eval_problems: int
     num_layers: int
+    probe_problems: int
     max_steps: int
     learning_rate: float
     max_new_tokens: int
@@ -41,15 +42,17 @@ REAL_DEFAULTS = DemoDefaults(
     train_problems=160,
     eval_problems=20,
     num_layers=6,
-    max_steps=60,
+    probe_problems=40,
+    max_steps=40,
     learning_rate=1e-3,
-    max_new_tokens=32,
+    max_new_tokens=40,
 )
 TINY_DEFAULTS = DemoDefaults(
     languages=("en", "es", "ru", "zh"),
     train_problems=24,
     eval_problems=4,
     num_layers=2,
+    probe_problems=24,
     max_steps=30,
     learning_rate=1e-2,
     max_new_tokens=16,
@@ -72,10 +75,13 @@ def make_parser(subparsers):
     parser.add_argument("--train_problems", type=int, default=None, help="Training problems (each in every language).")
     parser.add_argument("--eval_problems", type=int, default=None, help="Held-out problems per language.")
     parser.add_argument("--num_layers", type=int, default=None, help="Layers auto mode chooses (default: 6).")
-    parser.add_argument("--max_steps", type=int, default=None, help="SLAM training steps (default: 60).")
+    parser.add_argument(
+        "--probe_problems", type=int, default=None, help="Training problems the layer probe reads (default: 40)."
+    )
+    parser.add_argument("--max_steps", type=int, default=None, help="SLAM training steps (default: 40).")
     parser.add_argument("--learning_rate", type=float, default=None, help="Peak learning rate (default: 1e-3).")
     parser.add_argument("--batch_size", type=int, default=8, help="Training batch size (default: 8).")
-    parser.add_argument("--max_new_tokens", type=int, default=None, help="Token limit per answer (default: 32).")
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="Token limit per answer (default: 40).")
     parser.add_argument("--seed", type=int, default=0, help="Seeds the data, the tiny model and the training.")
     return parser
 
@@ -87,7 +93,15 @@ def _settings(args: argparse.Namespace) -> argparse.Namespace:
 
     defaults = TINY_DEFAULTS if args.model.startswith("tiny:") else REAL_DEFAULTS
     values = vars(args).copy()
-    for name in ("train_problems", "eval_problems", "num_layers", "max_steps", "learning_rate", "max_new_tokens"):
+    for name in (
+        "train_problems",
+        "eval_problems",
+        "num_layers",
+        "probe_problems",
+        "max_steps",
+        "learning_rate",
+        "max_new_tokens",
+    ):
         if values[name] is None:
             values[name] = getattr(defaults, name)
     values["languages"] = validate_languages(
@@ -95,7 +109,7 @@ def _settings(args: argparse.Namespace) -> argparse.Namespace:
     )
     if "en" not in values["languages"]:
         raise CommandError("--languages must include en: SLAM aligns the other languages' questions to English.")
-    for name in ("train_problems", "eval_problems", "num_layers", "max_steps", "batch_size", "max_new_tokens"):
+    for name in ("train_problems", "eval_problems", "num_layers", "probe_problems", "max_steps", "batch_size"):
         if values[name] < 1:
             raise CommandError(f"--{name} must be at least 1, got {values[name]}.")
     if not values["learning_rate"] > 0:
@@ -179,20 +193,16 @@ def _train(settings, model, tokenizer, train_rows, probe_file: str, output_dir: 
     return SelectiveFFNTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 
 
-def main(args: argparse.Namespace) -> None:
-    import json
+def _prepare(settings) -> tuple[dict, dict]:
+    """Check the output folder and draw the problems (both before any model loads); return (paths, problems)."""
     import os
-    import time
 
-    from slam_trainer.cli import merge
     from slam_trainer.cli.errors import CommandError
-    from slam_trainer.data.synthetic import problem_rows, train_test_problems
-    from slam_trainer.delta import save_ffn_delta
-    from slam_trainer.evaluation.report import format_table
+    from slam_trainer.data.synthetic import train_test_problems
 
-    settings = _settings(args)
     out = os.path.abspath(settings.output_dir)
     paths = {name: os.path.join(out, name) for name in ("base", "data", "train", "delta", "merged", "eval")}
+    paths["summary"] = os.path.join(out, "summary.json")
     if os.path.exists(paths["merged"]) and os.listdir(paths["merged"]):
         raise CommandError(f"{paths['merged']} exists from an earlier run; pass a new --output_dir or remove it.")
     try:
@@ -205,29 +215,58 @@ def main(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
-    for name in ("data", "eval"):
-        os.makedirs(paths[name], exist_ok=True)
+    return paths, {"train": train, "probe": train[: settings.probe_problems], "eval": held_out}
+
+
+def _write_data(problems: dict, data_dir: str) -> dict[str, str]:
+    """The training rows, the parallel questions the probe reads, and the held-out benchmark, as JSON-lines files."""
+    import os
+
+    from slam_trainer.data.synthetic import problem_rows
+
+    os.makedirs(data_dir, exist_ok=True)
+    files = {}
+    for name, chosen in problems.items():
+        rows = problem_rows(chosen)
+        if name == "eval":  # what a benchmark file holds: no worked solutions
+            rows = [{key: row[key] for key in ("id", "lang", "question", "answer")} for row in rows]
+        files[name] = os.path.join(data_dir, f"{name}.jsonl")
+        _write_jsonl(files[name], rows)
+    return files
+
+
+def _merge(base_dir: str, delta_dir: str, out: str) -> None:
+    from slam_trainer.cli import merge
+
+    arguments = dict(revision=None, delta_revision=None, dtype="auto", trust_remote_code=False)
+    merge.main(argparse.Namespace(base=base_dir, delta=delta_dir, out=out, **arguments))
+
+
+def main(args: argparse.Namespace) -> None:
+    import json
+    import os
+    import time
+
+    from slam_trainer.data.synthetic import problem_rows
+    from slam_trainer.delta import save_ffn_delta
+    from slam_trainer.evaluation.report import format_table
+
+    settings = _settings(args)
+    paths, problems = _prepare(settings)
     started = time.perf_counter()
 
     print(f"[1/7] Loading {settings.model}")
     model, tokenizer, base_dir = _load(settings, paths["base"])
 
-    langs = ", ".join(settings.languages)
-    print(
-        f"[2/7] Synthetic {settings.world} world ({langs}): {len(train)} training, {len(held_out)} held-out problems"
-    )
-    train_rows = problem_rows(train)
-    train_file, eval_file = os.path.join(paths["data"], "train.jsonl"), os.path.join(paths["data"], "eval.jsonl")
-    _write_jsonl(train_file, train_rows)
-    _write_jsonl(
-        eval_file, [{k: row[k] for k in ("id", "lang", "question", "answer")} for row in problem_rows(held_out)]
-    )
+    counts = f"{len(problems['train'])} training, {len(problems['eval'])} held-out problems"
+    print(f"[2/7] Synthetic {settings.world} world ({', '.join(settings.languages)}): {counts}")
+    files = _write_data(problems, paths["data"])
 
     print("[3/7] Evaluating the base model per language on the held-out problems")
-    before = _evaluate(settings, base_dir, tokenizer, eval_file, os.path.join(paths["eval"], "before"))
+    before = _evaluate(settings, base_dir, tokenizer, files["eval"], os.path.join(paths["eval"], "before"))
 
     print(f"[4/7] Identifying language-specific layers; training their FFNs with SLAM ({settings.max_steps} steps)")
-    trainer = _train(settings, model, tokenizer, train_rows, train_file, paths["train"])
+    trainer = _train(settings, model, tokenizer, problem_rows(problems["train"]), files["probe"], paths["train"])
     print(trainer.slam_layer_report.format_table())
     print(trainer.slam_report)
     train_started = time.perf_counter()
@@ -240,36 +279,33 @@ def main(args: argparse.Namespace) -> None:
     save_ffn_delta(trainer, paths["delta"])
 
     print("[6/7] Evaluating base + delta per language on the same held-out problems")
-    after = _evaluate(settings, base_dir, tokenizer, eval_file, os.path.join(paths["eval"], "after"), paths["delta"])
+    eval_after = os.path.join(paths["eval"], "after")
+    after = _evaluate(settings, base_dir, tokenizer, files["eval"], eval_after, paths["delta"])
     before["run"], after["run"] = "before", "after"
     print(format_table([before, after]))
 
     print(f"[7/7] Merging base + delta into a normal model directory -> {paths['merged']}")
-    merge.main(
-        argparse.Namespace(
-            base=base_dir,
-            delta=paths["delta"],
-            out=paths["merged"],
-            revision=None,
-            delta_revision=None,
-            dtype="auto",
-            trust_remote_code=False,
-        )
-    )
+    _merge(base_dir, paths["delta"], paths["merged"])
 
     summary = _summary(settings, trainer, before, after, train_seconds, time.perf_counter() - started)
-    summary_path = os.path.join(out, "summary.json")
-    with open(summary_path, "w", encoding="utf-8") as handle:
+    with open(paths["summary"], "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
+    _print_outcome(settings, summary, paths)
+
+
+def _print_outcome(settings, summary: dict, paths: dict) -> None:
+    import os
+
     gain = summary["non_english_average"]
     print(
         f"\nNon-English average accuracy on held-out problems: {100 * gain['before']:.1f}% -> "
-        f"{100 * gain['after']:.1f}% ({len(settings.languages) - 1} languages, {settings.eval_problems} problems each)"
+        f"{100 * gain['after']:.1f}% ({len(settings.languages) - 1} languages, {settings.eval_problems} problems "
+        f"each; {summary['total_seconds']:.0f} s in all)"
     )
     print("\nArtefacts:")
     for label, path in [
-        ("summary (JSON)", summary_path),
+        ("summary (JSON)", paths["summary"]),
         ("layer report (JSON)", os.path.join(paths["train"], "language_layers.json")),
         ("layer heatmap (PNG)", os.path.join(paths["train"], "language_layers.png")),
         ("FFN delta", paths["delta"]),
