@@ -49,11 +49,11 @@ def test_auto_finds_the_designed_layers_and_writes_the_report(tmp_path, caplog):
             ground_truth_texts(),
             num_layers=2,
             output_dir=str(tmp_path),
-            lower_half=False,
+            region="all",
             top_rate=0.05,
         )
     assert layers == DESIGNED_LAYERS == report.chosen_layers
-    assert "chose layers [1, 4]" in caplog.text
+    assert "Chosen by `lape` among all layers: [1, 4]. Stable" in caplog.text
     with open(tmp_path / JSON_NAME) as handle:
         assert json.load(handle)["chosen_layers"] == DESIGNED_LAYERS
     assert (tmp_path / PNG_NAME).stat().st_size > 0
@@ -61,8 +61,8 @@ def test_auto_finds_the_designed_layers_and_writes_the_report(tmp_path, caplog):
 
 def test_auto_defaults_to_the_built_in_corpus_and_the_lower_half():
     model, tokenizer = build_tiny_model("llama"), build_tiny_tokenizer()
-    layers, report = resolve_auto_layers(model, tokenizer, num_layers=2, max_length=16)
-    assert layers == [0, 1] and report.settings["lower_half"]
+    layers, report = resolve_auto_layers(model, tokenizer, num_layers=2, resamples=0)
+    assert layers == report.chosen_layers == [0, 1] and report.region == "lower_half"
     assert set(report.languages) == set(load_probe_corpus()) and report.settings["items"] >= 24
     with pytest.raises(ValueError, match="lower half"):
         resolve_auto_layers(build_tiny_model("llama"), build_tiny_tokenizer(), num_layers=3)
@@ -80,7 +80,7 @@ tokenizer = build_tiny_tokenizer()
 # Rank 1 holds other weights: without the broadcast it would choose other layers.
 model = ground_truth_model(tokenizer) if rank == 0 else build_tiny_model("llama", num_layers=6, seed=rank)
 layers, report = resolve_auto_layers(
-    model, tokenizer, ground_truth_texts(), num_layers=2, output_dir=f"{sys.argv[1]}/out{rank}", lower_half=False,
+    model, tokenizer, ground_truth_texts(), num_layers=2, output_dir=f"{sys.argv[1]}/out{rank}", region="all",
     top_rate=0.05,
 )
 with open(f"{sys.argv[1]}/rank{rank}.json", "w") as handle:
