@@ -43,6 +43,7 @@ def test_table_has_the_bootstrap_column_and_verdict(report, tmp_path):
     table = report.format_table()
     assert "| layer | lape | overlap | activated_msd | overlap_msd | picked | chosen |" in table
     assert "Chosen by `lape` among the lower half:" in table and "NOT STABLE" in table
+    assert str(report) == table  # what the model card prints (`hub.py` writes `str(report)`)
     json_path, png_path = report.save(tmp_path)
     assert LayerReport.from_json(json_path) == report
     assert open(png_path, "rb").read(4) == b"\x89PNG"

@@ -76,6 +76,10 @@ class LayerReport:
         """Whether every chosen layer was picked in >= 80% of the bootstrap resamples (`None`: not measured)."""
         return None if self.stability is None else self.stability["stable"]
 
+    def __str__(self) -> str:
+        """The Markdown table (what the model card and the terminal show), not the dataclass fields."""
+        return self.format_table()
+
     def to_dict(self) -> dict:
         return asdict(self)
 
