@@ -172,11 +172,17 @@ class LayerReport:
 
         score = self.scores[self.score]
         bars.barh(list(layers), score, color=colors, height=0.8)
+        # Scaled to the eligible layers, so that the ranking that chose stays readable when layers outside the
+        # region score far higher (LAPE's top layers); those bars run off the edge with their value written.
+        limit = max(max(score[i] for i in candidates), 1e-12) * 1.3
         for layer in layers:
-            bars.text(score[layer], layer, f" {score[layer]:.3g}", va="center", fontsize=6.5)
-        bars.set_xlim(0, max(max(score), 1e-12) * 1.25)
+            value = score[layer]
+            inside = value > 0.8 * limit  # written inside the bar's end, so that it stays within the panel
+            label = f"{value:.3g} >" if value > limit else f"{value:.3g} " if inside else f" {value:.3g}"
+            bars.text(min(value, limit), layer, label, va="center", ha="right" if inside else "left", fontsize=6.5)
+        bars.set_xlim(0, limit)
         bars.set_title(f"choosing score: {SCORE_LABELS[self.score]}", fontsize=9)
-        bars.set_xlabel("red: chosen, blue: eligible, grey: outside region", fontsize=7)
+        bars.set_xlabel("red: chosen, blue: eligible, grey: outside region (> : off scale)", fontsize=7)
         bars.tick_params(labelsize=7)
 
         if self.stability is not None:
