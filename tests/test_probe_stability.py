@@ -24,16 +24,22 @@ def random_model():
     return build_tiny_model("llama")
 
 
-def test_units_split_the_counts_without_changing_them(random_model, tokenizer):
-    """Counting per unit sums back to the single-unit counts, exactly (same batches, only the unit labels differ)."""
-    one = count_activations(random_model, *probe_batches(tokenizer, TEXTS, units=1))
-    five = count_activations(random_model, *probe_batches(tokenizer, TEXTS, units=5))
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "mixtral", "qwen2_moe"])
+def test_units_split_the_counts_without_changing_them(tokenizer, architecture):
+    """Counting per unit sums back to the single-unit counts, exactly (same batches, only the unit labels differ);
+    a unit holding one item counts what that item alone counts (dense blocks, expert banks, shared experts)."""
+    model = build_tiny_model(architecture)
+    one = count_activations(model, *probe_batches(tokenizer, TEXTS, units=1))
+    five = count_activations(model, *probe_batches(tokenizer, TEXTS, units=5))
     assert five.num_units == 5 and one.num_units == 1
     assert torch.equal(five.tokens, one.tokens)
     for a, b in zip(five.active, one.active):
         assert torch.equal(a, b)
-    # Unit 1 holds item 1 alone: its token count is that item's.
+    # Unit 1 holds item 1 alone: its token count is that item's, and its counts are those of item 1 run alone.
     assert five.unit_tokens[1].tolist() == [len(TEXTS["en"][1]), len(TEXTS["ru"][1].encode())]
+    alone = count_activations(model, *probe_batches(tokenizer, {lang: [t[1]] for lang, t in TEXTS.items()}))
+    for per_unit, single in zip(five.unit_active, alone.active):
+        assert (per_unit[1].long() - single).abs().max() <= 1  # another batch: float noise at 0 only
 
 
 def test_a_resample_counts_what_a_second_pass_over_the_resampled_items_counts(random_model, tokenizer):

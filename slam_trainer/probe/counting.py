@@ -204,15 +204,19 @@ class ActivationCounter:
             weights, mask, units = self._batch_on(hidden.device)
             hidden = hidden.reshape(-1, hidden.shape[-1])[mask]
             top_k = top_k.reshape(-1, top_k.shape[-1])[mask]
-            token_units = units.repeat_interleave(weights.shape[1])[mask]
+            # Which batch row each counted token comes from, one-hot: per-row counts are then one small matmul
+            # (cheaper than scattering every token's row into the unit counts).
+            rows = torch.arange(weights.shape[0], device=hidden.device).repeat_interleave(weights.shape[1])[mask]
+            row_of_token = F.one_hot(rows, weights.shape[0]).T.float()  # [batch, counted tokens]
             slot = self._slot(layer, "experts", bank.num_experts * bank.width, hidden.device)
             for expert in torch.unique(top_k).tolist():
                 if expert >= bank.num_experts:  # transformers' placeholder for "no expert"
                     continue
                 routed = (top_k == expert).any(-1)
                 active = module.act_fn(bank.gate(expert, hidden[routed])) > 0
+                per_row = row_of_token[:, routed] @ active.float()
                 columns = slice(expert * bank.width, (expert + 1) * bank.width)
-                slot[:, columns].index_add_(0, token_units[routed], active.to(torch.int32))
+                slot[:, columns].index_add_(0, units, per_row.to(torch.int32))
 
         return hook
 

@@ -69,7 +69,7 @@ def bootstrap_stability(
     if resamples < 1 or counts.num_units < 2:
         return None
     num_layers = len(counts.unit_active)
-    picked = torch.zeros(num_layers)
+    picked = torch.zeros(num_layers, dtype=torch.float64)
     jaccards = []
     weights = bootstrap_weights(counts.num_units, resamples, seed)
     reference = set(chosen)
