@@ -42,7 +42,7 @@ def test_default_max_length_keeps_mgsm_parallel_with_smollm2(shared_data, smollm
     assert max(len(row) for row in tokenized.input_ids["te"]) > 1000  # whole questions, not cut ones
 
 
-@pytest.mark.parametrize("model_fixture", ["smollm2_path", "gemma3_path"])
+@pytest.mark.parametrize("model_fixture", ["smollm2_path", pytest.param("gemma3_path", marks=pytest.mark.slow)])
 def test_counted_neurons_are_the_positive_gates(request, model_fixture):
     """SiLU (SmolLM2) and GELU-tanh (Gemma): a neuron counts exactly when its gate pre-activation is > 0; Gemma's
     slightly negative outputs for negative gates do not count."""

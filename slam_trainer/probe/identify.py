@@ -62,7 +62,7 @@ def build_report(
     stats = all_scores(counts.probabilities(), languages.index(pivot), **options)
     scores = {name: stats[name].tolist() for name in ("lape", "overlap", "activated_msd", "overlap_msd")}
     ranking = rank_layers(scores[score], candidates)
-    chosen = sorted(ranking[:num_layers])
+    chosen = choose_layers(scores[score], candidates, num_layers)
 
     def choose(probs):
         resampled = layer_score(probs, score, languages.index(pivot), **options).tolist()
