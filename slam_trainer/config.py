@@ -9,6 +9,8 @@ from typing import Any
 from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
+from slam_trainer.probe.settings import REGIONS
 
 
 def parse_layers(value: Any) -> list[int] | str:
@@ -54,6 +56,10 @@ class SelectiveFFNConfig(SFTConfig):
         slam_probe_dataset (`str`, *optional*):
             Parallel text for auto mode: a jsonl/json file of rows `id`, `lang`, `text` (or `question`). When
             absent, a small parallel corpus built into the package is used.
+        slam_probe_region (`str`, *optional*, defaults to `"lower_half"`):
+            Where auto mode may choose layers: `"lower_half"` (the SLAM paper: language alignment happens in the
+            lower layers) or `"all"` (LAPE finds language-specific neurons at the bottom and the top). The same
+            default as `slam identify --region`.
         slam_extra_trainable (`list[str]` or `str`, *optional*):
             More tensors to train, matched as PEFT matches `target_modules`: a list holds the aliases `embeddings`,
             `lm_head`, `final_norm` or module/parameter names matched exactly or as a dotted suffix; a string is a
@@ -99,6 +105,14 @@ class SelectiveFFNConfig(SFTConfig):
     slam_probe_dataset: str | None = field(
         default=None,
         metadata={"help": "Parallel text (jsonl/json: id, lang, text) for auto mode; built-in corpus when absent."},
+    )
+    slam_probe_region: str = field(
+        default=PROBE_DEFAULTS["region"],
+        metadata={
+            "help": "Where `slam_layers='auto'` may choose layers: lower_half (SLAM's claim) or all (LAPE finds "
+            "language-specific neurons at the bottom and the top).",
+            "choices": list(REGIONS),
+        },
     )
     slam_extra_trainable: list[str] | None = field(
         default=None,
@@ -149,6 +163,10 @@ class SelectiveFFNConfig(SFTConfig):
             self.slam_extra_trainable = list(extra)
         if self.slam_push not in ("full", "delta"):
             raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+        if self.slam_probe_region not in REGIONS:
+            raise ValueError(
+                f"`slam_probe_region` must be one of {', '.join(REGIONS)}, got {self.slam_probe_region!r}."
+            )
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
             raise ValueError(
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."

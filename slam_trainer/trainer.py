@@ -117,7 +117,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         if tokenizer is None:
             raise ValueError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
-            model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir
+            model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir, args.slam_probe_region
         )
         return layers
 

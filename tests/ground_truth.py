@@ -7,6 +7,8 @@ import random
 
 import torch
 
+from slam_trainer.probe.batches import make_batches, tokenize_parallel
+from slam_trainer.probe.parallel import load_parallel_texts
 from slam_trainer.tiny import build_tiny_model
 
 
@@ -53,6 +55,13 @@ def ground_truth_model(tokenizer):
             else:
                 gate[row : row + 3] = 10 * (2 * pad_dir - everything)
     return model
+
+
+def probe_batches(tokenizer, texts, *, batch_size=8, units=1, max_length=2048):
+    """`texts` as the probe batches them, with the parallel texts' language order."""
+    parallel = load_parallel_texts(texts)
+    tokenized = tokenize_parallel(tokenizer, parallel, max_length=max_length)
+    return make_batches(tokenizer, tokenized, batch_size=batch_size, units=units), parallel.languages
 
 
 def ground_truth_texts(items=12, seed=0):

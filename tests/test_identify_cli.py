@@ -1,12 +1,19 @@
-"""`slam identify`: flags, files written, table printed, bad input as one-line errors."""
+"""`slam identify`: flags, files written, table printed, bad input as one-line errors before anything loads."""
 
+import argparse
+import inspect
 import json
 import os
 
 import pytest
 
+from slam_trainer.cli import identify as identify_cli
 from slam_trainer.cli.main import main
+from slam_trainer.config import SelectiveFFNConfig
+from slam_trainer.probe.auto import resolve_auto_layers
+from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+from slam_trainer.probe.settings import DEFAULTS
 from slam_trainer.tiny import build_tiny_tokenizer
 from tests.ground_truth import DESIGNED_LAYERS, ground_truth_model, ground_truth_texts
 
@@ -51,13 +58,15 @@ def test_identify_writes_report_and_prints_table(model_dir, data_file, tmp_path,
         "0.05",
         "--score",
         "overlap",
+        "--region",
+        "all",
         "--output_dir",
         str(out),
     ]
     assert main(argv) == 0
     printed = capsys.readouterr()
-    assert "| layer | lape | overlap | activated_msd | overlap_msd | chosen |" in printed.out
-    assert f"Chosen by `overlap`: {DESIGNED_LAYERS}" in printed.out
+    assert "| layer | lape | overlap | activated_msd | overlap_msd | picked | chosen |" in printed.out
+    assert f"Chosen by `overlap` among all layers: {DESIGNED_LAYERS}. Stable" in printed.out
     assert "Probing FFN neurons" in printed.err  # the progress bar
     report = json.loads((out / JSON_NAME).read_text())
     assert report["chosen_layers"] == DESIGNED_LAYERS and report["score"] == "overlap"
@@ -90,8 +99,8 @@ def test_identify_languages_and_max_items(model_dir, data_file, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--num_layers", "7"], "`num_layers`=7 is more than the model's 6 decoder layers"),
-        (["--num_layers", "4", "--lower_half"], "lower half of the model (3 of 6 layers)"),
+        (["--num_layers", "7", "--region", "all"], "`num_layers`=7 is more than the model's 6 decoder layers"),
+        (["--num_layers", "4"], "lower half of the model (3 of 6 layers)"),
         (["--languages", "en", "fr"], "`languages` asks for ['fr']"),
         (["--max_items", "0"], "--max_items must be at least 1"),
     ],
@@ -102,6 +111,42 @@ def test_identify_bad_input(model_dir, data_file, tmp_path, capsys, extra, messa
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
     assert not (tmp_path / JSON_NAME).exists()
+
+
+# Settings checked before the data, the tokenizer or the model is read: the model path does not even exist.
+EARLY_CASES = [
+    (["--top_rate", "0"], "`top_rate` must be in (0, 1], got 0.0"),
+    (["--top_rate", "1.5"], "`top_rate` must be in (0, 1], got 1.5"),
+    (["--top_rate", "nan"], "`top_rate` must be in (0, 1], got nan"),
+    (["--activation_bar_ratio", "1"], "`activation_bar_ratio` must be in (0, 1), got 1.0"),
+    (["--activation_bar_ratio", "0"], "`activation_bar_ratio` must be in (0, 1), got 0.0"),
+    (["--batch_size", "0"], "`batch_size` must be an integer >= 1, got 0"),
+    (["--max_length", "-5"], "`max_length` must be an integer >= 1, got -5"),
+    (["--resamples", "-1"], "`resamples` must be an integer >= 0, got -1"),
+    (["--num_layers", "0"], "`num_layers` must be an integer >= 1, got 0"),
+    (["--max_items", "0"], "--max_items must be at least 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("extra, message", EARLY_CASES)
+def test_identify_checks_settings_before_loading(tmp_path, capsys, extra, message):
+    argv = ["identify", "--model", str(tmp_path / "no_model"), "--data", str(tmp_path / "no_data.jsonl")] + extra
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+    assert "does not exist" not in error and "not a model directory" not in error
+
+
+def test_cli_api_and_auto_mode_share_their_defaults():
+    """One source of defaults (`probe.settings.DEFAULTS`) for the command line, the API and auto mode."""
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    parser = identify_cli.make_parser(subparsers)
+    api = inspect.signature(identify_language_layers).parameters
+    for name, value in DEFAULTS.items():
+        assert parser.get_default(name) == value == api[name].default, name
+    assert inspect.signature(resolve_auto_layers).parameters["region"].default == DEFAULTS["region"]
+    assert SelectiveFFNConfig.__dataclass_fields__["slam_probe_region"].default == DEFAULTS["region"] == "lower_half"
+    assert SelectiveFFNConfig.__dataclass_fields__["slam_num_layers"].default == DEFAULTS["num_layers"]
 
 
 def test_identify_missing_files(model_dir, tmp_path, capsys):
@@ -122,14 +167,14 @@ def test_identify_reads_mgsm(model_dir, tmp_path):
         "--data",
         MGSM,
         "--max_items",
-        "20",
+        "6",
         "--num_layers",
         "2",
         "--max_length",
-        "64",
+        "4096",  # the byte-level tokenizer needs up to ~3 tokens per Telugu character
         "--output_dir",
         str(out),
     ]
     assert main(argv) == 0
     report = json.loads((out / JSON_NAME).read_text())
-    assert len(report["languages"]) == 11 and report["settings"]["items"] == 20 and report["pivot"] == "en"
+    assert len(report["languages"]) == 11 and report["settings"]["items"] == 6 and report["pivot"] == "en"

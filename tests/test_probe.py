@@ -7,12 +7,19 @@ import pytest
 import torch
 
 from slam_trainer.probe import LayerReport, identify_language_layers
-from slam_trainer.probe.batches import make_batches
 from slam_trainer.probe.counting import count_activations
 from slam_trainer.probe.parallel import load_parallel_texts
-from slam_trainer.probe.scores import SCORES
+from slam_trainer.probe.settings import SCORES
 from slam_trainer.tiny import TINY_ARCHITECTURES, build_tiny_model, build_tiny_tokenizer
-from tests.ground_truth import DESIGNED_LAYERS, LETTERS, SHARED, SPECIFIC, ground_truth_model, ground_truth_texts
+from tests.ground_truth import (
+    DESIGNED_LAYERS,
+    LETTERS,
+    SHARED,
+    SPECIFIC,
+    ground_truth_model,
+    ground_truth_texts,
+    probe_batches,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,7 @@ def truth(tokenizer):
 @pytest.mark.parametrize("score", SCORES)
 def test_ground_truth_layers_rank_first(truth, tokenizer, score):
     model, texts = truth
-    report = identify_language_layers(model, tokenizer, texts, num_layers=2, score=score, top_rate=0.05)
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, score=score, top_rate=0.05, region="all")
     assert report.chosen_layers == DESIGNED_LAYERS
     assert sorted(report.ranking[:2]) == DESIGNED_LAYERS
     others = [layer for layer in range(6) if layer not in DESIGNED_LAYERS]
@@ -35,7 +42,7 @@ def test_ground_truth_layers_rank_first(truth, tokenizer, score):
 def test_ground_truth_counts(truth, tokenizer):
     """Every designed neuron is assigned to its own language only; activated sets and overlaps are exact."""
     model, texts = truth
-    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05)
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05, region="all")
     total = sum(SPECIFIC.values()) * len(DESIGNED_LAYERS)
     assert sum(report.scores["lape"]) == round(6 * 128 * 0.05) <= total  # only designed neurons are selected
     assert report.settings["activation_bar"] == 0.0
@@ -55,9 +62,8 @@ def test_padding_never_counts(truth, side):
     model, texts = truth[0], ground_truth_texts(items=4)
     tokenizer = build_tiny_tokenizer()
     tokenizer.padding_side = side
-    parallel = load_parallel_texts(texts)
-    one = count_activations(model, make_batches(tokenizer, parallel, batch_size=1), parallel.languages)
-    eight = count_activations(model, make_batches(tokenizer, parallel, batch_size=8), parallel.languages)
+    one = count_activations(model, *probe_batches(tokenizer, texts, batch_size=1))
+    eight = count_activations(model, *probe_batches(tokenizer, texts, batch_size=8))
     assert torch.equal(one.tokens, eight.tokens)
     for a, b in zip(one.active, eight.active):
         assert torch.equal(a, b)
@@ -71,10 +77,7 @@ def test_padding_side_on_a_random_model():
     for side, batch_size in [("right", 1), ("right", 3), ("left", 3)]:
         tokenizer = build_tiny_tokenizer()
         tokenizer.padding_side = side
-        parallel = load_parallel_texts(texts)
-        results.append(
-            count_activations(model, make_batches(tokenizer, parallel, batch_size=batch_size), ["en", "ru"])
-        )
+        results.append(count_activations(model, *probe_batches(tokenizer, texts, batch_size=batch_size)))
     for other in results[1:]:
         assert torch.equal(other.tokens, results[0].tokens)
         for a, b in zip(other.active, results[0].active):
@@ -86,6 +89,7 @@ def test_deterministic_report(truth, tokenizer, tmp_path):
     texts = ground_truth_texts(items=6, seed=1)
     first = identify_language_layers(model, tokenizer, texts, num_layers=2)
     second = identify_language_layers(model, tokenizer, texts, num_layers=2)
+    assert first.stability is not None  # the bootstrap is seeded: the same frequencies twice
     assert first.to_dict() == second.to_dict()
     json_path, png_path = first.save(tmp_path)
     assert LayerReport.from_json(json_path) == first
@@ -96,7 +100,7 @@ def test_deterministic_report(truth, tokenizer, tmp_path):
 
 def test_lower_half_restricts_the_choice(truth, tokenizer):
     model, texts = truth
-    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05, lower_half=True)
+    report = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05, region="lower_half")
     assert report.ranking == [1, 0, 2]  # layer 4 is out of reach; ties go to the lower layer
     assert report.chosen_layers == [0, 1]
     assert len(report.scores["lape"]) == 6  # still reported for every layer
@@ -106,7 +110,9 @@ def test_lower_half_restricts_the_choice(truth, tokenizer):
 def test_every_architecture(architecture, tokenizer):
     model = build_tiny_model(architecture)
     model.train()
-    report = identify_language_layers(model, tokenizer, {"en": ["the cat sat"], "zh": ["猫坐着"]}, num_layers=2)
+    report = identify_language_layers(
+        model, tokenizer, {"en": ["the cat sat"], "zh": ["猫坐着"]}, num_layers=2, region="all"
+    )
     assert model.training  # mode restored
     assert len(report.neurons) == 4 and len(report.chosen_layers) == 2
     assert report.tokens == {"en": len("the cat sat"), "zh": len("猫坐着".encode())}
@@ -117,12 +123,11 @@ def test_every_architecture(architecture, tokenizer):
 def test_moe_counts_only_routed_tokens(tokenizer):
     """Every token routed to every expert: each expert's counts are its own gate's; top-2 routing counts less."""
     texts = {"en": ["routing test sentence"], "sw": ["sentensi ya majaribio"]}
-    parallel = load_parallel_texts(texts)
-    batches = make_batches(tokenizer, parallel)
+    batches, languages = probe_batches(tokenizer, texts)
     dense = build_tiny_model("mixtral", num_experts_per_tok=4)
-    counts = count_activations(dense, batches, parallel.languages)
+    counts = count_activations(dense, batches, languages)
     routed = build_tiny_model("mixtral")  # same weights (same seed), top-2 routing
-    top2 = count_activations(routed, batches, parallel.languages)
+    top2 = count_activations(routed, batches, languages)
     inputs = {}
     experts = dense.model.layers[0].mlp.experts
     experts.register_forward_pre_hook(lambda module, args: inputs.update(h=args[0]))
@@ -139,9 +144,9 @@ def test_bad_input(truth, tokenizer):
     with pytest.raises(ValueError, match="at least two languages"):
         identify_language_layers(model, tokenizer, {"en": texts["en"]}, num_layers=2)
     with pytest.raises(ValueError, match=r"`num_layers`=7 is more than the model's 6 decoder layers"):
-        identify_language_layers(model, tokenizer, texts, num_layers=7)
+        identify_language_layers(model, tokenizer, texts, num_layers=7, region="all")
     with pytest.raises(ValueError, match="lower half"):
-        identify_language_layers(model, tokenizer, texts, num_layers=4, lower_half=True)
+        identify_language_layers(model, tokenizer, texts, num_layers=4)
     with pytest.raises(ValueError, match="`score`"):
         identify_language_layers(model, tokenizer, texts, num_layers=2, score="entropy")
     with pytest.raises(ValueError, match="different lengths"):
@@ -186,8 +191,20 @@ def test_non_parallel_ids_are_dropped_with_a_warning():
 def test_bfloat16_gives_the_fp32_counts(truth, tokenizer):
     """The ground-truth activations sit far from 0, so a bf16 copy must count exactly as the fp32 model."""
     model, texts = truth
-    fp32 = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05)
+    fp32 = identify_language_layers(model, tokenizer, texts, num_layers=2, top_rate=0.05, region="all")
     bf16 = identify_language_layers(
-        ground_truth_model(tokenizer).to(torch.bfloat16), tokenizer, texts, num_layers=2, top_rate=0.05
+        ground_truth_model(tokenizer).to(torch.bfloat16), tokenizer, texts, num_layers=2, top_rate=0.05, region="all"
     )
     assert bf16.to_dict() == fp32.to_dict()
+
+
+def test_over_long_items_are_dropped_from_every_language(truth, tokenizer):
+    """An item too long in one language leaves every language (never cut: a cut text is no longer parallel)."""
+    model = truth[0]
+    texts = {"en": ["abc", "abcdef", "fed"], "zh": ["ghi", "ghijklghijklghijkl", "lkj"]}
+    with pytest.warns(UserWarning, match=r"1 of 3 probe items are longer than `max_length`=8 .*: zh 1\)"):
+        report = identify_language_layers(model, tokenizer, texts, num_layers=2, max_length=8, resamples=0)
+    assert report.tokens == {"en": 6, "zh": 6}  # item 1 gone from English too
+    assert report.settings["items"] == 2 and report.settings["items_over_max_length"] == {"zh": 1}
+    with pytest.raises(ValueError, match=r"Every probe item is longer than `max_length`=2 .*raise `max_length`"):
+        identify_language_layers(model, tokenizer, texts, num_layers=2, max_length=2)

@@ -14,6 +14,7 @@ from transformers.utils import logging
 from slam_trainer.probe.corpus import load_probe_corpus
 from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import LayerReport
+from slam_trainer.probe.settings import DEFAULTS
 
 
 logger = logging.get_logger(__name__)
@@ -36,10 +37,9 @@ def resolve_auto_layers(
     model,
     tokenizer,
     probe_data=None,
-    num_layers: int = 6,
+    num_layers: int = DEFAULTS["num_layers"],
     output_dir: str | None = None,
-    *,
-    lower_half: bool = True,
+    region: str = DEFAULTS["region"],
     **probe_kwargs,
 ) -> tuple[list[int], LayerReport]:
     """Choose the layers for `slam_layers="auto"`: probe on the main process, share the result with every rank.
@@ -56,12 +56,12 @@ def resolve_auto_layers(
             Layers to choose (`slam_num_layers`).
         output_dir (`str`, *optional*):
             Where the main process writes `language_layers.json` and `language_layers.png` (`args.output_dir`).
-        lower_half (`bool`, *optional*, defaults to `True`):
-            Choose among the lower half of the layers only. Our default for auto mode, following the SLAM paper's
-            claim that language alignment happens in the lower layers (`identify_language_layers` itself defaults
-            to all layers); pass `False` to let the scores pick anywhere.
+        region (`str`, *optional*, defaults to `"lower_half"`):
+            Where the layers may be chosen (`slam_probe_region`): `"lower_half"` (SLAM's claim) or `"all"` (LAPE's
+            view); the same default as `identify_language_layers` and `slam identify`.
         probe_kwargs:
-            Passed on to `identify_language_layers` (`score`, `pivot`, `top_rate`, `batch_size`, ...).
+            Passed on to `identify_language_layers` (`score`, `pivot`, `top_rate`, `batch_size`, `resamples`, ...),
+            whose defaults apply otherwise.
 
     Returns:
         `tuple[list[int], LayerReport]`: the chosen layers (ascending) and the full report, identical on every rank.
@@ -73,7 +73,7 @@ def resolve_auto_layers(
         try:
             data = probe_data if probe_data is not None else load_probe_corpus()
             report = identify_language_layers(
-                model, tokenizer, data, num_layers=num_layers, lower_half=lower_half, **probe_kwargs
+                model, tokenizer, data, num_layers=num_layers, region=region, **probe_kwargs
             )
             payload = [{"report": report.to_dict()}]
         except Exception as error:
@@ -88,11 +88,10 @@ def resolve_auto_layers(
     report = LayerReport.from_dict(payload[0]["report"])
     if is_main:
         logger.info(
-            "slam_layers='auto': chose layers %s of %d by `%s` (%s).",
-            report.chosen_layers,
+            "slam_layers='auto' on a model of %d layers: %s Tokens: %s.",
             report.num_layers,
-            report.score,
-            ", ".join(f"{lang} {n} tokens" for lang, n in report.tokens.items()),
+            report.describe_choice(),
+            ", ".join(f"{lang} {n}" for lang, n in report.tokens.items()),
         )
         if output_dir is not None:
             json_path, png_path = report.save(output_dir)

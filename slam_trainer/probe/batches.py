@@ -1,19 +1,47 @@
-"""Tokenised, padded batches for the probe, one language per batch.
+"""Tokenised, padded batches for the probe, one language per batch, parallel items kept whole.
+
+**Parallel stays parallel.** A text longer than `max_length` tokens is never cut: the probe compares languages on
+the same content, and a cut Telugu question (SmolLM2's tokenizer needs up to 1,656 tokens for an MGSM question that
+takes 136 in English) is no longer the same content. Instead the whole item is dropped from every language, with a
+warning that counts the over-long texts per language (our choice; raise `max_length` to keep them).
 
 One language per batch keeps counting a single indexed add per layer. Within a language texts are sorted by
-length so that batches carry little padding; the order of the counts does not depend on it. Padding and the
-tokenizer's special tokens (BOS/EOS, shared by every language) are fed to the model but never counted: each batch
-carries a `count_mask` beside the attention mask. Position ids follow the attention mask, so left and right
-padding give every real token the same position.
+length so that batches carry little padding; the counts do not depend on the order. Padding and the tokenizer's
+special tokens (BOS/EOS, shared by every language) are fed to the model but never counted: each batch carries a
+`count_mask` beside the attention mask. Position ids follow the attention mask, so left and right padding give
+every real token the same position. Each row also carries its item's bootstrap unit (`units`): items are dealt
+round-robin into units whose counts are kept apart, so that the stability measure can resample them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from slam_trainer.probe.parallel import ParallelTexts
+
+
+@dataclass
+class TokenizedParallel:
+    """Token ids of the items kept, aligned across languages: `input_ids[lang][i]` is item `ids[i]`.
+
+    Parameters:
+        ids (`list`): the kept item ids.
+        input_ids (`dict[str, list[list[int]]]`): per language, the token ids of each kept item.
+        special (`dict[str, list[list[int]]]`): the matching special-tokens masks (1 = special, never counted).
+        over_length (`dict[str, int]`): per language, how many items were longer than `max_length` (all dropped).
+    """
+
+    ids: list
+    input_ids: dict[str, list[list[int]]]
+    special: dict[str, list[list[int]]]
+    over_length: dict[str, int]
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.input_ids)
 
 
 @dataclass
@@ -25,10 +53,49 @@ class ProbeBatch:
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     count_mask: torch.Tensor
+    units: torch.Tensor  # [batch] int64: the bootstrap unit of each row's item
 
     @property
     def num_tokens(self) -> int:
         return int(self.count_mask.sum())
+
+
+def tokenize_parallel(tokenizer, parallel: ParallelTexts, *, max_length: int) -> TokenizedParallel:
+    """Tokenise every language's texts; drop, from every language, the items longer than `max_length` in any.
+
+    Raises:
+        `ValueError`: no item fits in `max_length`, or a language has no token to count (special tokens only).
+    """
+    input_ids, special = {}, {}
+    for lang, texts in parallel.texts.items():
+        encoded = tokenizer(texts, return_special_tokens_mask=True)
+        input_ids[lang], special[lang] = encoded["input_ids"], encoded["special_tokens_mask"]
+    over = {lang: [len(row) > max_length for row in rows] for lang, rows in input_ids.items()}
+    over_length = {lang: sum(flags) for lang, flags in over.items() if any(flags)}
+    keep = [i for i in range(len(parallel.ids)) if not any(flags[i] for flags in over.values())]
+    if over_length:
+        counts = ", ".join(f"{lang} {n}" for lang, n in sorted(over_length.items(), key=lambda kv: -kv[1]))
+        if not keep:
+            raise ValueError(
+                f"Every probe item is longer than `max_length`={max_length} tokens in some language ({counts}); "
+                "raise `max_length`."
+            )
+        warnings.warn(
+            f"{len(parallel.ids) - len(keep)} of {len(parallel.ids)} probe items are longer than `max_length`="
+            f"{max_length} tokens in some language (items over the limit per language: {counts}); they are dropped "
+            "from every language so that the texts stay parallel. Raise `max_length` to keep them.",
+            stacklevel=3,
+        )
+    tokenized = TokenizedParallel(
+        ids=[parallel.ids[i] for i in keep],
+        input_ids={lang: [rows[i] for i in keep] for lang, rows in input_ids.items()},
+        special={lang: [rows[i] for i in keep] for lang, rows in special.items()},
+        over_length=over_length,
+    )
+    for lang, rows in tokenized.special.items():
+        if not any(s == 0 for row in rows for s in row):
+            raise ValueError(f"Language {lang!r} has no token to count: its texts tokenise to special tokens only.")
+    return tokenized
 
 
 def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
@@ -37,37 +104,23 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor(padded, dtype=torch.long)
 
 
-def make_batches(
-    tokenizer, parallel: ParallelTexts, *, batch_size: int = 8, max_length: int = 256
-) -> list[ProbeBatch]:
-    """Tokenise every language's texts and group them into padded batches.
+def make_batches(tokenizer, tokenized: TokenizedParallel, *, batch_size: int = 8, units: int = 1) -> list[ProbeBatch]:
+    """Group every language's token ids into padded batches.
 
     Parameters:
         tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer; its `padding_side` decides where padding goes.
-        parallel (`ParallelTexts`): the aligned texts.
+        tokenized (`TokenizedParallel`): from `tokenize_parallel`.
         batch_size (`int`, *optional*, defaults to `8`): texts per forward pass.
-        max_length (`int`, *optional*, defaults to `256`): longer texts are truncated to this many tokens.
-
-    Raises:
-        `ValueError`: a language has no token to count (after dropping special tokens).
+        units (`int`, *optional*, defaults to `1`): bootstrap units; item `i` belongs to unit `i % units`.
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
-    if max_length < 1:
-        raise ValueError(f"`max_length` must be at least 1, got {max_length}.")
     left = getattr(tokenizer, "padding_side", "right") == "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = []
-    for language, (lang, texts) in enumerate(parallel.texts.items()):
-        encoded = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
-        ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
-        if not any(s == 0 for row in special for s in row):
-            raise ValueError(f"Language {lang!r} has no token to count: its texts tokenise to special tokens only.")
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    for language, lang in enumerate(tokenized.languages):
+        ids, special = tokenized.input_ids[lang], tokenized.special[lang]
+        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: -len(ids[i]))
         for start in range(0, len(order), batch_size):
-            chunk = [i for i in order[start : start + batch_size] if ids[i]]
-            if not chunk:
-                continue
+            chunk = order[start : start + batch_size]
             attention = _pad([[1] * len(ids[i]) for i in chunk], 0, left)
             countable = _pad([[1 - s for s in special[i]] for i in chunk], 0, left)
             batches.append(
@@ -77,6 +130,7 @@ def make_batches(
                     attention_mask=attention,
                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
                     count_mask=countable.bool(),
+                    units=torch.tensor([i % units for i in chunk], dtype=torch.long),
                 )
             )
     return batches

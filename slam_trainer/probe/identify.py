@@ -1,28 +1,33 @@
 """`identify_language_layers`: which decoder layers' FFNs behave most differently across languages.
 
 One batched forward pass over parallel text with counting hooks (`counting.py`), then the per-layer scores
-(`scores.py`) and the choice of the `num_layers` best layers, returned as a `LayerReport`.
+(`scores.py`), the choice of the `num_layers` best layers of the region, and the stability of that choice under
+bootstrap resampling of the items (`stability.py`), returned as a `LayerReport`.
 """
 
 from __future__ import annotations
 
+import warnings
+
 from slam_trainer.architectures import get_architecture_map
-from slam_trainer.probe.batches import make_batches
+from slam_trainer.probe.batches import make_batches, tokenize_parallel
 from slam_trainer.probe.counting import ActivationCounts, count_activations
 from slam_trainer.probe.parallel import load_parallel_texts
 from slam_trainer.probe.report import LayerReport
-from slam_trainer.probe.scores import SCORES, lape, lower_half, overlap_statistics, rank_layers
+from slam_trainer.probe.scores import all_scores, choose_layers, layer_score, rank_layers
+from slam_trainer.probe.settings import BOOTSTRAP_UNITS, DEFAULTS, check_probe_settings, region_layers
+from slam_trainer.probe.stability import bootstrap_stability, describe_stability
 
 
-def candidate_layers(total: int, num_layers: int, restrict_lower_half: bool) -> list[int]:
+def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
     """Layers eligible for the choice; checks `num_layers` against them before any forward pass."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
-    candidates = lower_half(total) if restrict_lower_half else list(range(total))
+    candidates = region_layers(total, region)
     if num_layers > len(candidates):
         where = (
             f"the lower half of the model ({len(candidates)} of {total} layers)"
-            if restrict_lower_half
+            if region == "lower_half"
             else f"the model's {total} decoder layers"
         )
         raise ValueError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
@@ -33,49 +38,59 @@ def build_report(
     counts: ActivationCounts,
     model_class: str,
     *,
-    num_layers: int = 6,
-    score: str = "lape",
+    num_layers: int = DEFAULTS["num_layers"],
+    score: str = DEFAULTS["score"],
     pivot: str | None = None,
-    restrict_lower_half: bool = False,
-    top_rate: float = 0.01,
-    activation_bar_ratio: float = 0.95,
+    region: str = DEFAULTS["region"],
+    top_rate: float = DEFAULTS["top_rate"],
+    activation_bar_ratio: float = DEFAULTS["activation_bar_ratio"],
     active_threshold: float | None = None,
+    resamples: int = DEFAULTS["resamples"],
+    seed: int = DEFAULTS["seed"],
     settings: dict | None = None,
 ) -> LayerReport:
-    """Scores and choice from activation counts (the part of `identify_language_layers` after the forward pass)."""
+    """Scores, choice and stability from activation counts (the part of `identify_language_layers` after the
+    forward pass); warns when the choice is not stable."""
     languages = counts.languages
     pivot = pivot if pivot is not None else ("en" if "en" in languages else languages[0])
-    candidates = candidate_layers(len(counts.active), num_layers, restrict_lower_half)
-    probs = counts.probabilities()
-    lape_stats = lape(probs, top_rate=top_rate, activation_bar_ratio=activation_bar_ratio)
-    threshold = lape_stats["bar"] if active_threshold is None else active_threshold
-    overlap_stats = overlap_statistics(probs, languages.index(pivot), threshold)
-    scores = {
-        "lape": lape_stats["lape"].tolist(),
-        "overlap": overlap_stats["overlap"].tolist(),
-        "activated_msd": overlap_stats["activated_msd"].tolist(),
-        "overlap_msd": overlap_stats["overlap_msd"].tolist(),
+    candidates = candidate_layers(len(counts.unit_active), num_layers, region)
+    options = {
+        "top_rate": top_rate,
+        "activation_bar_ratio": activation_bar_ratio,
+        "active_threshold": active_threshold,
     }
+    stats = all_scores(counts.probabilities(), languages.index(pivot), **options)
+    scores = {name: stats[name].tolist() for name in ("lape", "overlap", "activated_msd", "overlap_msd")}
     ranking = rank_layers(scores[score], candidates)
+    chosen = choose_layers(scores[score], candidates, num_layers)
+
+    def choose(probs):
+        resampled = layer_score(probs, score, languages.index(pivot), **options).tolist()
+        return choose_layers(resampled, candidates, num_layers)
+
+    stability = bootstrap_stability(counts, choose, chosen, resamples=resamples, seed=seed)
+    if stability is not None and not stability["stable"]:
+        warnings.warn(f"{model_class}: {describe_stability(stability, chosen)}", stacklevel=3)
     return LayerReport(
         model_class=model_class,
         languages=list(languages),
         pivot=pivot,
         score=score,
-        chosen_layers=sorted(ranking[:num_layers]),
+        region=region,
+        chosen_layers=chosen,
         ranking=ranking,
         scores=scores,
-        lape_neurons=lape_stats["lape_neurons"].tolist(),
-        activated=overlap_stats["activated"].tolist(),
-        overlap=overlap_stats["overlap_by_language"].tolist(),
-        neurons=[layer.shape[0] for layer in counts.active],
+        lape_neurons=stats["lape_neurons"].tolist(),
+        activated=stats["activated"].tolist(),
+        overlap=stats["overlap_by_language"].tolist(),
+        neurons=[layer.shape[1] for layer in counts.unit_active],
         tokens=dict(zip(languages, counts.tokens.tolist())),
+        stability=stability,
         settings={
             "top_rate": top_rate,
             "activation_bar_ratio": activation_bar_ratio,
-            "activation_bar": lape_stats["bar"],
-            "active_threshold": threshold,
-            "lower_half": restrict_lower_half,
+            "activation_bar": stats["bar"],
+            "active_threshold": stats["active_threshold"],
             "num_layers": num_layers,
             **(settings or {}),
         },
@@ -86,21 +101,25 @@ def identify_language_layers(
     model,
     tokenizer,
     texts_by_lang,
-    num_layers: int = 6,
-    score: str = "lape",
+    num_layers: int = DEFAULTS["num_layers"],
+    score: str = DEFAULTS["score"],
     *,
     languages: list[str] | None = None,
     pivot: str | None = None,
-    lower_half: bool = False,
-    top_rate: float = 0.01,
-    activation_bar_ratio: float = 0.95,
+    region: str = DEFAULTS["region"],
+    top_rate: float = DEFAULTS["top_rate"],
+    activation_bar_ratio: float = DEFAULTS["activation_bar_ratio"],
     active_threshold: float | None = None,
-    batch_size: int = 8,
-    max_length: int = 256,
+    batch_size: int = DEFAULTS["batch_size"],
+    max_length: int = DEFAULTS["max_length"],
+    resamples: int = DEFAULTS["resamples"],
+    seed: int = DEFAULTS["seed"],
     text_column: str | None = None,
     progress: bool = False,
 ) -> LayerReport:
     """Find the decoder layers whose FFN neurons are most language-specific (the SLAM layer analysis).
+
+    `slam identify` and `slam_layers="auto"` call this with the same defaults (`slam_trainer.probe.settings`).
 
     Parameters:
         model (`PreTrainedModel`):
@@ -110,8 +129,8 @@ def identify_language_layers(
             The model's tokenizer. Its `padding_side` is used; padding and special tokens never count.
         texts_by_lang (`dict`, `datasets.Dataset`, `list[dict]` or `str`):
             Parallel texts: `{lang: [texts]}` aligned by position, `{lang: {id: text}}`, or rows with `id`, `lang`
-            and `text`/`question` (a `Dataset`, a list, or a `.jsonl`/`.json` path). Ids missing from some language
-            are dropped with a warning.
+            and `text`/`question` (a `Dataset`, a list, or a `.jsonl`/`.json` path such as MGSM's or MSVAMP's
+            file). Ids missing from some language are dropped with a warning.
         num_layers (`int`, *optional*, defaults to `6`):
             How many layers to choose (SLAM tunes 6).
         score (`str`, *optional*, defaults to `"lape"`):
@@ -122,9 +141,10 @@ def identify_language_layers(
         pivot (`str`, *optional*):
             Language the overlaps are measured against; defaults to `"en"` if present, else the first language
             (our default).
-        lower_half (`bool`, *optional*, defaults to `False`):
-            Choose only among the lower half of the layers, as the SLAM paper argues language alignment happens
-            there. Scores are still reported for every layer.
+        region (`str`, *optional*, defaults to `"lower_half"`):
+            Where the layers may be chosen: `"lower_half"` (SLAM's claim that language alignment happens in the
+            lower layers; our default) or `"all"` (LAPE finds language-specific neurons at the bottom and the top).
+            Scores are reported for every layer either way.
         top_rate (`float`, *optional*, defaults to `0.01`):
             LAPE: share of all neurons, lowest entropy first, deemed language-specific (the LAPE code's value).
         activation_bar_ratio (`float`, *optional*, defaults to `0.95`):
@@ -134,34 +154,46 @@ def identify_language_layers(
             overlaps); defaults to the LAPE bar (our default).
         batch_size (`int`, *optional*, defaults to `8`):
             Texts per forward pass; each batch holds one language.
-        max_length (`int`, *optional*, defaults to `256`):
-            Texts are truncated to this many tokens (our default).
+        max_length (`int`, *optional*, defaults to `2048`):
+            Items longer than this many tokens in any language are dropped from every language, with a warning
+            that counts them per language (texts are never cut, so they stay parallel; our default).
+        resamples (`int`, *optional*, defaults to `100`):
+            Bootstrap resamples of the parallel items for the stability measure (`report.stability`); `0` turns it
+            off. Resampling reuses the counts of the one forward pass.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the bootstrap draws.
         text_column (`str`, *optional*):
             Text column of row-shaped data; defaults to `text`, else `question`.
         progress (`bool`, *optional*, defaults to `False`):
             Show a progress bar over the batches.
 
     Returns:
-        `LayerReport`: every score per layer, per-language counts and the chosen layers; `.save(output_dir)` writes
-        the JSON and the PNG heatmap.
+        `LayerReport`: every score per layer, per-language counts, the chosen layers and their stability;
+        `.save(output_dir)` writes the JSON and the PNG heatmap.
 
     Raises:
-        `ValueError`: before any forward pass, for an unknown `score`, `num_layers` larger than the candidate
-        layers, fewer than two languages, non-parallel lists, a `pivot` not among the languages, or a language
-        without text.
+        `ValueError`: before any forward pass, for a setting out of range, `num_layers` larger than the region,
+        fewer than two languages, non-parallel lists, a `pivot` not among the languages, a language without text,
+        or no item within `max_length`.
     """
-    if score not in SCORES:
-        raise ValueError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
-    if not 0 < top_rate <= 1:
-        raise ValueError(f"`top_rate` must be in (0, 1], got {top_rate}.")
-    if not 0 < activation_bar_ratio < 1:
-        raise ValueError(f"`activation_bar_ratio` must be in (0, 1), got {activation_bar_ratio}.")
+    check_probe_settings(
+        num_layers=num_layers,
+        score=score,
+        region=region,
+        top_rate=top_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        batch_size=batch_size,
+        max_length=max_length,
+        resamples=resamples,
+    )
     architecture = get_architecture_map(model)
-    candidate_layers(architecture.num_layers, num_layers, lower_half)
+    candidate_layers(architecture.num_layers, num_layers, region)
     parallel = load_parallel_texts(texts_by_lang, languages=languages, text_column=text_column)
     if pivot is not None and pivot not in parallel.languages:
         raise ValueError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
-    batches = make_batches(tokenizer, parallel, batch_size=batch_size, max_length=max_length)
+    tokenized = tokenize_parallel(tokenizer, parallel, max_length=max_length)
+    units = min(len(tokenized.ids), BOOTSTRAP_UNITS) if resamples else 1
+    batches = make_batches(tokenizer, tokenized, batch_size=batch_size, units=units)
     counts = count_activations(model, batches, parallel.languages, progress=progress)
     return build_report(
         counts,
@@ -169,9 +201,16 @@ def identify_language_layers(
         num_layers=num_layers,
         score=score,
         pivot=pivot,
-        restrict_lower_half=lower_half,
+        region=region,
         top_rate=top_rate,
         activation_bar_ratio=activation_bar_ratio,
         active_threshold=active_threshold,
-        settings={"items": len(parallel.ids), "batch_size": batch_size, "max_length": max_length},
+        resamples=resamples,
+        seed=seed,
+        settings={
+            "items": len(tokenized.ids),
+            "items_over_max_length": tokenized.over_length,
+            "batch_size": batch_size,
+            "max_length": max_length,
+        },
     )

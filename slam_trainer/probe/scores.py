@@ -8,8 +8,10 @@ L layers, K languages and the pivot language `v` (English by default):
   (every layer, neuron, language); a neuron whose P exceeds b for no language is excluded. The `top_rate` share of
   all neurons with the lowest H (ties: lower layer, lower neuron first) are language-specific, each assigned to
   every language whose P exceeds b. `lape[layer]` counts the layer's language-specific neurons;
-  `lape_neurons[layer][lang]` counts those assigned to `lang`. The code uses 0.95 both for the exclusion quantile
-  and for the bar; we keep them as one parameter.
+  `lape_neurons[layer][lang]` counts those assigned to `lang`. Checked step by step against the reference
+  `identify.py` (docs/layer_identification.md lists the deviations: tie order, one parameter for the code's equal
+  `filter_rate` and `activation_bar_ratio`, and the per-layer count, which is ours: LAPE selects neurons, not
+  layers).
 - **Activated neurons**: `A[layer][lang]` = {neurons with P > t}, with t = `active_threshold`, by default the LAPE
   bar b (our choice: the SLAM paper's threshold is unpublished; b makes "activated" mean "among the 5% most
   frequently active neurons of the model"). `activated[layer][lang]` = |A|.
@@ -27,8 +29,7 @@ from __future__ import annotations
 
 import torch
 
-
-SCORES = ("lape", "overlap", "activated_msd", "overlap_msd")
+from slam_trainer.probe.settings import SCORES
 
 
 def _quantile(values: torch.Tensor, ratio: float) -> float:
@@ -87,11 +88,44 @@ def overlap_statistics(probs: list[torch.Tensor], pivot: int, threshold: float) 
     }
 
 
+def all_scores(
+    probs: list[torch.Tensor],
+    pivot: int,
+    *,
+    top_rate: float,
+    activation_bar_ratio: float,
+    active_threshold: float | None = None,
+) -> dict:
+    """Every score and per-language table, as `LayerReport` holds them (tensors)."""
+    lape_stats = lape(probs, top_rate=top_rate, activation_bar_ratio=activation_bar_ratio)
+    threshold = lape_stats["bar"] if active_threshold is None else active_threshold
+    return {**lape_stats, **overlap_statistics(probs, pivot, threshold), "active_threshold": threshold}
+
+
+def layer_score(
+    probs: list[torch.Tensor],
+    score: str,
+    pivot: int,
+    *,
+    top_rate: float,
+    activation_bar_ratio: float,
+    active_threshold: float | None = None,
+) -> torch.Tensor:
+    """One score per layer, computing only what `score` needs (the bootstrap calls it once per resample)."""
+    if score not in SCORES:
+        raise ValueError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
+    if score == "lape":
+        return lape(probs, top_rate=top_rate, activation_bar_ratio=activation_bar_ratio)["lape"]
+    if active_threshold is None:
+        active_threshold = _quantile(torch.cat(probs), activation_bar_ratio)
+    return overlap_statistics(probs, pivot, active_threshold)[score]
+
+
 def rank_layers(scores: list[float], candidates: list[int]) -> list[int]:
     """Candidate layers from the highest score down; ties go to the lower layer."""
     return sorted(candidates, key=lambda layer: (-scores[layer], layer))
 
 
-def lower_half(num_layers: int) -> list[int]:
-    """The lower half of the decoder, `0 .. ceil(n / 2) - 1` (the middle layer of an odd count included)."""
-    return list(range((num_layers + 1) // 2))
+def choose_layers(scores: list[float], candidates: list[int], num_layers: int) -> list[int]:
+    """The `num_layers` best candidates, ascending."""
+    return sorted(rank_layers(scores, candidates)[:num_layers])
