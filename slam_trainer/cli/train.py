@@ -109,7 +109,9 @@ def parse_own_arguments(argv: list[str]) -> None:
     parser = make_parser()
     parser.prog = "slam train"
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    run(script_args, training_args, model_args)
+    trainer = run(script_args, training_args, model_args)
+    # a rank that exits with its process group alive can abort in teardown (seen with ZeRO-3 on gloo)
+    trainer.accelerator.end_training()
 
 
 def main(args: argparse.Namespace) -> None:  # pragma: no cover - `slam train` is dispatched to parse_own_arguments

@@ -79,6 +79,7 @@ def main() -> None:
     resumed = make_trainer(cli.base, os.path.join(cli.output_dir, "resumed_run"), cli.batch_size, cli.steps)
     resumed.train(resume_from_checkpoint=os.path.join(cli.output_dir, f"checkpoint-{cli.steps // 2}"))
     resumed.save_model(os.path.join(cli.output_dir, "resumed"))
+    resumed.accelerator.end_training()  # a live process group can abort a rank in teardown
 
 
 if __name__ == "__main__":
