@@ -73,22 +73,22 @@ RANDOM_LAYERS_SEED = 0
 class Settings:
     """Everything a run depends on; the defaults for a real model and for `--quick` are below (all ours)."""
 
-    languages: tuple[str, ...]
-    world: str
-    train_problems: int
-    val_problems: int
-    test_problems: int
-    steps: int
+    languages: tuple[str, ...]  # English first: the pivot of SLAM's question translation and the retention check
+    world: str  # the synthetic world (`slam_trainer.data.synthetic.WORLDS`)
+    train_problems: int  # each in every language
+    val_problems: int  # per language, for the learning-rate selection
+    test_problems: int  # per language
+    steps: int  # optimizer steps per training run
     batch_size: int
-    learning_rates: dict
-    seeds: tuple[int, ...]
+    learning_rates: dict  # arm -> its grid; the keys are the arms that run
+    seeds: tuple[int, ...]  # the first one runs the grids
     l2_seeds: tuple[int, ...]
-    slam_num_layers: int
-    few_shots: int
-    max_length: int
-    max_new_tokens: int
+    slam_num_layers: int  # layers trained by every SLAM arm
+    few_shots: int  # exemplars in the base model's few-shot prompt
+    max_length: int  # training sequence limit, in tokens
+    max_new_tokens: int  # generation limit for a synthetic answer
     eval_batch_size: int
-    mgsm_problems: int
+    mgsm_problems: int  # per language; 0 skips MGSM
     mgsm_max_new_tokens: int
 
     @property
@@ -101,6 +101,7 @@ class Settings:
 # Japanese kana (ja). Thai and Bengali are left out for the budget: with SmolLM2's tokenizer a Thai or Bengali problem
 # is 3-4x the tokens of an English one (answers ~65 and ~80 tokens vs ~20; Japanese ~35), and as one batch pads to
 # its longest sequence, one Thai row in a batch of 8 makes the whole batch ~1.4x longer (steps and generation alike).
+# Learning rates: full fine-tuning moves every weight and takes ~10x smaller rates than a few FFNs or adapters.
 SLAM_RATES = (3e-4, 1e-3, 3e-3)
 REAL = Settings(
     languages=("en", "es", "de", "ru", "zh", "ja", "sw"),
@@ -126,7 +127,7 @@ REAL = Settings(
     max_length=384,
     max_new_tokens=64,
     eval_batch_size=16,
-    mgsm_problems=8,
+    mgsm_problems=6,
     mgsm_max_new_tokens=160,
 )
 QUICK = Settings(
@@ -150,9 +151,9 @@ QUICK = Settings(
 )
 # For the time estimate only (scaled by model size): seconds per optimizer step of each arm on SmolLM2-135M at batch 8
 # of these sequences, per generated answer of a trained model, and per training subprocess (imports, loading, saving),
-# on 2 quiet cores. Measured in a pilot on a loaded machine and divided by its measured slowdown (~2x; see the report).
-STEP_SECONDS = {"full": 6.0, "slam-auto": 4.5, "slam-low": 4.5, "slam-top": 3.0, "slam-random": 4.5, "lora": 5.5}
-STEP_SECONDS |= {"slam-lora": 4.5, "en-cot": 3.0, "l2-full": 8.0, "l2-mixed": 8.0}
+# on 2 quiet cores: a pilot on a loaded machine, divided by that machine's slowdown on bench_selective_step (~2x).
+STEP_SECONDS = {"full": 6.5, "slam-auto": 4.5, "slam-low": 4.5, "slam-top": 3.0, "slam-random": 4.5, "lora": 5.5}
+STEP_SECONDS |= {"slam-lora": 4.5, "en-cot": 3.5, "l2-full": 6.5, "l2-mixed": 6.5}
 ANSWER_SECONDS, PROCESS_SECONDS = 0.35, 10.0
 
 
@@ -193,48 +194,45 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_settings(args: argparse.Namespace) -> Settings:
-    """The defaults for the model size, with the flags applied, checked before anything loads."""
+INTEGER_FLAGS = ("train_problems", "val_problems", "test_problems", "steps", "batch_size", "slam_num_layers")
+
+
+def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
+    """The defaults (`REAL` or `QUICK`) with the flags applied, checked before anything loads; a bad flag is one
+    line on stderr and exit status 2 (`parser.error`)."""
     from slam_trainer.languages import validate_languages
 
     settings = QUICK if args.quick else REAL
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "world",
-            "train_problems",
-            "val_problems",
-            "test_problems",
-            "steps",
-            "batch_size",
-            "slam_num_layers",
-            "max_new_tokens",
-            "mgsm_problems",
-        )
-        if getattr(args, name) is not None
-    }
-    for name in ("languages", "seeds", "l2_seeds"):
-        if getattr(args, name) is not None:
-            overrides[name] = tuple(getattr(args, name))
+    names = (*INTEGER_FLAGS, "world", "max_new_tokens", "mgsm_problems", "languages", "seeds", "l2_seeds")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    overrides.update(
+        {name: tuple(overrides[name]) for name in ("languages", "seeds", "l2_seeds") if name in overrides}
+    )
     rates = dict(settings.learning_rates)
     for item in args.lr:
         arm, _, values = item.partition("=")
-        if arm not in ARMS or not values:
-            raise SystemExit(f"bench_evidence: error: `--lr` takes ARM=LR,LR,... with ARM in {', '.join(ARMS)}.")
-        rates[arm] = tuple(float(value) for value in values.split(","))
+        try:
+            rates[arm] = tuple(float(value) for value in values.split(","))
+        except ValueError:
+            rates[arm] = ()
+        if arm not in ARMS or not rates[arm] or min(rates[arm]) <= 0:
+            parser.error(f"`--lr {item}`: give ARM=LR,LR,... with positive rates and ARM one of {', '.join(ARMS)}.")
     arms = ["full", *(arm for arm in args.arms or ARMS if arm != "full")]
     overrides["learning_rates"] = {arm: rates[arm] for arm in ARMS if arm in arms}
     settings = replace(settings, **overrides)
-    validate_languages(list(settings.languages), argument="languages", min_count=2)
+    try:
+        validate_languages(list(settings.languages), argument="--languages", min_count=2)
+    except ValueError as error:
+        parser.error(str(error))
     if settings.languages[0] != "en":
-        raise SystemExit(
-            "bench_evidence: error: `--languages` must start with en (the pivot and the retention check)."
+        parser.error(
+            "`--languages` must start with en (the pivot of the question translation and the retention check)."
         )
-    if not settings.seeds or not settings.l2_seeds:
-        raise SystemExit("bench_evidence: error: `--seeds` and `--l2_seeds` need at least one seed each.")
-    for name in ("train_problems", "val_problems", "test_problems", "steps", "batch_size", "slam_num_layers"):
+    for name in INTEGER_FLAGS:
         if getattr(settings, name) < 1:
-            raise SystemExit(f"bench_evidence: error: `--{name}` must be at least 1, got {getattr(settings, name)}.")
+            parser.error(f"`--{name}` must be at least 1, got {getattr(settings, name)}.")
+    if settings.mgsm_problems < 0:
+        parser.error(f"`--mgsm_problems` must be 0 (skip) or more, got {settings.mgsm_problems}.")
     return settings
 
 
@@ -773,15 +771,17 @@ def quiet() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = make_parser().parse_args(argv)
-    quiet()
+    parser = make_parser()
+    args = parser.parse_args(argv)
     if args.run:  # a child process: one training run
+        quiet()
         spec = json.loads(Path(args.run).read_text(encoding="utf-8"))
         record = train_run(spec)
         Path(spec["result"]).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         return
 
-    settings = resolve_settings(args)
+    settings = resolve_settings(args, parser)
+    quiet()
     work = Path(args.work_dir or ("evidence-quick" if args.quick else "evidence-work")).resolve()
     results = Path(args.results_dir) if args.results_dir else work if args.quick else RESULTS_DIR
     mgsm = args.mgsm if settings.mgsm_problems and Path(args.mgsm).is_file() else None

@@ -13,6 +13,26 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_evidence.py
 TRAINED_ARMS = ["full", "slam-auto", "slam-low", "slam-top", "slam-random", "lora", "slam-lora"]
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "full=fast"], "`--lr full=fast`: give ARM=LR,LR,..."),
+        (["--lr", "slam-best=1e-3"], "ARM one of full, slam-auto"),
+        (["--lr", "lora=-1e-3"], "positive rates"),
+        (["--languages", "es", "en"], "`--languages` must start with en"),
+        (["--languages", "en", "xx"], "Unknown language code 'xx'"),
+        (["--steps", "0"], "`--steps` must be at least 1, got 0"),
+        (["--mgsm_problems", "-1"], "`--mgsm_problems` must be 0 (skip) or more"),
+    ],
+)
+def test_bad_flags_fail_before_anything_loads(flags, message, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1])}
+    command = [sys.executable, str(SCRIPT), *flags, "--work_dir", str(tmp_path / "work")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "work").exists()
+
+
 @pytest.mark.slow
 def test_quick_run_writes_the_results_files_with_the_schema(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
