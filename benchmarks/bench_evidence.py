@@ -11,9 +11,9 @@ worked answers in every language, from the package's synthetic world), steps and
     base         nothing trains (zero-shot or few-shot prompt, whichever scores better on the validation split)
     full         every parameter (plain `trl.SFTTrainer`)
     slam-auto    up+down of the layers `slam_layers="auto"` picks (`resolve_auto_layers`, once, as the trainer does)
-    slam-low     up+down of layers 0-5 (the paper's fixed choice)
+    slam-low     up+down of layers 0-5 (the paper's fixed choice; 0..N-1 with --slam_num_layers N)
     slam-top     up+down of the top 6 layers
-    slam-random  up+down of 6 random layers (fixed seed)
+    slam-random  up+down of 6 random layers (a fixed draw)
     lora         LoRA on every linear layer, rank chosen so that it trains about as many parameters as SLAM
     slam-lora    SLAM + LoRA on the auto layers (same rank)
 
@@ -290,13 +290,16 @@ class RunLog:
         self.path = path
         self.last = time.perf_counter()
         self.records: dict[str, dict] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by an interruption: that unit runs again
-                    continue
-                self.records[record["key"]] = record
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by an interruption: that unit runs again
+                continue
+            self.records[record["key"]] = record
+        if text and not text.endswith("\n") or len(self.records) < len(text.splitlines()):
+            # Rewrite without the cut line, so that the next record starts on a line of its own.
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values()), "utf-8")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records

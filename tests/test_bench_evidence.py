@@ -33,6 +33,19 @@ def test_bad_flags_fail_before_anything_loads(flags, message, tmp_path):
     assert not (tmp_path / "work").exists()
 
 
+def test_a_record_cut_by_an_interruption_is_redone_and_the_log_stays_readable(tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    bench = importlib.import_module("bench_evidence")
+    path = tmp_path / "runs.jsonl"
+    path.write_text('{"key": "setup"}\n{"key": "train/full/lr=0.0001/seed=0", "val', encoding="utf-8")
+    log = bench.RunLog(path)
+    assert "setup" in log and "train/full/lr=0.0001/seed=0" not in log
+    log.add({"key": "train/full/lr=0.0001/seed=0", "val": {}})
+    assert list(bench.RunLog(path).records) == ["setup", "train/full/lr=0.0001/seed=0"]
+
+
 @pytest.mark.slow
 def test_quick_run_writes_the_results_files_with_the_schema(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
