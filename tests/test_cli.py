@@ -131,3 +131,41 @@ def test_expected_failures_are_one_line_never_a_traceback(error, monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert status == (130 if isinstance(error, KeyboardInterrupt) else 2) and len(lines) == 1
     assert lines[0].startswith("slam merge: ") and (str(error).split("\n")[0] in lines[0] or not str(error))
+
+
+@pytest.mark.parametrize(
+    "prompt_format, eval_style",
+    [("auto", "chat"), ("chat", "chat"), ("plain", "slam")],  # the tiny tokenizer has a chat template
+)
+@pytest.mark.parametrize("l2_mode", ["off", "full"])
+def test_slam_train_prompts_are_the_ones_slam_eval_asks(prompt_format, eval_style, l2_mode, make_cpu_config, tmp_path):
+    """SLAM rows and L² sequences alike start with the prompt `slam eval --prompt_style` builds for the question."""
+    from datasets import Dataset
+
+    from slam_trainer.cli.train import TrainScriptArguments, build_training_data
+    from slam_trainer.data.synthetic import synthetic_rows
+    from slam_trainer.evaluation.prompts import build_prompt
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    rows = synthetic_rows(2, languages=["en", "es"], world="one-step")
+    script_args = TrainScriptArguments(
+        dataset_format="parallel", languages=["en", "es"], l2_mode=l2_mode, prompt_format=prompt_format
+    )
+    dataset, _ = build_training_data(
+        Dataset.from_list(rows), script_args, tokenizer, build_tiny_model(), make_cpu_config(tmp_path)
+    )
+    expected = tokenizer(
+        build_prompt(rows[0]["question"], "en", eval_style, tokenizer=tokenizer),
+        add_special_tokens=eval_style != "chat",
+    )["input_ids"]
+    if l2_mode == "off":  # rendered by TRL: a conversation through the chat template, or the text prompt
+        prompt = dataset[0]["prompt"]
+        text = (
+            tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            if isinstance(prompt, list)
+            else prompt
+        )
+        assert tokenizer(text, add_special_tokens=eval_style != "chat")["input_ids"] == expected
+    else:
+        assert dataset[0]["prompt_ids"]["en"] == expected

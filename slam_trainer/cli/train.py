@@ -67,9 +67,9 @@ class TrainScriptArguments:
     prompt_format: str = field(
         default="auto",
         metadata={
-            "help": "How parallel rows become SLAM prompts: plain (the official code's 'Human: ...\\nAssistant:'), "
-            "chat (the tokenizer's chat template, for chat models), or auto: chat when the tokenizer has a chat "
-            "template, else plain (ours).",
+            "help": "How parallel rows become prompts, for SLAM rows and L² sequences alike: plain (the official SLAM "
+            "code's 'Human: ...\\nAssistant:', `slam eval --prompt_style slam`), chat (the tokenizer's chat template, "
+            "for chat models), or auto: chat when the tokenizer has a chat template, else plain (ours).",
             "choices": PROMPT_FORMATS,
         },
     )
@@ -162,10 +162,10 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
     if fmt != "parallel":
         return dataset, None
     rows = [row for row in dataset if script_args.languages is None or row["lang"] in script_args.languages]
+    chat = script_args.prompt_format == "chat" or (
+        script_args.prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None))
+    )
     if script_args.l2_mode == "off":
-        chat = script_args.prompt_format == "chat" or (
-            script_args.prompt_format == "auto" and getattr(tokenizer, "chat_template", None)
-        )
         return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE), None
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
     languages = script_args.languages or sorted(parallel[0]["question"])
@@ -184,6 +184,9 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
         languages=languages,
         mode=script_args.l2_mode,
         switch_probability=script_args.l2_switch_probability,
+        # The same prompt as the SLAM rows, so that `slam eval --prompt_style chat|slam` asks what training showed.
+        use_chat_template=chat,
+        prompt_template=PROMPT_TEMPLATE.format(instruction="{question}"),
         max_length=training_args.max_length,
         seed=training_args.seed,
     )
