@@ -107,7 +107,7 @@ def gpu_peak(slam: bool) -> str:
         max_steps=1,
         per_device_train_batch_size=1,
         bf16=True,
-        gradient_checkpointing=True,
+        activation_checkpointing=True,
         report_to="none",
         save_strategy="no",
         deepspeed=str(Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "ds_zero2.json"),

@@ -86,7 +86,7 @@ def cpu_config(output_dir, **overrides):
         learning_rate=1e-2,
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         save_strategy="no",
         logging_steps=1,

@@ -144,7 +144,7 @@ def test_slam_train_prompts_are_the_ones_slam_eval_asks(prompt_format, eval_styl
 
     from slam_trainer.cli.train import TrainScriptArguments, build_training_data
     from slam_trainer.data.synthetic import synthetic_rows
-    from slam_trainer.evaluation.prompts import build_prompt
+    from slam_trainer.evaluation.prompts import build_prompts
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
@@ -156,7 +156,7 @@ def test_slam_train_prompts_are_the_ones_slam_eval_asks(prompt_format, eval_styl
         Dataset.from_list(rows), script_args, tokenizer, build_tiny_model(), make_cpu_config(tmp_path)
     )
     expected = tokenizer(
-        build_prompt(rows[0]["question"], "en", eval_style, tokenizer=tokenizer),
+        build_prompts([{"lang": "en", "question": rows[0]["question"]}], eval_style, tokenizer=tokenizer)[0],
         add_special_tokens=eval_style != "chat",
     )["input_ids"]
     if l2_mode == "off":  # rendered by TRL: a conversation through the chat template, or the text prompt

@@ -27,7 +27,7 @@ def test_plain_sft_trainer_trains_with_the_collator(tmp_path, special_tags):
         learning_rate=1e-2,
         bf16=False,
         use_cpu=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to=[],
         save_strategy="no",
         logging_steps=1,

@@ -254,8 +254,8 @@ def test_gradient_checkpointing_gives_the_gradients_of_training_without_it(
             slam_extra_trainable=["lm_head"],
             max_steps=1,
             max_grad_norm=0.0,
-            gradient_checkpointing=checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": use_reentrant},
+            activation_checkpointing=checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": use_reentrant},
         )
         SelectiveFFNTrainer(
             model=build_tiny_model("llama"),
@@ -292,8 +292,8 @@ def test_gradient_checkpointing_on_a_real_model_gives_the_same_gradients(
             slam_extra_trainable=["final_norm"],
             max_steps=1,
             max_grad_norm=0.0,
-            gradient_checkpointing=checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": True},
+            activation_checkpointing=checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": True},
         )
         model = AutoModelForCausalLM.from_pretrained(smollm2_path)
         SelectiveFFNTrainer(

@@ -181,7 +181,7 @@ def _train(settings, model, tokenizer, train_rows, probe_file: str, output_dir: 
         logging_steps=max(1, settings.max_steps // 6),
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         save_strategy="no",
         report_to="none",
         seed=settings.seed,
@@ -333,7 +333,7 @@ def _summary(settings, trainer, before: dict, after: dict, train_seconds: float,
         "trainable_share": round(trainer.slam_report.share, 6),
         "languages": languages,
         "non_english_average": {
-            when: sum(languages[lang][when] for lang in others) / len(others) for when in ("before", "after")
+            when: round(sum(languages[lang][when] for lang in others) / len(others), 4) for when in ("before", "after")
         },
         "train_problems": settings.train_problems,
         "eval_problems_per_language": settings.eval_problems,

@@ -42,7 +42,7 @@ def make_trainer(base: str, output_dir: str, batch_size: int, steps: int) -> Sel
         per_device_train_batch_size=batch_size,
         learning_rate=1e-3,
         bf16=False,
-        gradient_checkpointing=True,  # with frozen embeddings: the pitfall the issue names
+        activation_checkpointing=True,  # with frozen embeddings: the pitfall the issue names
         save_strategy="steps",
         save_steps=steps // 2,
         report_to="none",

@@ -24,7 +24,7 @@ def main(output_dir: str) -> None:
         learning_rate=1e-2,
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         save_strategy="no",
     )
