@@ -85,7 +85,7 @@ def make_parser(subparsers):
 
 def _check_arguments(args) -> None:
     """Every flag that needs no file or model, before anything is loaded."""
-    from slam_trainer.cli.main import CommandError
+    from slam_trainer.cli.errors import CommandError
     from slam_trainer.probe.settings import check_probe_settings
 
     if args.max_items is not None and args.max_items < 1:
@@ -111,7 +111,7 @@ def main(args) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from slam_trainer.cli.main import CommandError
+    from slam_trainer.cli.errors import CommandError
     from slam_trainer.offline_models import resolve_model_path
     from slam_trainer.probe import identify_language_layers
     from slam_trainer.probe.corpus import load_probe_corpus
