@@ -484,14 +484,17 @@ def train_run(spec: dict) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback, TrainerCallback
-    from trl import ModelConfig, SFTTrainer
+    from trl import ModelConfig
 
-    from slam_trainer.cli.train import TrainScriptArguments, build_training_data, load_model_and_tokenizer
+    from slam_trainer.cli.train import (
+        TrainScriptArguments,
+        build_trainer,
+        build_training_data,
+        load_model_and_tokenizer,
+    )
     from slam_trainer.config import SelectiveFFNConfig
     from slam_trainer.delta import save_ffn_delta
-    from slam_trainer.l2.collator import L2EpochCallback
     from slam_trainer.l2.tags import add_language_tokens
-    from slam_trainer.trainer import SelectiveFFNTrainer
 
     class StepTimer(TrainerCallback):
         """Wall time of each optimizer step (forward, backward, update)."""
@@ -547,28 +550,8 @@ def train_run(spec: dict) -> dict:
         rank = spec["lora_rank"]
         # alpha = 2 r and no dropout: ours. SLAM + LoRA replaces `target_modules` by the chosen FFN projections.
         lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
-    if arm_spec["trainer"] == "slam":
-        trainer = SelectiveFFNTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            peft_config=lora,
-        )
-    else:
-        if collator is not None:  # as `slam train --training full --l2_mode ...` wires it
-            collator.configure_sft_args(args)
-            callbacks.append(L2EpochCallback(collator))
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            data_collator=collator,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            peft_config=lora,
-        )
+    # as `slam train` wires it (an L² collator brings its own SFT settings and epoch callback)
+    trainer = build_trainer(arm_spec["trainer"], model, args, train_dataset, collator, tokenizer, lora, callbacks)
     trainer.remove_callback(PrinterCallback)  # losses stay in `log_history`; the log is one line per run
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     started = time.perf_counter()

@@ -234,12 +234,36 @@ def load_model_and_tokenizer(model_args, training_args):
     return model, tokenizer
 
 
-def run(script_args, training_args, model_args):
-    from trl import SFTTrainer, get_peft_config
+def build_trainer(training, model, args, train_dataset, collator, tokenizer, peft_config, callbacks=()):
+    """`SelectiveFFNTrainer` for `training="slam"`, else TRL's `SFTTrainer` with the L² collator's own SFT settings
+    and epoch callback when there is one: the wiring `slam train` and the evidence benchmark share."""
+    from trl import SFTTrainer
 
-    from slam_trainer.checkpoints import resolve_resume_checkpoint
     from slam_trainer.l2.collator import L2EpochCallback
     from slam_trainer.trainer import SelectiveFFNTrainer
+
+    callbacks = list(callbacks)
+    trainer_class = SelectiveFFNTrainer
+    if training != "slam":
+        trainer_class = SFTTrainer
+        if collator is not None:
+            collator.configure_sft_args(args)
+            callbacks.append(L2EpochCallback(collator))
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks or None,
+        peft_config=peft_config,
+    )
+
+
+def run(script_args, training_args, model_args):
+    from trl import get_peft_config
+
+    from slam_trainer.checkpoints import resolve_resume_checkpoint
 
     if script_args.l2_mode not in L2_MODES:
         raise ValueError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
@@ -250,22 +274,11 @@ def run(script_args, training_args, model_args):
     dataset = load_rows(script_args)  # a bad data file fails before the model loads
     model, tokenizer = load_model_and_tokenizer(model_args, training_args)
     train_dataset, collator = build_training_data(dataset, script_args, tokenizer, model, training_args)
-    kwargs = dict(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        data_collator=collator,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+    trainer = build_trainer(
+        script_args.training, model, training_args, train_dataset, collator, tokenizer, get_peft_config(model_args)
     )
     if script_args.training == "slam":
-        trainer = SelectiveFFNTrainer(**kwargs)
         print(trainer.slam_report)
-    else:
-        if collator is not None:
-            collator.configure_sft_args(training_args)
-            kwargs["callbacks"] = [L2EpochCallback(collator)]
-        trainer = SFTTrainer(**kwargs)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
