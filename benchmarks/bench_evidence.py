@@ -586,7 +586,8 @@ def train_run(spec: dict) -> dict:
     }
     if l2:  # no selection: the test problems, with and without the decoding intervention
         test = evaluate(spec, **evaluated, data=spec["data"]["test"], out=run_dir / "test", intervention=True)
-        record.update(test=test["baseline"], switch=test["switch"])
+        steering = json.loads((run_dir / "test" / "switch" / "results.json").read_text(encoding="utf-8"))["steering"]
+        record.update(test=test["baseline"], switch=test["switch"], steering=steering)
     elif spec["validate"]:  # a sweep run: its validation accuracy selects the arm's rate
         record["val"] = evaluate(spec, **evaluated, data=spec["data"]["val"], out=run_dir / "val")["baseline"]
     return record

@@ -118,7 +118,8 @@ def summarise(settings, records: dict[str, dict], selected: dict[str, float], l2
 
 def l2_summary(settings, records: dict, rate: float, l2_arms) -> dict:
     """Per L² arm and decoding (`baseline`, `switch`): accuracy and generated tokens per correct answer per language,
-    mean over the L² seeds (None where no answer was correct)."""
+    mean over the L² seeds (None where no answer was correct); for `switch`, the share of test rows the intervention
+    acted on at least once."""
     result = {"learning_rate": rate, "seeds": list(settings.l2_seeds), "arms": {}}
     for arm in l2_arms:
         runs = [records[l2_key(arm, seed)] for seed in settings.l2_seeds]
@@ -129,6 +130,9 @@ def l2_summary(settings, records: dict, rate: float, l2_arms) -> dict:
             }
             for decoding, field in (("baseline", "test"), ("switch", "switch"))
         }
+        result["arms"][arm]["switch"]["rows_steered"] = _mean(
+            [run["steering"]["rows_steered"] / run["steering"]["rows"] for run in runs]
+        )
     return result
 
 
@@ -344,6 +348,7 @@ def _l2_section(summary: dict) -> list[str]:
             decoding,
             *(f"{fmt(m['accuracy'][lang])} / {fmt(m['tokens_per_correct'][lang], 0)}" for lang in languages),
             fmt(statistics.mean(m["accuracy"].values())),
+            fmt(m.get("rows_steered")) if decoding == "switch" else "",
         ]
         for arm, by_decoding in l2["arms"].items()
         for decoding, m in by_decoding.items()
@@ -357,9 +362,11 @@ def _l2_section(summary: dict) -> list[str]:
         "step-wise mixture, switch probability 0.3), language tags as special tokens. Cells: test accuracy / "
         "generated tokens per correct answer (all tokens generated for the language / its correct answers), without "
         "(`baseline`) and with (`switch`) the decoding intervention (`LanguageSwitchLogitsProcessor`, the package's "
-        "defaults: alpha 0.5, beta 2, top-k 10, after a newline).",
+        "defaults: alpha 0.5, beta 2, top-k 10, after a newline). `steered` is the share of test rows whose decoding "
+        "the intervention changed at least one logit of: it acts only where a language tag is among the top-k "
+        "tokens at a step boundary, so a model that has not learnt to write the tags is never steered.",
         "",
-        *_table(["arm", "decoding", *languages, "mean accuracy"], rows),
+        *_table(["arm", "decoding", *languages, "mean accuracy", "steered"], rows),
     ]
 
 

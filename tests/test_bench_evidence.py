@@ -71,6 +71,7 @@ def test_quick_run_writes_the_results_files_with_the_schema(tmp_path):
     assert set(summary["l2"]["arms"]) == {"en-cot", "l2-full", "l2-mixed"}
     for decodings in summary["l2"]["arms"].values():
         assert set(decodings) == {"baseline", "switch"}
+        assert 0.0 <= decodings["switch"]["rows_steered"] <= 1.0
     assert set(summary["targets"]) == {
         "gain_kept",
         "trainable_share",

@@ -98,7 +98,10 @@ def test_rows_of_a_batch_are_independent(tokenizer):
     def processor():
         return LanguageSwitchLogitsProcessor(tokenizer, ["en", "zh"], alpha=1.0, beta=3.0, top_k=5, policy="switch")
 
-    batched = processor()(ids, scores)
+    steering = processor()
+    batched = steering(ids, scores)
+    steering(ids, scores)
+    assert steering.row_shifts.tolist() == [2, 2, 0, 0]  # per row, the calls that shifted a tag
     for row in range(len(texts)):
         alone = processor()(ids[row : row + 1, -len(encoded[row]) :], scores[row : row + 1])
         assert torch.equal(batched[row], alone[0])

@@ -114,6 +114,30 @@ def test_resume_with_other_settings_is_refused(model_dir, data_file, tmp_path):
     run_evaluation(settings(model_dir, data_file, limit=1, max_new_tokens=5), tmp_path, overwrite=True, progress=False)
 
 
+def test_intervention_records_the_steps_it_steered_and_warns_when_it_never_acted(
+    model_dir, data_file, tmp_path, caplog
+):
+    from slam_trainer.evaluation.runner import InterventionSettings
+
+    # k = the whole vocabulary at every position: the processor shifts a tag at every generated step of every row.
+    always = InterventionSettings(beta=3.0, top_k=10_000, boundary="any")
+    results = run_evaluation(settings(model_dir, data_file, limit=1), tmp_path / "always", intervention=always)
+    switch = {result["run"]: result for result in results}["switch"]
+    records = [json.loads(line) for line in read(tmp_path / "always" / "switch" / "predictions.jsonl").splitlines()]
+    assert all(1 <= record["steered_steps"] <= 6 for record in records)
+    assert switch["steering"] == {"rows": 3, "rows_steered": 3, "steps": sum(r["steered_steps"] for r in records)}
+    baseline = tmp_path / "always" / "baseline"
+    assert "steered_steps" not in read(baseline / "predictions.jsonl")
+    assert "steering" not in read(baseline / "results.json")
+
+    # beta 0 shifts nothing: the run is the baseline's, and the log says why.
+    never = InterventionSettings(beta=0.0, top_k=10_000, boundary="any")
+    caplog.set_level("WARNING")
+    results = run_evaluation(settings(model_dir, data_file, limit=1), tmp_path / "never", intervention=never)
+    assert {result["run"]: result for result in results}["switch"]["steering"]["rows_steered"] == 0
+    assert "intervention of run 'switch' never acted" in caplog.text
+
+
 def test_cli_runs_baseline_and_intervention_in_one_invocation(model_dir, data_file, tmp_path, capsys):
     out = tmp_path / "out"
     code = slam(

@@ -36,6 +36,7 @@ class Completion:
     text: str
     num_tokens: int
     stopped_by: str  # "eos", "stop" (a stop sequence) or "length" (max_new_tokens)
+    steered_steps: int | None = None  # steps a processor with `row_shifts` steered, over all beams; None: none ran
 
 
 class GenerationBackend(Protocol):
@@ -72,7 +73,8 @@ class TransformersBackend:
             Whether tokenizing a prompt adds the tokenizer's special tokens (BOS); False for chat-template prompts.
         logits_processor (`LogitsProcessorList`, *optional*):
             E.g. with a `LanguageSwitchLogitsProcessor`; a processor's `generator` is seeded with the batch's first
-            example seed.
+            example seed, and a processor with `row_shifts` (steps it steered per row) has it read into each
+            completion's `steered_steps`.
         max_new_tokens (`int`), do_sample (`bool`), temperature (`float`), top_p (`float`), num_beams (`int`):
             Decoding settings (sampling draws per example, see `PerExampleSampler`).
     """
@@ -107,6 +109,9 @@ class TransformersBackend:
         for processor in self.processors:
             if isinstance(getattr(processor, "generator", None), torch.Generator):
                 processor.generator.manual_seed(seeds[0])
+        steering = [processor for processor in self.processors if hasattr(processor, "row_shifts")]
+        for processor in steering:
+            processor.row_shifts = None
         processors = LogitsProcessorList(self.processors)
         if self.do_sample:
             processors.append(PerExampleSampler(seeds, self.temperature, self.top_p))
@@ -131,7 +136,13 @@ class TransformersBackend:
                 stopping_criteria=StoppingCriteriaList([self._stop_criteria[key]] if key else []),
             )
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
-        return [self._complete(tokens, stop_strings) for tokens in generated]
+        completions = [self._complete(tokens, stop_strings) for tokens in generated]
+        if steering:  # per prompt, summed over its beams (rows are prompt-major)
+            shifts = [processor.row_shifts for processor in steering if processor.row_shifts is not None]
+            per_prompt = [int(s) for s in sum(shifts).view(len(prompts), -1).sum(-1)] if shifts else [0] * len(prompts)
+            for completion, steps in zip(completions, per_prompt):
+                completion.steered_steps = steps
+        return completions
 
     def _complete(self, tokens: list[int], stop_strings: list[str]) -> Completion:
         """The output up to its first stop, with the number of tokens generated up to and including the stop."""
@@ -240,6 +251,7 @@ def generate_predictions(
                     "output": completion.text,
                     "num_tokens": completion.num_tokens,
                     "stopped_by": completion.stopped_by,
+                    **({} if completion.steered_steps is None else {"steered_steps": completion.steered_steps}),
                     **(judge(row, completion.text) if judge else {}),
                 }
                 handle.write(json_line(record))

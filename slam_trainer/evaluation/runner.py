@@ -330,6 +330,16 @@ def _write_results(run_dir: Path, name: str, rows: list[dict], stats: Generation
     records = [{**by_key[(row["lang"], row["id"])], "question": row["question"]} for row in rows]
     settings = json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))
     result = {"run": name, "settings": settings, "scores": score_records(records, prompt_style=prompt_style)}
+    steered = [record["steered_steps"] for record in records if "steered_steps" in record]
+    if steered:
+        result["steering"] = {"rows": len(steered), "rows_steered": sum(s > 0 for s in steered), "steps": sum(steered)}
+        if not any(steered):
+            logger.warning(
+                "The decoding intervention of run %r never acted: no language tag was among the `top_k` most likely "
+                "tokens at any step boundary, so its outputs are the baseline's. The model has not learnt the tags "
+                "(train with `l2_special_tokens` until it writes them) or `top_k` is too small.",
+                name,
+            )
     pretty = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     (run_dir / "results.json").write_text(pretty, encoding="utf-8")
     return {**result, "throughput": asdict(stats) | {"tokens_per_second": stats.tokens_per_second}}

@@ -18,8 +18,12 @@ len(tokenizer))` (training with `L2DataCollator` needs the same). A tag that spl
 because shifting only its first token would also shift every text that starts with that token.
 
 State is derived from `input_ids` on every call, so it survives beam reordering, and each row of a batch (or each
-beam) is decided on its own. Random draws come from the processor's own seeded `torch.Generator`, one per row per
-step whether or not the row is acted on, so a row's draws do not depend on the other rows.
+beam) is decided on its own. `row_shifts` counts, per row, the steps at which a tag logit was shifted (reset it to
+None before a new `generate`): a model that never ranks a tag in the `top_k` at a boundary, e.g. one whose tag
+embeddings were never trained, is never steered, and the count says so.
+
+Random draws come from the processor's own seeded `torch.Generator`, one per row per step whether or not the row is
+acted on, so a row's draws do not depend on the other rows.
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         self._newline = torch.tensor(["\n" in piece for piece in pieces])
         self._on_device: dict[tuple[torch.device, int], tuple[torch.Tensor, ...]] = {}
         self.generator = torch.Generator().manual_seed(seed)
+        self.row_shifts: torch.Tensor | None = None  # per row of the current generation: steps shifted
 
     def _policy_weights(self, policy: str, target: str | None, weights: list[float] | None) -> torch.Tensor | None:
         """The fixed per-language draw weights of `policy`; None for `"switch"`, whose weights depend on the row."""
@@ -188,5 +193,8 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         target = (draws[:, 1:] >= cdf).sum(-1).clamp(max=len(tag_ids) - 1)
 
         shift = torch.where(draws[:, 0] < self.alpha, self.beta, -self.beta) * triggered
+        if self.row_shifts is None or self.row_shifts.shape != (rows,) or self.row_shifts.device != device:
+            self.row_shifts = torch.zeros(rows, dtype=torch.long, device=device)
+        self.row_shifts += (shift != 0).long()
         delta = torch.zeros_like(scores).scatter_(1, tag_ids[target][:, None], shift[:, None].to(scores.dtype))
         return scores + delta
