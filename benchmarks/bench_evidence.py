@@ -816,6 +816,7 @@ def main(argv: list[str] | None = None) -> None:
         wall_seconds=round(sum(record["wall_seconds"] for record in log.records.values()), 1),
         invocation_seconds=round(time.perf_counter() - started, 1),
         resumed_records=resumed,
+        budget_minutes=args.budget_minutes,
     )
     results.mkdir(parents=True, exist_ok=True)
     (results / "evidence.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -219,7 +219,7 @@ def _header(summary: dict) -> list[str]:
         f"Command: `{summary['command']}`  ",
         f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']} with "
         f"{machine['torch_threads']} threads; load average {machine['load_before']:.1f} at the start and "
-        f"{machine['load_after']:.1f} at the end (other processes distort step times).  ",
+        f"{machine['load_after']:.1f} at the end of this invocation (other processes distort step times).  ",
         f"Wall time: {summary['wall_seconds'] / 60:.1f} min"
         + (
             f" in all; this invocation {summary['invocation_seconds'] / 60:.1f} min, resuming {resumed} records of "
@@ -227,7 +227,21 @@ def _header(summary: dict) -> list[str]:
             if resumed
             else ""
         )
-        + ".",
+        + "."
+        + (
+            f" Over the {summary['budget_minutes']:.0f}-minute budget."
+            if summary["wall_seconds"] > 60 * summary["budget_minutes"]
+            else f" Within the {summary['budget_minutes']:.0f}-minute budget."
+        ),
+        *(
+            []
+            if summary["quick"]
+            else [
+                "",
+                "How the defaults came to be, what was tried and how to read the tables: "
+                "[evidence_notes.md](evidence_notes.md) (written for the default run).",
+            ]
+        ),
     ]
 
 

@@ -20,7 +20,8 @@ because shifting only its first token would also shift every text that starts wi
 State is derived from `input_ids` on every call, so it survives beam reordering, and each row of a batch (or each
 beam) is decided on its own. `row_shifts` counts, per row, the steps at which a tag logit was shifted (reset it to
 None before a new `generate`): a model that never ranks a tag in the `top_k` at a boundary, e.g. one whose tag
-embeddings were never trained, is never steered, and the count says so.
+embeddings were never trained, is never steered, and the count says so (a row that has ended and is being padded
+still counts where it triggers).
 
 Random draws come from the processor's own seeded `torch.Generator`, one per row per step whether or not the row is
 acted on, so a row's draws do not depend on the other rows.
