@@ -7,7 +7,8 @@ import torch
 from slam_trainer.data.synthetic import synthetic_parallel_dataset
 from slam_trainer.l2.collator import L2DataCollator, L2EpochCallback
 from slam_trainer.l2.tags import add_language_tokens, language_tag
-from slam_trainer.tiny import build_tiny_tokenizer
+from slam_trainer.languages import get_language
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 LANGS = ["en", "zh", "ja", "th"]
@@ -264,3 +265,29 @@ def test_the_trainer_s_max_length_bounds_the_collator(tokenizer, dataset, cpu_ar
     shorter = L2DataCollator(tokenizer, languages=LANGS, max_length=500)
     trainer(shorter, max_length=520)
     assert shorter.max_length == 500  # a stricter collator limit stays
+
+
+def test_new_tag_rows_start_at_their_language_name_and_only_new_rows_are_set():
+    tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
+    ids = add_language_tokens(tokenizer, model, LANGS)
+    inputs, outputs = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    for lang, index in ids.items():
+        name = tokenizer.encode(get_language(lang).name, add_special_tokens=False)
+        assert torch.equal(inputs[index], inputs[name].mean(0))
+        assert torch.equal(outputs[index], outputs[name].mean(0))
+    # Adding the same tags again leaves their (by now trained) rows alone.
+    with torch.no_grad():
+        inputs[ids[LANGS[0]]] += 1.0
+    before = inputs.detach().clone()
+    assert add_language_tokens(tokenizer, model, LANGS) == ids
+    assert torch.equal(model.get_input_embeddings().weight, before)
+
+
+def test_mean_init_keeps_transformers_resizing_and_a_bad_init_is_refused():
+    tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
+    ids = add_language_tokens(tokenizer, model, LANGS, init="mean")
+    inputs = model.get_input_embeddings().weight
+    name = tokenizer.encode(get_language(LANGS[0]).name, add_special_tokens=False)
+    assert not torch.equal(inputs[ids[LANGS[0]]], inputs[name].mean(0))
+    with pytest.raises(ValueError, match="`init` must be one of name, mean"):
+        add_language_tokens(build_tiny_tokenizer(), None, LANGS, init="zeros")

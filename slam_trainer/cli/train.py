@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from slam_trainer.l2.tags import TAG_INITS
+
 
 DATASET_FORMATS = ("auto", "prompt_completion", "messages", "text", "parallel")
 L2_MODES = ("off", "full", "mixed", "both")
@@ -87,6 +89,14 @@ class TrainScriptArguments:
     l2_special_tokens: bool = field(
         default=False,
         metadata={"help": "Add the L² language tags as special tokens (their embedding rows are then trained)."},
+    )
+    l2_tag_init: str = field(
+        default="name",
+        metadata={
+            "help": "How new tag rows start: 'name' (ours: the rows of the language's English name) or 'mean' "
+            "(transformers' mean resizing; with tied embeddings it taught SmolLM2 to answer with end-of-turn).",
+            "choices": TAG_INITS,
+        },
     )
 
 
@@ -170,7 +180,7 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
     languages = script_args.languages or sorted(parallel[0]["question"])
     if script_args.l2_special_tokens:
-        add_language_tokens(tokenizer, model, languages)
+        add_language_tokens(tokenizer, model, languages, init=script_args.l2_tag_init)
         extra = training_args.slam_extra_trainable or []
         extra = [extra] if extra in EXTRA_ALIASES else extra
         if isinstance(extra, str):  # one value is a regex (TRL's convention), which a list of names cannot hold
