@@ -66,9 +66,9 @@ def add_language_tokens(
         if tokenizer(tag, add_special_tokens=False)["input_ids"] != [ids[lang]]:
             raise ValueError(f"The tag {tag!r} does not tokenize to one token after adding it; check `tag_format`.")
     if model is not None:
-        old_rows = model.get_input_embeddings().weight.shape[0]
-        if hasattr(model.get_input_embeddings().weight, "ds_shape"):  # ZeRO-3 partitioned: the full row count
-            old_rows = model.get_input_embeddings().weight.ds_shape[0]
+        from slam_trainer.architectures import full_shape
+
+        old_rows = full_shape(model.get_input_embeddings().weight)[0]  # also under ZeRO-3
         if old_rows < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
             if init == "name":
