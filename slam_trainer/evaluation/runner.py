@@ -337,7 +337,7 @@ def _write_results(run_dir: Path, name: str, rows: list[dict], stats: Generation
             logger.warning(
                 "The decoding intervention of run %r never acted: no language tag was among the `top_k` most likely "
                 "tokens at any step boundary, so its outputs are the baseline's. The model has not learnt the tags "
-                "(train with `l2_special_tokens` until it writes them) or `top_k` is too small.",
+                "(train with `l2_special_tokens` until it writes them), `top_k` is too small, or `beta` is 0.",
                 name,
             )
     pretty = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
