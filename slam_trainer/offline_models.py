@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -73,9 +74,61 @@ def cache_root() -> Path:
     return Path(base) / "slam_trainer"
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """The folder to load for a short name (converted once and cached); any other id or path unchanged."""
+# A Hub repo id as huggingface_hub validates it: `name` or `namespace/name`, letters, digits, `-`, `_`, `.`.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_TINY_PREFIX = "tiny:"
+
+
+def check_model_name(name_or_path: str, option: str = "--model") -> None:
+    """Refuse, in the user's words, a name that no loader could use, before any Hub client sees it.
+
+    A local path is always accepted. A name that is neither a path nor a Hub id (`tiny:llama` where a saved model is
+    needed, `out/run/` that does not exist) and a Hub-looking name close to a short name (`smollm2-135m`, `smollm2`,
+    which would reach the Hub and fail offline with "couldn't connect") get a message listing the short names.
+    """
+    from slam_trainer.errors import ModelError
+
+    if is_offline_model_name(name_or_path) or os.path.exists(name_or_path):
+        return
+    short_names = ", ".join(OFFLINE_MODELS)
+    if name_or_path.startswith(_TINY_PREFIX):
+        raise ModelError(
+            f"{option} {name_or_path}: tiny models are built in memory and exist only where a command creates them "
+            "(slam train, slam demo); here give a saved model folder, a Hub id or a short name "
+            f"({short_names})."
+        )
+    close = _close_short_name(name_or_path)
+    if close is not None:
+        raise ModelError(
+            f"{option} {name_or_path}: no such folder and not a known short name; did you mean {close}? "
+            f"(short names: {short_names})"
+        )
+    if not _HUB_ID.match(name_or_path) or ".." in name_or_path or "--" in name_or_path:
+        raise ModelError(
+            f"{option} {name_or_path}: no such folder, and not a Hub id (namespace/name); give an existing folder, "
+            f"a Hub id or a short name ({short_names})."
+        )
+
+
+def _close_short_name(name: str) -> str | None:
+    """The short name `name` looks like a typo of (a prefix or a close spelling, case ignored), if any."""
+    import difflib
+
+    if "/" in name:  # a namespaced Hub id is the user's own choice
+        return None
+    lowered = name.lower()
+    for short in OFFLINE_MODELS:
+        if short.startswith(lowered) or lowered.startswith(short.split("-")[0]):
+            return short
+    close = difflib.get_close_matches(lowered, list(OFFLINE_MODELS), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def resolve_model_path(name_or_path: str, option: str = "--model") -> str:
+    """The folder to load for a short name (converted once and cached); any other id or path unchanged, after
+    `check_model_name` (`option` is the flag the user gave it with, for the message)."""
     if not is_offline_model_name(name_or_path):
+        check_model_name(name_or_path, option)
         return name_or_path
     model = OFFLINE_MODELS[name_or_path]
     _check_installed(model)

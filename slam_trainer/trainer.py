@@ -222,7 +222,7 @@ def load_model_and_processor(model_id: str, args: SFTConfig, quantization_config
     from accelerate import PartialState
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
-    path = resolve_model_path(model_id)
+    path = resolve_model_path(model_id, "model")
     kwargs = dict(args.model_init_kwargs or {})
     if quantization_config is not None:
         if "quantization_config" in kwargs:

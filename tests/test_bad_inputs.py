@@ -81,7 +81,7 @@ CLI_CASES = [
     # --- the CLI as a whole: parsing, --config, expected failure types ---
     Cli("missing-required-option", ("annotate",), "the following arguments are required: --seed"),
     Cli("unknown-command", ("bogus",), "invalid choice: 'bogus'"),
-    Cli("unrecognized-argument", merge("--bogus"), "unrecognized arguments: --bogus"),
+    Cli("unrecognized-argument", merge("--bogus"), "unknown option(s) --bogus; see `slam merge --help`"),
     Cli("int-option-given-text", annotate("--concurrency", "many"), "invalid int value: 'many'"),
     Cli("choice-option-bad-value", merge("--dtype", "int8"), "invalid choice: 'int8'"),
     Cli("config-missing-file", annotate("--config", "{tmp}/none.yaml"), "No such file or directory"),
@@ -243,6 +243,49 @@ CLI_CASES = [
         train("--resume_from_checkpoint", "{tmp}/run/checkpoint-4"),
         "no trainer_state.json: its save was interrupted",
         (("train.jsonl", jsonl({"text": "a"})), ("run/checkpoint-4/model.safetensors", b"")),
+    ),
+    # --- the user's own words: typos get the closest valid name, non-Hub names never reach the Hub client ---
+    Cli("flag-typo-suggests", ("identify", "--modle", "x"), "--modle (did you mean --model?)"),
+    Cli(
+        "config-key-typo-suggests",
+        annotate("--config", "{tmp}/c.yaml"),
+        "sead (did you mean seed?)",
+        (("c.yaml", "sead: x"),),
+    ),
+    Cli(
+        "train-config-key-typo-suggests",
+        train("--config", "{tmp}/c.yaml"),
+        "unknown option(s) max_step (did you mean max_steps?)",
+        (("c.yaml", "max_step: 3\n"), ("train.jsonl", jsonl({"prompt": "a", "completion": "b"}))),
+    ),
+    Cli("train-flag-typo-suggests", train("--lerning_rate", "1"), "--lerning_rate (did you mean --learning_rate?)"),
+    Cli("demo-short-name-typo", ("demo", "--model", "smollm2"), "did you mean smollm2-135m-instruct?"),
+    Cli("identify-short-name-typo", ("identify", "--model", "gemma3"), "did you mean gemma3-270m?"),
+    Cli(
+        "train-short-name-typo",
+        (
+            "train",
+            "--model_name_or_path",
+            "smollm2-135m",
+            "--output_dir",
+            "{tmp}/run",
+            "--dataset_name",
+            "{tmp}/t.jsonl",
+        )
+        + ("--use_cpu", "true", "--bf16", "false", "--report_to", "none"),
+        "--model_name_or_path smollm2-135m: no such folder and not a known short name; did you mean smollm2-135m-",
+        (("t.jsonl", jsonl({"prompt": "a", "completion": "b"})),),
+    ),
+    Cli(
+        "merge-tiny-base",
+        ("merge", "tiny:llama", "{delta}", "{tmp}/m"),
+        "BASE tiny:llama: tiny models are built in memory",
+    ),
+    Cli(
+        "eval-not-a-path-nor-hub-id",
+        ("eval", "--model", "./no/such/", "--data", "{tmp}/d.jsonl"),
+        "not a Hub id",
+        (("d.jsonl", jsonl({"id": 1, "lang": "en", "question": "q", "answer": "1"})),),
     ),
 ]
 

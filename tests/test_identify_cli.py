@@ -153,7 +153,7 @@ def test_identify_missing_files(model_dir, tmp_path, capsys):
     assert main(["identify", "--model", model_dir, "--data", str(tmp_path / "none.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["identify", "--model", str(tmp_path / "no_model")]) == 2
-    assert "not a model directory or Hub id" in capsys.readouterr().err
+    assert "no such folder, and not a Hub id" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ COMMAND: error: ...`, on stderr and exit with status 2; anything else is a bug a
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -47,9 +48,14 @@ class SlamArgumentParser(argparse.ArgumentParser):
     `--config` check its keys and stand in for required options without argparse's private `_actions`.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, strict_flags: bool = True, **kwargs):
         self.actions_by_dest: dict[str, argparse.Action] = {}  # before super().__init__, which adds --help
+        self.strict_flags = strict_flags  # refuse unknown `--flags` (off for a parser that sees only some of them)
         super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs):
+        self.strict_flags = False  # the sub-command's parser checks its own flags
+        return super().add_subparsers(**kwargs)
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
         return self._record(super().add_argument(*args, **kwargs))
@@ -69,8 +75,42 @@ class SlamArgumentParser(argparse.ArgumentParser):
         group.add_argument = lambda *args, **kwargs: self._record(add(*args, **kwargs))
         return group
 
+    def parse_known_args(self, args=None, namespace=None):
+        # Unknown flags first, with a suggestion: argparse would report a missing required option before a typo.
+        flags = self._option_strings()
+        unknown = [
+            word
+            for word in (args or [])
+            if isinstance(word, str) and word.startswith("--") and word != "--" and not _known_flag(word, flags)
+        ]
+        if unknown and self.strict_flags:
+            known = [flag.removeprefix("--") for flag in flags if flag.startswith("--")]
+            raise unknown_options_error("", unknown, known, prefix="--", prog=self.prog)
+        return super().parse_known_args(args, namespace)
+
+    def _option_strings(self) -> list[str]:
+        return [flag for action in self.actions_by_dest.values() for flag in action.option_strings]
+
     def error(self, message: str):
         raise CommandError(f"{message} (see `{self.prog} --help`).")
+
+
+def _known_flag(word: str, flags: list[str]) -> bool:
+    """Whether argparse would take `word` (`--name` or `--name=value`) as one of `flags`, abbreviations included."""
+    name = word.split("=", 1)[0]
+    return name in flags or sum(flag.startswith(name) for flag in flags) == 1
+
+
+def unknown_options_error(where: str, unknown, known, prefix: str = "", prog: str = "slam") -> CommandError:
+    """One error for options `prog` does not know, each with the closest known name ("did you mean --max_steps?");
+    `where` opens the message (e.g. "--config FILE: ")."""
+    known = list(known)
+    names = []
+    for option in unknown:
+        name = option.split("=", 1)[0].removeprefix("--").replace("-", "_")
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        names.append(f"{prefix}{name}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+    return CommandError(f"{where}unknown option(s) {', '.join(names)}; see `{prog} --help`.")
 
 
 def _config_value(action: argparse.Action, value, where: str):
@@ -122,7 +162,7 @@ def apply_config_file(parser: SlamArgumentParser, path: str) -> None:
     }
     unknown = sorted(str(key) for key in values if key not in options)
     if unknown:
-        raise CommandError(f"--config {path}: unknown option(s) {', '.join(unknown)} for `{parser.prog}`.")
+        raise unknown_options_error(f"--config {path}: ", unknown, options, prog=parser.prog)
     defaults = {}
     for key, value in values.items():
         action = options[key]
@@ -153,7 +193,7 @@ def make_parser(modules: dict | None = None) -> tuple[SlamArgumentParser, dict[s
 
 def _config_path(command: str, argv: list[str]) -> str | None:
     """The `--config` value among a sub-command's arguments, read before the full parse (which needs the file)."""
-    finder = SlamArgumentParser(prog=f"slam {command}", add_help=False)
+    finder = SlamArgumentParser(prog=f"slam {command}", add_help=False, strict_flags=False)
     finder.add_argument("--config", default=None)
     return finder.parse_known_args(argv)[0].config
 

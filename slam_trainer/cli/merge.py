@@ -51,7 +51,7 @@ def main(args) -> None:
     delta_dir = resolve_delta_directory(args.delta, args.delta_revision)
     metadata = verify_ffn_delta(delta_dir)  # a missing, damaged or incomplete delta fails before the base loads
     revision = args.revision or metadata.base_revision
-    base = resolve_model_path(args.base)
+    base = resolve_model_path(args.base, "BASE")
     model = AutoModelForCausalLM.from_pretrained(
         base, revision=revision, dtype="auto", trust_remote_code=args.trust_remote_code
     )

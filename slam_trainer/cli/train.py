@@ -118,10 +118,37 @@ def parse_own_arguments(argv: list[str]) -> None:
     """`slam train` parses its arguments with TRL's `TrlParser` (dataclass fields, YAML `--config`)."""
     parser = make_parser()
     parser.prog = "slam train"
+    check_option_names(argv, parser.dataclass_types)  # before TRL builds (and checks) the configs
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
     trainer = run(script_args, training_args, model_args)
     # a rank that exits with its process group alive can abort in teardown (seen with ZeRO-3 on gloo)
     trainer.accelerator.end_training()
+
+
+def check_option_names(argv: list[str], dataclass_types) -> None:
+    """Refuse an unknown flag or `--config` key with the closest known name, before anything is built (TRL reports
+    unknown YAML keys only after building every config, without a suggestion)."""
+    from dataclasses import fields
+
+    import yaml
+
+    from slam_trainer.cli.main import _known_flag, unknown_options_error
+
+    names = {field.name for kind in dataclass_types for field in fields(kind) if field.init}
+    flags = [f"--{name}" for name in names] + [f"--no_{name}" for name in names] + ["--config", "--help"]
+    typed = [
+        word for word in argv if word.startswith("--") and not _known_flag("--" + word[2:].replace("-", "_"), flags)
+    ]
+    if typed:
+        raise unknown_options_error("", typed, names, prefix="--", prog="slam train")
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        path = argv[argv.index("--config") + 1]
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+        if isinstance(values, dict):
+            unknown = sorted(str(key) for key in values if key not in names and key != "env")
+            if unknown:
+                raise unknown_options_error(f"--config {path}: ", unknown, names, prog="slam train")
 
 
 def main(args: argparse.Namespace) -> None:  # pragma: no cover - `slam train` is dispatched to parse_own_arguments
@@ -221,7 +248,7 @@ def load_model_and_tokenizer(model_args, training_args):
     set_seed(training_args.seed)  # before the model exists, as TRL does: PEFT initialises adapters randomly
     if name.startswith("tiny:"):  # the embedded default: a tiny model built from a config, byte-level tokenizer
         return build_tiny_model(name.removeprefix("tiny:")), build_tiny_tokenizer()
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, "--model_name_or_path")
     model_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,

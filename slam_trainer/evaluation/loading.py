@@ -74,7 +74,7 @@ def load_tokenizer(model: str, tokenizer: str | None = None):
 
     from slam_trainer.offline_models import resolve_model_path
 
-    source = resolve_model_path(tokenizer or model)
+    source = resolve_model_path(tokenizer or model, "--tokenizer" if tokenizer else "--model")
     if tokenizer is None and is_adapter(model):
         # Adapters are often saved without a tokenizer: fall back to the base model's.
         adapter_dir = Path(model)
