@@ -68,6 +68,11 @@ def test_identify_writes_report_and_prints_table(model_dir, data_file, tmp_path,
     assert "| layer | lape | overlap | activated_msd | overlap_msd | picked | chosen |" in printed.out
     assert f"Chosen by `overlap` among all layers: {DESIGNED_LAYERS}. Stable" in printed.out
     assert "Probing FFN neurons" in printed.err  # the progress bar
+    # how to pass the layers on, in a form `slam train` parses back to the same layers
+    from slam_trainer.config import parse_layers
+
+    advice = printed.out.split("To train these layers: slam train --slam_layers ")[1].split()[0]
+    assert parse_layers(advice) == DESIGNED_LAYERS
     report = json.loads((out / JSON_NAME).read_text())
     assert report["chosen_layers"] == DESIGNED_LAYERS and report["score"] == "overlap"
     assert (out / PNG_NAME).read_bytes()[:4] == b"\x89PNG"

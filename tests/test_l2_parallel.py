@@ -71,3 +71,32 @@ def test_help_renders(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_mixed_steps_and_cot_rows_read_the_same_from_a_list_and_from_a_datasets_file(tmp_path):
+    """`slam l2-build` reads rows as dicts; `slam train` reads the same file with `datasets`, where a column absent
+    from some rows is None in them. Both must build the same examples (was a TypeError on `steps: None`)."""
+    from datasets import load_dataset
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _rows()), encoding="utf-8")
+    from_list, _ = build_parallel_dataset(_rows())
+    from_datasets, _ = build_parallel_dataset(load_dataset("json", data_files=str(path), split="train"))
+    assert from_datasets.to_list() == from_list.to_list()
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"steps": None, "cot": None}, "Row 0 is missing steps or cot"),
+        ({"steps": "One. Two."}, "`steps` must be a list of texts, got str"),
+        ({"steps": 3}, "`steps` must be a list of texts, got int"),
+        ({"question": None, "steps": ["a"]}, "Row 0 is missing question"),
+    ],
+)
+def test_builder_names_the_row_and_the_field_of_a_bad_steps_value(row, expected):
+    from slam_trainer.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        build_parallel_dataset([{"id": 1, "lang": "en", "question": "q", "answer": "1", **row}])
+    assert expected in str(info.value)

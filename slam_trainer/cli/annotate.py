@@ -90,6 +90,32 @@ def _check_paths(seed, output, cache) -> None:
         raise CommandError(f"`--cache` and `--output` are the same file ({output}).")
 
 
+def _preflight(endpoint, key_variable: str) -> None:
+    """Before the first row: a key for a remote endpoint, and a host name that resolves, so that a missing key or a
+    mistyped or unreachable address is one message instead of retries on every row (a loopback host needs neither)."""
+    import socket
+    import urllib.parse
+
+    from slam_trainer.l2.endpoint import _is_loopback
+
+    host = urllib.parse.urlsplit(endpoint.base_url).hostname
+    if _is_loopback(host):
+        return
+    if endpoint.api_key is None:
+        raise CommandError(
+            f"no API key for {host}: set the environment variable {key_variable} (or name another with "
+            "`--api_key_env`); a server that needs no key accepts any value."
+        )
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise CommandError(
+            f"`--base_url`: the host {host} cannot be found ({reason}); check the address and the network. "
+            "Nothing was sent."
+        ) from None
+
+
 def main(args) -> None:
     from pathlib import Path
 
@@ -118,6 +144,7 @@ def main(args) -> None:
     cache = Path(args.cache or f"{args.output}.cache.jsonl")
     failures = Path(f"{args.output}.failures.jsonl")
     _check_paths(Path(args.seed), output, cache)
+    _preflight(endpoint, args.api_key_env)
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         report = annotate(

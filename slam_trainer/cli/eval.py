@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from slam_trainer.cli.errors import in_flag_words
 from slam_trainer.dtypes import DTYPES
 from slam_trainer.evaluation.prompts import PROMPT_STYLES
 
@@ -115,18 +116,19 @@ def main(args: argparse.Namespace) -> None:
     compared = [read_results_file(path) for path in args.compare]
     values = {name: getattr(args, name) for name in EvalSettings.__dataclass_fields__}
     values["chat_template"] = {"auto": None, "on": True, "off": False}[args.chat_template]
-    settings = EvalSettings(**values)
     given = {
         name: getattr(args, f"switch_{name}") for name in _SWITCH_FLAGS if getattr(args, f"switch_{name}") is not None
     }
-    intervention = InterventionSettings(**given) if given else None
-    results = run_evaluation(
-        settings,
-        args.output_dir,
-        intervention=intervention,
-        skip_baseline=args.skip_baseline,
-        overwrite=args.overwrite,
-    )
+    with in_flag_words(_flag_words(EvalSettings.__dataclass_fields__)):
+        settings = EvalSettings(**values)
+        intervention = InterventionSettings(**given) if given else None
+        results = run_evaluation(
+            settings,
+            args.output_dir,
+            intervention=intervention,
+            skip_baseline=args.skip_baseline,
+            overwrite=args.overwrite,
+        )
     for result in results:
         throughput = result["throughput"]
         print(
@@ -137,6 +139,16 @@ def main(args: argparse.Namespace) -> None:
     print(format_table(shown))
     png = plot_results(shown, Path(args.output_dir) / "results.png")
     print(f"Wrote {', '.join(str(Path(args.output_dir) / r['run'] / 'results.json') for r in results)} and {png}")
+
+
+def _flag_words(settings_fields) -> dict[str, str]:
+    """The library's parameter names in the messages -> the flags of this command (`target` -> `--switch_target`)."""
+    from slam_trainer.l2.decoding import TARGET_POLICIES
+
+    words = {f"policy='{policy}'": f"--switch_policy {policy}" for policy in TARGET_POLICIES}
+    words.update({f"`{name}`": f"`--switch_{name}`" for name in _SWITCH_FLAGS if name != "languages"})
+    words.update({f"`{name}`": f"`--{name}`" for name in (*settings_fields, "skip_baseline")})
+    return words
 
 
 def read_results_file(path: str) -> dict:

@@ -151,3 +151,8 @@ def main(args) -> None:
     print(report.format_table())
     json_path, png_path = report.save(args.output_dir)
     print(f"Wrote {json_path} and {png_path}.")
+    layers = ",".join(map(str, report.chosen_layers))
+    print(
+        f"To train these layers: slam train --slam_layers {layers} ... "
+        f"(Python: SelectiveFFNConfig(slam_layers={report.chosen_layers}, ...))."
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from slam_trainer.cli.errors import CommandError
+from slam_trainer.cli.errors import CommandError, in_flag_words
 from slam_trainer.l2.parallel import ON_INVALID
 from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
 
@@ -74,9 +74,10 @@ def main(args) -> None:
         raise CommandError(f"`--data` {' '.join(args.data)}: the file(s) hold no rows.")
     if args.languages:
         rows = [row for row in rows if row["lang"] in args.languages]
-    dataset, report = build_parallel_dataset(
-        rows, languages=args.languages, on_invalid=args.on_invalid, segmentation=args.segmentation
-    )
+    with in_flag_words({"on_invalid='drop'": "--on_invalid drop", "`languages`": "`--languages`"}):
+        dataset, report = build_parallel_dataset(
+            rows, languages=args.languages, on_invalid=args.on_invalid, segmentation=args.segmentation
+        )
     stats = parallel_statistics(dataset)
     name = dataset_name(args.source, len(stats["languages"]), stats["examples"])
     target = output_dir / name.replace(" ", "_")

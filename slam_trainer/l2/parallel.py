@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from slam_trainer.errors import DataError
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import validate_languages
 
@@ -122,21 +123,25 @@ def _group_rows(rows, segmentation: str, cues) -> tuple[dict[str, dict[str, dict
     grouped: dict[str, dict[str, dict]] = {}
     duplicates: dict[str, list[tuple[str, str]]] = {}
     for number, row in enumerate(rows):
-        missing = [key for key in ("id", "lang", "question", "answer") if key not in row]
-        if "steps" not in row and "cot" not in row:
+        # A column absent from some rows reads as None in a `datasets.Dataset` (mixed `steps`/`cot` files): the same.
+        missing = [key for key in ("id", "lang", "question", "answer") if row.get(key) is None]
+        if row.get("steps") is None and row.get("cot") is None:
             missing.append("steps or cot")
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"Row {number} is missing {', '.join(missing)}; each row needs id, lang, question, "
                 f"answer and steps (a list) or cot (text)."
             )
         example_id, lang = str(row["id"]), row["lang"]
         validate_languages([lang], argument=f"lang of row {number}")
-        steps = (
-            row["steps"]
-            if "steps" in row
-            else split_steps(row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang))
-        )
+        steps = row.get("steps")
+        if steps is None:
+            steps = split_steps(row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang))
+        elif isinstance(steps, str) or not isinstance(steps, (list, tuple)):
+            raise DataError(
+                f"Row {number} (id {example_id!r}, {lang}): `steps` must be a list of texts, got "
+                f"{type(steps).__name__}; give one text per step, or the whole chain as `cot`."
+            )
         group = grouped.setdefault(example_id, {})
         if lang in group:
             duplicates.setdefault(example_id, []).append(_problem(example_id, lang, "duplicate row"))

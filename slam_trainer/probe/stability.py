@@ -108,6 +108,7 @@ def describe_stability(stability: dict | None, chosen: list[int]) -> str:
     )
     return (
         f"NOT STABLE: of the chosen layers {chosen}, {short} of {share} (each should be >= "
-        f"{stability['threshold']:.0%}; {agreement}). Give more parallel text (e.g. MGSM questions) before relying "
-        "on this choice."
+        f"{stability['threshold']:.0%}; {agreement}). More parallel items may settle it (more rows in the probe "
+        "data, or all of them if `max_items` cut it short); otherwise treat these layers as one choice among similar "
+        "ones."
     )
