@@ -23,7 +23,11 @@ def make_parser(subparsers):
         help="Find the language-specific decoder layers of a model (SLAM layer analysis, LAPE).",
         description=__doc__.split("\n")[0],
     )
-    parser.add_argument("--model", required=True, help="Model directory or Hub id (a causal LM and its tokenizer).")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="Model folder, Hub id, or short name (smollm2-135m-instruct, gemma3-270m): a causal LM + tokenizer.",
+    )
     parser.add_argument(
         "--data",
         default=None,
