@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
-from transformers.utils import logging
 
 from slam_trainer.architectures import validate_layers, validate_projections
 from slam_trainer.freezing import (
@@ -16,9 +15,6 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
-
-
-logger = logging.get_logger(__name__)
 
 
 def optimizer_param_groups(optimizer) -> list[tuple[list, dict]]:
@@ -86,6 +82,9 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         allow_large_extra (`bool`, *optional*, defaults to `False`):
             Let names or regexes in `extra` select more parameters than the chosen FFN tensors hold (see
             `freeze_except_ffn`).
+        print_report (`bool`, *optional*, defaults to `True`):
+            Print what trains (the layers, tensors and trainable share; `callback.report`) on the main process when
+            the trainer is built. Printed rather than logged, since a script shows no INFO logs.
 
     Example:
         ```python
@@ -101,12 +100,14 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         extra: str | Sequence[str] = (),
         modules: dict[str, str] | None = None,
         allow_large_extra: bool = False,
+        print_report: bool = True,
     ):
         self.layers = validate_layers(layers)
         self.projections = validate_projections(projections)
         self.extra = extra if isinstance(extra, str) else list(extra)
         self.modules = modules
         self.allow_large_extra = allow_large_extra
+        self.print_report = print_report
         self.report: FreezeReport | None = None
 
     def state(self) -> dict:
@@ -138,8 +139,8 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         self.report = plan.report
         if args.activation_checkpointing:
             make_inputs_require_grad(model)
-        if state.is_world_process_zero:
-            logger.info(str(self.report))
+        if state.is_world_process_zero and self.print_report:  # printed: a script shows no INFO logs
+            print(self.report)
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:

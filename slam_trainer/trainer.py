@@ -107,7 +107,12 @@ class SelectiveFFNTrainer(SFTTrainer):
             return args
         # Field values as set, not `to_dict()`, which masks every `*_token` field (`eos_token` -> "<EOS_TOKEN>").
         dict_args = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
-        logger.warning("SelectiveFFNTrainer got a plain %s; converting it with SLAM defaults.", type(args).__name__)
+        logger.warning(
+            "SelectiveFFNTrainer got a plain %s; converting it with SLAM defaults (slam_layers='auto': a probe of "
+            "the model chooses %d layers before training).",
+            type(args).__name__,
+            SelectiveFFNConfig.slam_num_layers,
+        )
         return SelectiveFFNConfig(**dict_args)
 
     def _identify_layers(self, model, tokenizer, args) -> list[int]:

@@ -26,9 +26,11 @@ def test_swapping_the_trainer_class_is_the_only_change(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(swapped)
     out = tmp_path / "out"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(script), str(out)],
         check=True,
+        capture_output=True,
+        text=True,
         cwd=REPO,
         timeout=600,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
@@ -43,3 +45,8 @@ def test_swapping_the_trainer_class_is_the_only_change(tmp_path):
     assert all(name.endswith(("mlp.up_proj.weight", "mlp.down_proj.weight")) for name in changed), changed
     assert {int(name.split(".")[2]) for name in changed} <= set(range(6))  # the lower half of 12 layers
     assert (out / "language_layers.json").exists()
+    # ... and says so, in a plain script with no logging set up: the probe before it starts, the layers after.
+    assert "converting it with SLAM defaults (slam_layers='auto'" in done.stderr
+    assert "Probing FFN neurons" in done.stderr
+    assert "slam_layers='auto' on a model of 12 layers: Chosen by `lape`" in done.stdout
+    assert "SLAM: training up+down of layers" in done.stdout

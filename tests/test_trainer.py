@@ -114,6 +114,28 @@ def test_callback_in_a_plain_trainer_gives_the_same_result(
     }
 
 
+def test_the_callback_prints_what_trains_unless_told_not_to(tokenized_dataset, tmp_path, capsys):
+    """A script shows no INFO logs: the freeze table is printed on the main process when the trainer is built."""
+    callback = SelectiveFFNCallback(layers=[0, -1])
+    Trainer(
+        model=build_tiny_model("llama"),
+        args=plain_args(tmp_path / "a"),
+        train_dataset=tokenized_dataset,
+        callbacks=[callback],
+    )
+    shown = capsys.readouterr().out
+    assert str(callback.report) in shown and "SLAM: training up+down of layers [0, 3]" in shown
+    assert "trainable" in shown
+    quiet = SelectiveFFNCallback(layers=[0], print_report=False)
+    Trainer(
+        model=build_tiny_model("llama"),
+        args=plain_args(tmp_path / "b"),
+        train_dataset=tokenized_dataset,
+        callbacks=[quiet],
+    )
+    assert "SLAM: training" not in capsys.readouterr().out and quiet.report.layers == [0]
+
+
 def test_callback_refuses_an_optimizer_built_before_the_freezing(tokenizer, arithmetic_dataset, cpu_args):
     model = build_tiny_model("llama")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)  # built over every parameter

@@ -268,7 +268,6 @@ def main(args: argparse.Namespace) -> None:
     print(f"[4/7] Identifying language-specific layers; training their FFNs with SLAM ({settings.max_steps} steps)")
     trainer = _train(settings, model, tokenizer, problem_rows(problems["train"]), files["probe"], paths["train"])
     print(trainer.slam_layer_report.format_table())
-    print(trainer.slam_report)
     train_started = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - train_started

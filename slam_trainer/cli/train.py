@@ -314,8 +314,6 @@ def run(script_args, training_args, model_args):
     trainer = build_trainer(
         script_args.training, model, training_args, train_dataset, collator, tokenizer, get_peft_config(model_args)
     )
-    if script_args.training == "slam":
-        print(trainer.slam_report)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:

@@ -8,6 +8,8 @@ main process is broadcast too, so the other ranks raise instead of waiting forev
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from transformers.utils import logging
 
@@ -72,8 +74,9 @@ def resolve_auto_layers(
     if is_main:
         try:
             data = probe_data if probe_data is not None else load_probe_corpus()
+            print("slam_layers='auto': identifying the language-specific layers before training.", file=sys.stderr)
             report = identify_language_layers(
-                model, tokenizer, data, num_layers=num_layers, region=region, **probe_kwargs
+                model, tokenizer, data, num_layers=num_layers, region=region, **{"progress": True, **probe_kwargs}
             )
             payload = [{"report": report.to_dict()}]
         except Exception as error:
@@ -86,14 +89,10 @@ def resolve_auto_layers(
     if "error" in payload[0]:
         raise RuntimeError(f"Language-layer identification failed on the main process: {payload[0]['error']}")
     report = LayerReport.from_dict(payload[0]["report"])
-    if is_main:
-        logger.info(
-            "slam_layers='auto' on a model of %d layers: %s Tokens: %s.",
-            report.num_layers,
-            report.describe_choice(),
-            ", ".join(f"{lang} {n}" for lang, n in report.tokens.items()),
-        )
+    if is_main:  # printed, not logged at INFO: a script shows no INFO, and this decides what trains
+        print(f"slam_layers='auto' on a model of {report.num_layers} layers: {report.describe_choice()}")
+        logger.info("Probe tokens per language: %s.", ", ".join(f"{lang} {n}" for lang, n in report.tokens.items()))
         if output_dir is not None:
             json_path, png_path = report.save(output_dir)
-            logger.info("Language-layer report written to %s and %s.", json_path, png_path)
+            print(f"Language-layer report: {json_path}, {png_path} (trainer.slam_layer_report holds it).")
     return report.chosen_layers, report

@@ -248,7 +248,7 @@ def count_activations(model: nn.Module, batches: list[ProbeBatch], languages: li
         model (`PreTrainedModel`): a causal LM, plain, PEFT-wrapped or sharded with `device_map`; any dtype.
         batches (`list[ProbeBatch]`): from `make_batches`; their `units` say how many bootstrap units to keep.
         languages (`list[str]`): the language codes that `ProbeBatch.language` indexes.
-        progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar over the tokens fed (time left).
     """
     from tqdm.auto import tqdm
 
@@ -259,10 +259,16 @@ def count_activations(model: nn.Module, batches: list[ProbeBatch], languages: li
     model.eval()
     try:
         with ActivationCounter(model, len(languages), num_units) as counter, torch.inference_mode():
-            for batch in tqdm(batches, desc="Probing FFN neurons", unit="batch", disable=not progress):
-                counter.set_batch(batch)
-                run_forward(model, batch, kwargs)
-                tokens[:, batch.language].index_add_(0, batch.units, batch.count_mask.sum(-1))
+            # Counted in tokens fed (padding included: it costs the same), so the bar's time left is weighted by
+            # what each batch costs, not by the number of batches.
+            fed = sum(int(batch.input_ids.numel()) for batch in batches)
+            bar = tqdm(total=fed, desc="Probing FFN neurons", unit="tok", unit_scale=True, disable=not progress)
+            with bar:
+                for batch in batches:
+                    counter.set_batch(batch)
+                    run_forward(model, batch, kwargs)
+                    tokens[:, batch.language].index_add_(0, batch.units, batch.count_mask.sum(-1))
+                    bar.update(int(batch.input_ids.numel()))
     finally:
         model.train(was_training)
     return ActivationCounts(list(languages), counter.counts(), tokens)

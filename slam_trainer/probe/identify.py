@@ -7,6 +7,7 @@ bootstrap resampling of the items (`stability.py`), returned as a `LayerReport`.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 from slam_trainer.architectures import get_architecture_map
@@ -17,6 +18,15 @@ from slam_trainer.probe.report import LayerReport
 from slam_trainer.probe.scores import all_scores, choose_layers, layer_score, rank_layers
 from slam_trainer.probe.settings import BOOTSTRAP_UNITS, DEFAULTS, check_probe_settings, region_layers
 from slam_trainer.probe.stability import bootstrap_stability, describe_stability
+
+
+def describe_probe(architecture, languages: list[str], items: int, batches) -> str:
+    """The start line of a probe: its size, and what the time estimate rests on."""
+    fed = sum(int(batch.input_ids.numel()) for batch in batches)
+    return (
+        f"Probing {architecture.model_class} ({architecture.num_layers} layers) on {items} parallel items in "
+        f"{len(languages)} languages: {fed:,} tokens in {len(batches)} forward passes (the bar shows the time left)."
+    )
 
 
 def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
@@ -194,6 +204,8 @@ def identify_language_layers(
     tokenized = tokenize_parallel(tokenizer, parallel, max_length=max_length)
     units = min(len(tokenized.ids), BOOTSTRAP_UNITS) if resamples else 1
     batches = make_batches(tokenizer, tokenized, batch_size=batch_size, units=units)
+    if progress:
+        print(describe_probe(architecture, parallel.languages, len(tokenized.ids), batches), file=sys.stderr)
     counts = count_activations(model, batches, parallel.languages, progress=progress)
     return build_report(
         counts,
