@@ -1,7 +1,6 @@
 """Auto mode (`resolve_auto_layers`) and the built-in probe corpus."""
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -38,21 +37,20 @@ def test_corpus_language_choice():
     assert list(load_probe_corpus(["te", "bn"])) == ["te", "bn"]
 
 
-def test_auto_finds_the_designed_layers_and_writes_the_report(tmp_path, caplog):
+def test_auto_finds_the_designed_layers_and_writes_the_report(tmp_path, capsys):
     tokenizer = build_tiny_tokenizer()
     model = ground_truth_model(tokenizer)
-    with caplog.at_level(logging.INFO, logger="slam_trainer.probe.auto"):
-        layers, report = resolve_auto_layers(
-            model,
-            tokenizer,
-            ground_truth_texts(),
-            num_layers=2,
-            output_dir=str(tmp_path),
-            region="all",
-            top_rate=0.05,
-        )
+    layers, report = resolve_auto_layers(
+        model,
+        tokenizer,
+        ground_truth_texts(),
+        num_layers=2,
+        output_dir=str(tmp_path),
+        region="all",
+        top_rate=0.05,
+    )
     assert layers == DESIGNED_LAYERS == report.chosen_layers
-    assert "Chosen by `lape` among all layers: [1, 4]. Stable" in caplog.text
+    assert "Chosen by `lape` among all layers: [1, 4]. Stable" in capsys.readouterr().out  # printed, not logged
     with open(tmp_path / JSON_NAME) as handle:
         assert json.load(handle)["chosen_layers"] == DESIGNED_LAYERS
     assert (tmp_path / PNG_NAME).stat().st_size > 0
