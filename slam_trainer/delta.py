@@ -233,7 +233,7 @@ def save_ffn_delta(
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
             Hub id (or path) of the base model, recorded for `slam merge` and the model card; defaults to the
-            model's `config._name_or_path`.
+            model's `config._name_or_path` (an offline model's short name when it was loaded by one).
         base_revision (`str`, *optional*):
             Revision of the base model; defaults to the config's `_commit_hash` when the model came from the Hub.
 
@@ -264,7 +264,7 @@ def save_ffn_delta(
     config = model.config
     dtypes = sorted({_dtype_name(params[name]) for name in names})
     metadata = DeltaMetadata(
-        base_model=base_model or getattr(config, "_name_or_path", None) or None,
+        base_model=base_model or _base_model_name(getattr(config, "_name_or_path", None)),
         base_revision=base_revision or getattr(config, "_commit_hash", None),
         architecture=type(model).__name__,
         model_type=getattr(config, "model_type", None),
@@ -283,6 +283,13 @@ def save_ffn_delta(
         metadata.checksums = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
         _write_delta(path, tensors, metadata)
     return metadata
+
+
+def _base_model_name(name_or_path: str | None) -> str | None:
+    """The base as the user named it: an offline model's short name rather than this machine's cache folder."""
+    from slam_trainer.offline_models import short_name_of
+
+    return short_name_of(name_or_path) or name_or_path or None
 
 
 def _fsync(path: str) -> None:

@@ -14,6 +14,7 @@ import os
 from huggingface_hub import ModelCard, ModelCardData
 
 from slam_trainer.delta import DELTA_DIR_NAME, save_ffn_delta
+from slam_trainer.offline_models import OFFLINE_MODELS
 
 
 SLAM_TAGS = ["slam", "trl", "sft"]
@@ -69,12 +70,17 @@ def card_section(trainer, dataset_name=None) -> str:
     return "\n".join(lines)
 
 
+IMPORT_RESOLVE = "\nfrom slam_trainer.offline_models import resolve_model_path"
+
+
 def delta_card(trainer, metadata, repo_id: str, dataset_name=None) -> ModelCard:
     """The card of a delta repo, with the three lines that rebuild the model from the base."""
     base = metadata.base_model or "<base model id or path>"
     revision = f', revision="{metadata.base_revision}"' if metadata.base_revision else ""
+    short = metadata.base_model in OFFLINE_MODELS  # not a Hub id: its weights are the package's dequantized GGUF
+    load_base = f'resolve_model_path("{base}")' if short else f'"{base}"'
     data = ModelCardData(
-        base_model=metadata.base_model if metadata.base_model and not os.path.isdir(metadata.base_model) else None,
+        base_model=None if short or not metadata.base_model or os.path.isdir(metadata.base_model) else base,
         datasets=_datasets(dataset_name),
         library_name="slam-trainer",
         tags=[*SLAM_TAGS, *DELTA_TAGS],
@@ -92,8 +98,8 @@ with the metadata that puts them back on the right base (`slam_delta.json`). The
 
 ```python
 from transformers import AutoModelForCausalLM
-from slam_trainer import load_ffn_delta
-model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")
+from slam_trainer import load_ffn_delta{IMPORT_RESOLVE if short else ""}
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained({load_base}{revision}), "{repo_id}")
 ```
 
 `load_ffn_delta` refuses a base whose weights differ from the one the delta was trained on. To write a normal model

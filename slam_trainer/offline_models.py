@@ -66,6 +66,19 @@ def is_offline_model_name(name: object) -> bool:
     return isinstance(name, str) and name in OFFLINE_MODELS and not os.path.isdir(name)
 
 
+def short_name_of(path: str | None) -> str | None:
+    """The short name a converted folder was made from (its source file says), else None: what a record of the
+    base model should name instead of this machine's cache path."""
+    if not path or not os.path.isfile(os.path.join(path, SOURCE_FILE)):
+        return None
+    try:
+        with open(os.path.join(path, SOURCE_FILE), encoding="utf-8") as handle:
+            name = json.load(handle).get("name")
+    except (OSError, ValueError):
+        return None
+    return name if name in OFFLINE_MODELS else None
+
+
 def cache_root() -> Path:
     """Where converted models are kept (ours: `$SLAM_TRAINER_CACHE`, else the user's cache directory)."""
     if os.environ.get("SLAM_TRAINER_CACHE"):

@@ -56,6 +56,30 @@ def test_delta_round_trips_exactly_and_holds_only_trained_tensors(trained):
     assert not torch.equal(base.model.layers[0].mlp.up_proj.weight, rebuilt.model.layers[0].mlp.up_proj.weight)
 
 
+def test_a_delta_of_a_model_loaded_by_short_name_records_the_short_name(tmp_path, monkeypatch):
+    """The record travels: a model loaded from the offline cache is recorded by its short name (what `slam merge`
+    and `resolve_model_path` take on any machine), not by this machine's cache folder; a folder or id as given."""
+    from slam_trainer.offline_models import SOURCE_FILE
+
+    monkeypatch.setenv("SLAM_TRAINER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "models" / "smollm2-135m-instruct-0123456789abcdef"
+    build_tiny_model("llama").save_pretrained(folder)
+    (folder / SOURCE_FILE).write_text(json.dumps({"name": "smollm2-135m-instruct"}))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.config._name_or_path == str(folder)  # what transformers records: this machine's path
+    freeze_except_ffn(model, layers=[0])
+    assert save_ffn_delta(model, str(tmp_path / "d1")).base_model == "smollm2-135m-instruct"
+    recorded = json.loads((tmp_path / "d1" / DELTA_CONFIG_NAME).read_text())["base_model"]
+    assert recorded == "smollm2-135m-instruct"
+    # a plain folder keeps its path; an explicit name wins
+    plain = tmp_path / "plain"
+    build_tiny_model("llama").save_pretrained(plain)
+    other = AutoModelForCausalLM.from_pretrained(plain)
+    freeze_except_ffn(other, layers=[0])
+    assert save_ffn_delta(other, str(tmp_path / "d2")).base_model == str(plain)
+    assert save_ffn_delta(other, str(tmp_path / "d3"), base_model="org/x").base_model == "org/x"
+
+
 def test_checkpoint_delta_rebuilds_the_checkpoint(trained):
     root, _ = trained
     checkpoint = root / "out" / "checkpoint-3"

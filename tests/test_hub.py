@@ -108,3 +108,24 @@ def test_delta_options_with_peft_are_refused(cpu_args, tokenizer, arithmetic_dat
             processing_class=tokenizer,
             peft_config=LoraConfig(),
         )
+
+
+def test_a_delta_card_of_a_short_name_base_loads_it_through_the_package(cpu_args, tokenizer, arithmetic_dataset):
+    """A short name is no Hub id (its weights are the package's dequantized GGUF): the card does not claim one, and
+    its loading lines resolve the name as every command does."""
+    import ast
+    import dataclasses
+
+    from slam_trainer.delta import save_ffn_delta
+    from slam_trainer.hub import delta_card
+
+    trainer = make_trainer(cpu_args, tokenizer, arithmetic_dataset)
+    metadata = dataclasses.replace(
+        save_ffn_delta(trainer, f"{trainer.args.output_dir}/d"), base_model="smollm2-135m-instruct"
+    )
+    card = delta_card(trainer, metadata, "user/tiny-slam")
+    assert card.data.base_model is None
+    code = card.text.split("```python\n")[1].split("```")[0]
+    ast.parse(code)
+    assert 'from_pretrained(resolve_model_path("smollm2-135m-instruct"))' in code
+    assert "from slam_trainer.offline_models import resolve_model_path" in code
