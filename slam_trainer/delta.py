@@ -493,5 +493,5 @@ class FFNDeltaCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         path = os.path.join(args.output_dir, DELTA_DIR_NAME)
         metadata = save_ffn_delta(model, path)
-        if state.is_world_process_zero:
-            logger.info(f"Wrote the FFN delta of the final weights ({len(metadata.tensors)} tensors) to {path}.")
+        if state.is_world_process_zero:  # printed: a script shows no INFO logs, and this is the run's artefact
+            print(f"Wrote the FFN delta of the final weights ({len(metadata.tensors)} tensors) to {path}.")

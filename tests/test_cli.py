@@ -70,7 +70,7 @@ def test_unknown_recipe_key_fails(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("recipe", TINY_RECIPES, ids=lambda path: path.stem)
-def test_tiny_recipes_run_end_to_end(recipe, tmp_path):
+def test_tiny_recipes_run_end_to_end(recipe, tmp_path, capsys):
     import torch
     import yaml
     from safetensors.torch import load_file
@@ -91,6 +91,9 @@ def test_tiny_recipes_run_end_to_end(recipe, tmp_path):
         if tensor.shape != initial[name].shape or not torch.equal(tensor, initial[name])
     }
     assert changed == expected
+    if values.get("slam_save_delta"):  # docs/distributed.md: written with save_strategy "no", and the path shown
+        assert (tmp_path / "ffn_delta" / "slam_delta.json").is_file()
+        assert f"to {tmp_path / 'ffn_delta'}." in capsys.readouterr().out
 
 
 def test_bad_input_exits_with_one_line_reason(capsys):

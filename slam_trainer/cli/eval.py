@@ -139,6 +139,12 @@ def main(args: argparse.Namespace) -> None:
             f"{result['run']}: generated {throughput['tokens']} tokens for {throughput['rows']} new rows "
             f"({throughput['tokens_per_second']:.1f} tokens/s)"
         )
+        if "steering" in result:  # whether the intervention acted at all decides how to read the switch run
+            steering = result["steering"]
+            print(
+                f"{result['run']}: the intervention acted on {steering['rows_steered']} of {steering['rows']} rows "
+                f"({steering['steps']} steps shifted)"
+            )
     shown = results + compared
     print(format_table(shown))
     png = plot_results(shown, Path(args.output_dir) / "results.png")
