@@ -167,6 +167,8 @@ def test_cli_runs_baseline_and_intervention_in_one_invocation(model_dir, data_fi
     assert code == 0
     printed = capsys.readouterr().out
     assert "baseline:acc%" in printed and "switch:tokens" in printed and "tokens/s" in printed
+    steering = json.loads(read(out / "switch" / "results.json"))["steering"]  # shown, not only in the file
+    assert f"switch: the intervention acted on {steering['rows_steered']} of {steering['rows']} rows" in printed
     for run in ("baseline", "switch"):
         assert len(read(out / run / "predictions.jsonl").splitlines()) == 2
     switch_settings = json.loads(read(out / "switch" / "settings.json"))
@@ -388,3 +390,18 @@ def test_smollm2_telugu_8_shot_prompts_exceed_its_context_window(smollm2_path, s
     assert "en:" not in str(raised.value) and "bn:" not in str(raised.value)
     over = check_context(rows, lengths, 600, window, "warn")
     assert {entry["lang"] for entry in over} == {"te"} and min(entry["prompt_tokens"] for entry in over) > 8192 - 600
+
+
+def test_the_plot_s_axes_start_at_zero_also_when_every_accuracy_is_zero(tmp_path, monkeypatch):
+    """An all-zero run drew an accuracy axis of -0.04..0.04 (matplotlib centres a flat axis on its value)."""
+    import matplotlib.figure
+
+    from slam_trainer.evaluation.report import plot_results
+
+    limits = []
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda self, *a, **k: limits.extend(axis.get_ylim() for axis in self.axes)
+    )
+    scores = {"languages": {"en": {"accuracy": 0.0, "mean_tokens": 0.0}, "de": {"accuracy": 0.0, "mean_tokens": 0}}}
+    plot_results([{"run": "baseline", "scores": scores}], tmp_path / "r.png")
+    assert limits == [(0.0, 100.0), (0.0, 1.0)]

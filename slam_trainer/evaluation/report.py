@@ -81,9 +81,7 @@ def plot_results(results: list[dict], path: str | Path) -> Path:
         axis.set_xticks([i + 0.4 - width / 2 for i in range(len(languages))], languages)
         axis.set_title(title)
         # From 0 (matplotlib centres an all-zero axis on 0, showing negative accuracies); accuracy up to 100%.
-        axis.set_ylim(0, 100 if key == "accuracy" else None)
-        if key != "accuracy" and axis.get_ylim()[1] <= 0:
-            axis.set_ylim(0, 1)
+        axis.set_ylim(0, 100 if key == "accuracy" else max(axis.get_ylim()[1], 1))
     axes[0].legend()
     figure.tight_layout()
     path = Path(path)
