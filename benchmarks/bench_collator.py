@@ -71,7 +71,9 @@ def step_seconds_per_example(model, batch) -> float:
 def main() -> str:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = build_tiny_tokenizer()
-    collator = L2DataCollator(tokenizer, languages=LANGUAGES, mode="mixed", switch_probability=0.3)
+    collator = L2DataCollator(
+        tokenizer, languages=LANGUAGES, mode="mixed", switch_probability=0.3, max_length=100_000
+    )  # no trainer: an explicit limit above every length measured
     baseline = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     model = build_tiny_model()
     lines = [

@@ -11,6 +11,7 @@ from slam_trainer.languages import get_language
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
+NO_LIMIT = 100_000  # collated outside a trainer: an explicit max_length (the collator refuses to guess one)
 LANGS = ["en", "zh", "ja", "th"]
 
 
@@ -49,7 +50,9 @@ def _expected_sequence(tokenizer, example, plan):
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_labels_mask_exactly_prompt_and_padding_and_every_step_appears_once(tokenizer, dataset, padding_side):
-    collator = L2DataCollator(tokenizer, languages=LANGS, padding_side=padding_side, pad_to_multiple_of=16)
+    collator = L2DataCollator(
+        tokenizer, languages=LANGS, padding_side=padding_side, pad_to_multiple_of=16, max_length=NO_LIMIT
+    )
     prepared = collator.prepare(dataset)
     features = [prepared[i] for i in range(8)]
     batch = collator(features)
@@ -114,7 +117,9 @@ def test_full_and_both_modes_and_question_language(tokenizer):
 
 
 def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, dataset):
-    make = lambda seed: L2DataCollator(tokenizer, languages=LANGS, seed=seed, switch_probability=0.5)  # noqa: E731
+    def make(seed):
+        return L2DataCollator(tokenizer, languages=LANGS, seed=seed, switch_probability=0.5, max_length=NO_LIMIT)
+
     prepared = make(0).prepare(dataset)
     features = [prepared[i] for i in range(12)]
     first, again, other_seed = make(0), make(0), make(1)
@@ -135,7 +140,7 @@ def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, da
 
 
 def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
-    collator = L2DataCollator(tokenizer, languages=LANGS, use_chat_template=False)
+    collator = L2DataCollator(tokenizer, languages=LANGS, use_chat_template=False, max_length=NO_LIMIT)
     prepared = collator.prepare(dataset, num_proc=2)
     assert set(prepared.column_names) == {"id", "answer", "steps", "prompt_ids", "step_lengths"}
     raw = [dataset[i] for i in range(6)]
@@ -165,7 +170,7 @@ def test_max_length_drops_in_prepare_and_warns_at_collation(tokenizer, dataset):
 def test_special_token_tags_are_single_ids(dataset):
     tokenizer = build_tiny_tokenizer()
     ids = add_language_tokens(tokenizer, None, LANGS)
-    collator = L2DataCollator(tokenizer, languages=LANGS, switch_probability=0.6)
+    collator = L2DataCollator(tokenizer, languages=LANGS, switch_probability=0.6, max_length=NO_LIMIT)
     batch = collator([dataset[i] for i in range(4)])
     labels = batch["labels"][batch["labels"] != -100].tolist()
     assert set(ids.values()) & set(labels)
@@ -212,7 +217,12 @@ def test_the_completion_is_the_tokenization_of_the_joined_text(fixture, request,
             tag_ids = add_language_tokens(tokenizer, None, LANGS)
         for separator in (" ", "\n", "\n\n"):
             collator = L2DataCollator(
-                tokenizer, languages=LANGS, step_separator=separator, switch_probability=0.6, use_chat_template=False
+                tokenizer,
+                languages=LANGS,
+                step_separator=separator,
+                switch_probability=0.6,
+                use_chat_template=False,
+                max_length=NO_LIMIT,
             )
             batch = collator(raw)
             for row, example in enumerate(raw):
@@ -251,8 +261,11 @@ def test_the_trainer_s_max_length_bounds_the_collator(tokenizer, dataset, cpu_ar
             processing_class=tokenizer,
         )
 
+    wide = L2DataCollator(tokenizer, languages=LANGS, max_length=NO_LIMIT)
+    assert wide(list(wide.prepare(dataset)))["input_ids"].shape[1] > 520
     unbounded = L2DataCollator(tokenizer, languages=LANGS)
-    assert unbounded(list(unbounded.prepare(dataset)))["input_ids"].shape[1] > 520
+    with pytest.raises(ValueError, match="no `max_length`: call `collator.configure_sft_args"):
+        unbounded(list(unbounded.prepare(dataset)))  # the drop-in form, unconfigured: refused, not 777 wide
     adopted = trainer(unbounded, max_length=520)
     assert unbounded.max_length == 520
     widths = set()

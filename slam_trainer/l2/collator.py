@@ -37,6 +37,7 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 from transformers.data.data_collator import DataCollatorMixin
 from transformers.utils import logging
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.l2.mixing import LanguageSchedule
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import get_language, validate_languages
@@ -191,6 +192,7 @@ class L2DataCollator(DataCollatorMixin):
         self._separator_length = len(self._encode(self.step_separator))
         eos = self.tokenizer.eos_token_id
         self._eos_ids = [] if eos is None else [eos]
+        self._configured = False  # set by `configure_sft_args`: a trainer's `max_length` (or none) was adopted
 
     # -- tokenization, once per dataset ------------------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class L2DataCollator(DataCollatorMixin):
         limit is the only one. Unset, it becomes the trainer's; larger than the trainer's, it is refused."""
         for key, value in self.SFT_CONFIG_SETTINGS.items():
             setattr(args, key, {**(getattr(args, key) or {}), **value} if isinstance(value, dict) else value)
+        self._configured = True
         trainer_max = getattr(args, "max_length", None)
         if trainer_max is None:
             return
@@ -344,7 +347,15 @@ class L2DataCollator(DataCollatorMixin):
         return {key: torch.from_numpy(value) for key, value in self.numpy_call(features).items()}
 
     def numpy_call(self, features: list[dict]) -> dict[str, np.ndarray]:
-        draws = self._draws(features)
+        draws = self._draws(features)  # a malformed example is named first
+        if self.max_length is None and not self._configured:
+            # The drop-in form (`SFTTrainer(..., data_collator=L2DataCollator(...))`) would build sequences of any
+            # length: TRL does not truncate what it did not prepare, and the collator does not see the trainer.
+            raise ConfigError(
+                "L2DataCollator has no `max_length`: call `collator.configure_sft_args(args)` before building the "
+                "trainer (it adopts the trainer's `max_length` and sets what SFTTrainer needs; SelectiveFFNTrainer "
+                "calls it itself), or pass `max_length=` to the collator."
+            )
         completions = self.tokenizer([text for _, text in draws], add_special_tokens=False)["input_ids"]
         sequences, truncated = [], []
         for example, (prompt, _), completion in zip(features, draws, completions):
