@@ -143,9 +143,10 @@ def _group_rows(rows, segmentation: str, cues) -> tuple[dict[str, dict[str, dict
                 f"{type(steps).__name__}; give one text per step, or the whole chain as `cot`."
             )
         group = grouped.setdefault(example_id, {})
-        if lang in group:
+        entry = {"question": row["question"], "steps": [str(step) for step in steps], "answer": row["answer"]}
+        if lang in group and group[lang] != entry:  # the same row twice (a seed beside its annotations) is kept once
             duplicates.setdefault(example_id, []).append(_problem(example_id, lang, "duplicate row"))
-        group[lang] = {"question": row["question"], "steps": [str(step) for step in steps], "answer": row["answer"]}
+        group[lang] = entry
     return grouped, duplicates
 
 
