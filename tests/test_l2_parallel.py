@@ -112,3 +112,24 @@ def test_a_row_given_twice_is_kept_once_and_two_different_rows_are_a_duplicate()
     other = [{**row, "id": 2} for row in (seed, annotated[1])]
     _, report = build_parallel_dataset([seed, {**seed, "question": "Other Q"}, annotated[1], *other])
     assert report.kept == 1 and dict(report.reasons) == {"duplicate row": 1}
+
+
+def test_parallel_rows_invert_the_builder_and_feed_slam_s_training_set():
+    """A `slam l2-build` folder (the parallel schema) read back as rows builds the same parallel set, and SLAM's
+    translate + answer set takes rows with `steps` only as it takes rows with `cot`."""
+    from slam_trainer.data.slam_mix import build_slam_training_set
+    from slam_trainer.l2.parallel import is_parallel_dataset, parallel_rows
+
+    dataset, _ = build_parallel_dataset(_rows())
+    assert is_parallel_dataset(dataset) and not is_parallel_dataset(load_dataset_of(_rows()))
+    rebuilt, _ = build_parallel_dataset(parallel_rows(dataset))
+    assert rebuilt.to_list() == dataset.to_list()
+    with_steps = build_slam_training_set(parallel_rows(dataset))
+    answer = [row for row in with_steps if row["task"] == "answer" and row["lang"] == "zh"][0]
+    assert answer["completion"] == " 两个苹果。加一个。答案是 3。"  # steps joined as the language writes them
+
+
+def load_dataset_of(rows):
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: v for k, v in row.items() if k != "steps"} for row in rows if "cot" in row])

@@ -69,6 +69,13 @@ def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[
     return [row for _, row in iter_jsonl_rows(path, required=required) if keep is None or row.get("lang") in keep]
 
 
+def is_saved_dataset(path) -> bool:
+    """Whether `path` is a folder written by `Dataset.save_to_disk` (what `slam l2-build` writes), which
+    `datasets.load_from_disk` reads and `load_dataset` refuses."""
+    path = Path(path)
+    return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+
+
 def _json_document_rows(path: Path) -> int:
     """Rows of a file holding one JSON document (an array of rows, or an object of columns), as `datasets` reads
     `.json` files that are not JSON lines."""

@@ -3,7 +3,7 @@
 The official SLAM code trains on one merged set: a question-translation task (a question in language X, answered
 with the same question in English) and an answer task over GSM8K-derived data in every language (MGSM8KInstruct
 style), in Alpaca form, loss on the response only, prompted as `Human: {instruction}\\nAssistant: {output}</s>`.
-This builds that set from parallel rows (`id`, `lang`, `question`, `answer`, and `cot` where present).
+This builds that set from parallel rows (`id`, `lang`, `question`, `answer`, and `cot` or `steps` where present).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from datasets import Dataset
 
+from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import get_language
 
 
@@ -73,16 +74,27 @@ def build_slam_training_set(
                 )
             if "answer" in tasks:
                 source = row if answer_language == "same" else pivot_row
-                if source is None or not source.get("cot"):
+                solution = worked_solution(source) if source is not None else None
+                if not solution:
                     raise ValueError(
-                        f"Example {example_id!r} ({lang}) has no `cot` in language "
+                        f"Example {example_id!r} ({lang}) has no `cot` or `steps` in language "
                         f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
                         "solutions or drop 'answer' from `tasks`."
                     )
-                examples.append(_example(example_id, lang, "answer", row["question"], source["cot"], prompt_template))
+                examples.append(_example(example_id, lang, "answer", row["question"], solution, prompt_template))
     if not examples:
         raise ValueError(f"No training example could be built: no id has both `{pivot}` and another language.")
     return Dataset.from_list(examples)
+
+
+def worked_solution(row: dict) -> str | None:
+    """A row's worked solution as text: its `cot`, else its `steps` joined (rows of both kinds may share a file, as
+    `slam l2-build` accepts them, and a column absent from some rows reads as None there)."""
+    if row.get("cot"):
+        return row["cot"]
+    if row.get("steps"):
+        return join_steps(row["steps"], row["lang"])
+    return None
 
 
 def _example(example_id, lang, task, instruction, output, prompt_template) -> dict:

@@ -173,6 +173,29 @@ def _validated_examples(grouped, duplicates, languages: list[str]) -> tuple[list
     return examples, report
 
 
+PARALLEL_COLUMNS = ("id", "question", "steps", "answer")
+
+
+def is_parallel_dataset(dataset) -> bool:
+    """Whether `dataset` is already in the parallel schema (what `build_parallel_dataset` and `slam l2-build` write:
+    `question` and `steps` keyed by language), not per-language rows."""
+    if not set(PARALLEL_COLUMNS) <= set(dataset.column_names) or len(dataset) == 0:
+        return False
+    first = dataset[0]
+    return isinstance(first["question"], dict) and isinstance(first["steps"], dict)
+
+
+def parallel_rows(dataset) -> list[dict]:
+    """The per-language rows (`id`, `lang`, `question`, `answer`, `steps`) of a parallel-schema dataset: the inverse of
+    `build_parallel_dataset`, for consumers of rows (SLAM's training set)."""
+    return [
+        {"id": example["id"], "lang": lang, "question": question, "answer": example["answer"], "steps": steps}
+        for example in dataset
+        for lang, question in example["question"].items()
+        if (steps := example["steps"].get(lang)) is not None
+    ]
+
+
 def dataset_name(source: str, num_languages: int, num_samples: int) -> str:
     """The paper's naming: `L2-M {source} {languages} {samples}`, e.g. `L2-M o1 10 6`."""
     return f"L2-M {source} {num_languages} {num_samples}"
