@@ -90,7 +90,9 @@ def main() -> str:
         "| module | self ms |",
         "| --- | --- |",
     ]
-    lines += [f"| `{module}` | {own / 1000:.1f} |" for module, own in sorted(extra.items(), key=lambda kv: -kv[1])[:12]]
+    lines += [
+        f"| `{module}` | {own / 1000:.1f} |" for module, own in sorted(extra.items(), key=lambda kv: -kv[1])[:12]
+    ]
     lines += ["", "| command | median s | lines printed |", "| --- | --- | --- |"]
     for argv in HELPS:
         runs = [timed([sys.executable, "-m", "slam_trainer.cli", *argv]) for _ in range(repeats)]

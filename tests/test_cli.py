@@ -172,3 +172,40 @@ def test_slam_train_prompts_are_the_ones_slam_eval_asks(prompt_format, eval_styl
         assert tokenizer(text, add_special_tokens=eval_style != "chat")["input_ids"] == expected
     else:
         assert dataset[0]["prompt_ids"]["en"] == expected
+
+
+def test_slam_train_help_is_short_grouped_and_complete_without_importing_trl(capsys):
+    """`slam train --help` shows the package's options first, grouped, every one of them with its real default, and
+    needs no TRL import (that is what made it take seconds); `--help-all` is TRL's full help."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from slam_trainer.cli.train import TrainScriptArguments
+    from slam_trainer.config import SelectiveFFNConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.index("SLAM: ") < shown.index("L²: ") < shown.index("Data:") < shown.index("--help-all")
+    fields = [f for f in dataclasses.fields(SelectiveFFNConfig) if f.name.startswith("slam_")]
+    fields += dataclasses.fields(TrainScriptArguments)
+    for item in fields:  # read from config.py's source: in step with the class itself
+        assert f"\n  --{item.name}\n" in shown, item.name
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        block = shown.split(f"\n  --{item.name}\n")[1].split("\n  --")[0]
+        if default not in (None, ""):
+            shown_default = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+            assert f"default: {shown_default})" in " ".join(block.split()), item.name
+    assert len(shown.splitlines()) < 120
+    probe = (
+        "import sys; from slam_trainer.cli.main import main\ntry: main(['train', '--help'])\n"
+        "except SystemExit: print('trl' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip().endswith("False")
+    with pytest.raises(SystemExit):
+        main(["train", "--help-all"])
+    full = capsys.readouterr().out
+    assert "--per_device_train_batch_size" in full and "--slam_layers" in full and len(full.splitlines()) > 300

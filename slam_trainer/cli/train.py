@@ -116,8 +116,16 @@ def make_parser(subparsers=None):
 
 def parse_own_arguments(argv: list[str]) -> None:
     """`slam train` parses its arguments with TRL's `TrlParser` (dataclass fields, YAML `--config`)."""
+    if "-h" in argv or "--help" in argv:  # the package's options, grouped, without importing TRL
+        from slam_trainer.cli.train_help import short_help
+
+        print(short_help(TrainScriptArguments))
+        raise SystemExit(0)  # as argparse's --help of the other sub-commands
     parser = make_parser()
     parser.prog = "slam train"
+    if "--help-all" in argv:
+        parser.print_help()
+        raise SystemExit(0)
     check_option_names(argv, parser.dataclass_types)  # before TRL builds (and checks) the configs
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
     trainer = run(script_args, training_args, model_args)
@@ -135,7 +143,7 @@ def check_option_names(argv: list[str], dataclass_types) -> None:
     from slam_trainer.cli.main import _known_flag, unknown_options_error
 
     names = {field.name for kind in dataclass_types for field in fields(kind) if field.init}
-    flags = [f"--{name}" for name in names] + [f"--no_{name}" for name in names] + ["--config", "--help"]
+    flags = [f"--{name}" for name in names] + [f"--no_{name}" for name in names] + ["--config", "--help", "--help-all"]
     typed = [
         word for word in argv if word.startswith("--") and not _known_flag("--" + word[2:].replace("-", "_"), flags)
     ]
