@@ -277,6 +277,28 @@ CLI_CASES = [
         (("t.jsonl", jsonl({"prompt": "a", "completion": "b"})),),
     ),
     Cli(
+        "train-arrow-file-of-a-saved-dataset",
+        train(data="{tmp}/set/data-00000-of-00001.arrow"),
+        "pass the folder it lies in",
+        (("set/state.json", "{}"), ("set/dataset_info.json", "{}"), ("set/data-00000-of-00001.arrow", b"")),
+    ),
+    Cli(
+        "l2-on-invalid-raise-names-the-flag",
+        l2("--on_invalid", "raise"),
+        "(pass --on_invalid drop to leave them out)",
+        (("rows.jsonl", jsonl(PARALLEL_ROW, {**PARALLEL_ROW, "id": 2, "steps": []})),),
+    ),
+    Cli(
+        "annotate-no-key-for-a-remote-endpoint",
+        annotate("--base_url", "https://api.openai.com/v1"),
+        "no API key for api.openai.com: set the environment variable OPENAI_API_KEY",
+    ),
+    Cli(  # any set variable stands in for a key: the row must stop at the name lookup, before a request
+        "annotate-host-not-found",
+        annotate("--base_url", "https://no-such-host.invalid/v1", "--api_key_env", "HOME"),
+        "the host no-such-host.invalid cannot be found",
+    ),
+    Cli(
         "merge-tiny-base",
         ("merge", "tiny:llama", "{delta}", "{tmp}/m"),
         "BASE tiny:llama: tiny models are built in memory",

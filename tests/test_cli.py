@@ -209,3 +209,22 @@ def test_slam_train_help_is_short_grouped_and_complete_without_importing_trl(cap
         main(["train", "--help-all"])
     full = capsys.readouterr().out
     assert "--per_device_train_batch_size" in full and "--slam_layers" in full and len(full.splitlines()) > 300
+
+
+@pytest.mark.parametrize("l2_mode", ["off", "mixed"])
+def test_slam_train_reads_mixed_steps_and_cot_rows_as_l2_build_does(l2_mode, tmp_path):
+    """Rows that `slam l2-build` accepts (some with `steps`, some with `cot`) train as well: `datasets` fills the
+    absent column with None, which read as the other kind instead of a TypeError."""
+    import json
+
+    rows = [
+        {"id": 1, "lang": "en", "question": "Two plus one?", "answer": "3", "steps": ["Two.", "Plus one is 3."]},
+        {"id": 1, "lang": "zh", "question": "二加一？", "answer": "3", "cot": "二。加一是 3。"},
+        {"id": 2, "lang": "en", "question": "One plus one?", "answer": "2", "cot": "One. Plus one is 2."},
+        {"id": 2, "lang": "zh", "question": "一加一？", "answer": "2", "steps": ["一。", "加一是 2。"]},
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    argv = ["train", "--model_name_or_path", "tiny:llama", "--dataset_name", str(data), "--slam_layers", "0"]
+    argv += ["--l2_mode", l2_mode, "--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--max_length", "512"]
+    assert main([*argv, "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]) == 0

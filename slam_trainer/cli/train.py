@@ -40,8 +40,8 @@ class TrainScriptArguments:
     dataset_name: str = field(
         default="synthetic",
         metadata={
-            "help": "Hub dataset id, a local file (.jsonl/.json/.parquet/.csv), or 'synthetic' (the package's "
-            "multilingual arithmetic world)."
+            "help": "Hub dataset id, a local file (.jsonl/.json/.parquet/.csv), a folder written by save_to_disk "
+            "(e.g. by `slam l2-build`), or 'synthetic' (the package's multilingual arithmetic world)."
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
@@ -167,12 +167,18 @@ def load_rows(script_args: TrainScriptArguments):
     """The training rows as a `datasets.Dataset`."""
     import os
 
-    from datasets import Dataset, load_dataset
+    from datasets import Dataset, load_dataset, load_from_disk
 
-    from slam_trainer.data.loaders import check_data_file
+    from slam_trainer.data.loaders import check_data_file, is_saved_dataset
     from slam_trainer.data.synthetic import synthetic_rows
+    from slam_trainer.errors import DataError
 
     name = script_args.dataset_name
+    if is_saved_dataset(name):  # a `save_to_disk` folder, e.g. what `slam l2-build` writes
+        return load_from_disk(name)
+    if name.endswith(".arrow") and is_saved_dataset(os.path.dirname(name)):
+        folder = os.path.dirname(name)
+        raise DataError(f"`--dataset_name` {name}: pass the folder it lies in ({folder}), not the file.")
     if name == "synthetic":
         rows = synthetic_rows(
             script_args.synthetic_problems, languages=script_args.languages, world=script_args.synthetic_world
@@ -191,12 +197,16 @@ def load_rows(script_args: TrainScriptArguments):
 
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
+    from datasets import Dataset
+
     from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
     from slam_trainer.freezing import EXTRA_ALIASES
     from slam_trainer.l2.collator import L2DataCollator
-    from slam_trainer.l2.parallel import build_parallel_dataset
+    from slam_trainer.l2.parallel import build_parallel_dataset, is_parallel_dataset, parallel_rows
     from slam_trainer.l2.tags import add_language_tokens
 
+    if is_parallel_dataset(dataset):  # the parallel schema (`slam l2-build`): read back as per-language rows
+        dataset = Dataset.from_list(parallel_rows(dataset))
     fmt = script_args.dataset_format
     if fmt == "auto":
         fmt = "parallel" if {"id", "lang", "question"} <= set(dataset.column_names) else "trl"
