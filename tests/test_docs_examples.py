@@ -169,8 +169,20 @@ SPECS = {
             "command against a local server"
         },
         context="annotation_seed",
+        slow=True,  # with the next block, which reads its output and trains SmolLM2 on it
     ),
-    ("docs/l2.md", "slam l2-build"): Spec(check="check_l2_build"),
+    ("docs/l2.md", "slam l2-build"): Spec(
+        subs=(
+            (
+                "data/L2-M_o1_4_6",
+                "data/L2-M_o1_2_4",
+                "the folder l2-build wrote from this test's seed (2 languages, 4)",
+            ),
+            ("--max_steps 20", "--max_steps 2 --per_device_train_batch_size 2", "training kept short"),
+        ),
+        slow=True,
+        check="check_l2_build",
+    ),
     ("docs/layer_identification.md", "from slam_trainer import identify_language_layers"): Spec(
         subs=((MGSM, "{mgsm}", SLICE_WHY),), context="tiny_lm", check="check_identify_api"
     ),
@@ -403,6 +415,7 @@ def check_l2_build(namespace, workdir):
 
     (folder,) = (workdir / "data").iterdir()
     assert folder.name == "L2-M_o1_2_4" and len(load_from_disk(str(folder))) == 4
+    assert (workdir / "out" / "l2" / "model.safetensors").is_file()  # slam train read the folder
 
 
 def check_identify_api(namespace, workdir):
