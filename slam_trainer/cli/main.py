@@ -81,7 +81,7 @@ class SlamArgumentParser(argparse.ArgumentParser):
         unknown = [
             word
             for word in (args or [])
-            if isinstance(word, str) and word.startswith("--") and word != "--" and not _known_flag(word, flags)
+            if isinstance(word, str) and word.startswith("--") and word != "--" and not known_flag(word, flags)
         ]
         if unknown and self.strict_flags:
             known = [flag.removeprefix("--") for flag in flags if flag.startswith("--")]
@@ -95,7 +95,7 @@ class SlamArgumentParser(argparse.ArgumentParser):
         raise CommandError(f"{message} (see `{self.prog} --help`).")
 
 
-def _known_flag(word: str, flags: list[str]) -> bool:
+def known_flag(word: str, flags: list[str]) -> bool:
     """Whether argparse would take `word` (`--name` or `--name=value`) as one of `flags`, abbreviations included."""
     name = word.split("=", 1)[0]
     return name in flags or sum(flag.startswith(name) for flag in flags) == 1

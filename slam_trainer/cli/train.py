@@ -140,12 +140,12 @@ def check_option_names(argv: list[str], dataclass_types) -> None:
 
     import yaml
 
-    from slam_trainer.cli.main import _known_flag, unknown_options_error
+    from slam_trainer.cli.main import known_flag, unknown_options_error
 
     names = {field.name for kind in dataclass_types for field in fields(kind) if field.init}
     flags = [f"--{name}" for name in names] + [f"--no_{name}" for name in names] + ["--config", "--help", "--help-all"]
     typed = [
-        word for word in argv if word.startswith("--") and not _known_flag("--" + word[2:].replace("-", "_"), flags)
+        word for word in argv if word.startswith("--") and not known_flag("--" + word[2:].replace("-", "_"), flags)
     ]
     if typed:
         raise unknown_options_error("", typed, names, prefix="--", prog="slam train")
