@@ -299,11 +299,6 @@ CLI_CASES = [
         "the host no-such-host.invalid cannot be found",
     ),
     Cli(
-        "merge-tiny-base",
-        ("merge", "tiny:llama", "{delta}", "{tmp}/m"),
-        "BASE tiny:llama: tiny models are built in memory",
-    ),
-    Cli(
         "eval-not-a-path-nor-hub-id",
         ("eval", "--model", "./no/such/", "--data", "{tmp}/d.jsonl"),
         "not a Hub id",

@@ -77,7 +77,7 @@ def test_peft_adapter_folder_loads_on_its_base(saved_model, tmp_path):
     "call, error, message",
     [
         (lambda: load_model(None), ConfigError, "`model_name_or_path` is required"),
-        (lambda: load_model("/no/such/folder"), ModelError, "not a model directory or Hub id"),
+        (lambda: load_model("/no/such/folder"), ModelError, "no such folder, and not a Hub id"),
         (lambda: model_init_defaults({"dtype": "fp8"}), ConfigError, "`dtype` must be 'auto'"),
         (lambda: load_model("tiny:nope"), ConfigError, "Unknown tiny architecture 'nope'"),
     ],
