@@ -24,6 +24,7 @@ from slam_trainer.dtypes import DTYPES
 from slam_trainer.evaluation.prompts import PROMPT_STYLES
 
 
+MODEL_HELP = "Model folder, Hub id, or short name (smollm2-135m-instruct, gemma3-270m), or a PEFT adapter folder."
 _SWITCH_FLAGS = ("alpha", "beta", "top_k", "policy", "target", "weights", "boundary", "languages")
 
 
@@ -34,11 +35,7 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="Model folder, Hub id, or short name (smollm2-135m-instruct, gemma3-270m), or a PEFT adapter folder.",
-    )
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", required=True, help="Benchmark JSONL with id, lang, question, answer.")
     parser.add_argument("--output_dir", default="eval_results", help="Where runs, the table and the PNG go.")
     parser.add_argument("--languages", nargs="+", default=None, help="Language codes (default: all in --data).")
