@@ -6,9 +6,11 @@ each other. Few-shot exemplars use the same format plus `cot`, a worked answer (
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from slam_trainer.data.loaders import REQUIRED_COLUMNS, load_jsonl_rows
+from slam_trainer.errors import DataError
 from slam_trainer.evaluation.extraction import parse_gold
 from slam_trainer.languages import LANGUAGES, validate_languages
 
@@ -64,8 +66,16 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
         raise ValueError(
             f"`data` {path} repeats an (`lang`, `id`) pair; each row must be one question in one language."
         )
-    for row in selected:
-        parse_gold(row["answer"])  # fails now, not after generation, on an answer that is not a number
+    for row in selected:  # fails now, not after generation, on an answer that is not a finite number
+        try:
+            gold = parse_gold(row["answer"])
+        except ValueError as error:
+            raise DataError(f"`data` {path} row id {row['id']!r} ({row['lang']}): {error}") from None
+        if not math.isfinite(gold):
+            raise DataError(
+                f"`data` {path} row id {row['id']!r} ({row['lang']}): the gold answer {row['answer']!r} is not a "
+                "finite number (NaN or infinity); fix or drop the row."
+            )
     return selected
 
 
