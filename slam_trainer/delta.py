@@ -36,6 +36,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 
@@ -58,6 +59,7 @@ DELTA_DIR_NAME = "ffn_delta"  # sub-directory of a checkpoint or output_dir hold
 DELTA_FORMAT = "slam-ffn-delta"
 DELTA_FORMAT_VERSION = 2  # 2: per-tensor checksums and the bfloat16-rounded base fingerprint
 FINGERPRINT_PREFIX = "sha256-bf16:"
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")  # a decoder layer's index in a parameter name: `model.layers.3.mlp...`
 _HASH_CHUNK = 1 << 24  # elements per hashed chunk: bounds the copy of a large embedding
 
 
@@ -121,7 +123,37 @@ class DeltaMetadata:
             or set(metadata.checksums) != set(metadata.tensors)
         ):
             raise ValueError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
+        metadata._check_layers_listed(path)
         return metadata
+
+    def _check_layers_listed(self, path: str) -> None:
+        """`layers` and `projections` must be lists of the right kind, and `layers` the layer indices the tensor names
+        hold (the first `.N.` of each; an edited list would make `slam merge` report layers it did not change)."""
+        if not isinstance(self.layers, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in self.layers
+        ):
+            raise ValueError(f"{path}: `layers` must be a list of layer indices, got {self.layers!r}: it was edited.")
+        if not isinstance(self.projections, list) or not all(role in ROLES for role in self.projections):
+            raise ValueError(
+                f"{path}: `projections` must list roles among {', '.join(ROLES)}, got {self.projections!r}: it was "
+                "edited."
+            )
+        named = sorted({int(match.group(1)) for name in self.tensors if (match := _LAYER_INDEX.search(name))})
+        if named != sorted(self.layers):
+            raise ValueError(
+                f"{path} lists layers {sorted(self.layers)} but its tensors are in layers {named}: the file was "
+                "edited or comes from another save; save the delta again."
+            )
+
+    def check_against(self, model: nn.Module, path) -> None:
+        """`layers` and `projections` must be what the tensors are in `model`'s architecture map."""
+        layers, roles = _layers_and_roles(model, list(self.tensors))
+        if layers != sorted(self.layers) or roles != [role for role in ROLES if role in self.projections]:
+            raise ValueError(
+                f"The delta at {path!r} lists layers {sorted(self.layers)} and projections {self.projections}, but "
+                f"its tensors are layers {layers} and projections {roles} of this architecture: {DELTA_CONFIG_NAME} "
+                "was edited or comes from another save; save the delta again."
+            )
 
     def write(self, path: str) -> None:
         """Write the metadata as JSON to the file `path`."""
@@ -455,6 +487,7 @@ def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, 
                 f"The delta at {path!r} holds `{name}` of shape {shape}, but `base_model` has {found}: it is not "
                 f"the base the delta was trained on ({trained_on})."
             )
+    metadata.check_against(base_model, path)
     tensors = _read_checked_tensors(directory, metadata)
     if check_base and base_fingerprint(base_model, metadata.tensors) != metadata.base_fingerprint:
         raise ValueError(

@@ -212,6 +212,18 @@ CLI_CASES = [
         "l2-unknown-language", l2("--languages", "zz"), "Unknown language code", (("rows.jsonl", jsonl(PARALLEL_ROW)),)
     ),
     Cli(
+        "l2-language-not-in-the-data",
+        l2("--languages", "en", "fr"),
+        "`--languages` asks for fr, but no row is in it: the data holds en",
+        (("rows.jsonl", jsonl(PARALLEL_ROW)),),
+    ),
+    Cli(
+        "l2-steps-a-string",
+        l2(),
+        "`steps` must be a list of texts, got a string",
+        (("rows.jsonl", jsonl({**PARALLEL_ROW, "steps": "one long step"})),),
+    ),
+    Cli(
         "l2-nothing-valid", l2(), "No valid parallel example", (("rows.jsonl", jsonl({**PARALLEL_ROW, "steps": []})),)
     ),
     # --- slam merge ---
@@ -300,6 +312,44 @@ def tiny_frozen():
     return model
 
 
+PARALLEL_EXAMPLE = {
+    "id": "q1",
+    "question": {"en": "What is 2 + 2?", "zh": "二加二是多少？"},
+    "steps": {"en": ["Add 2 and 2.", "It is 4."], "zh": ["二加二。", "是四。"]},
+    "answer": "4",
+}
+MIX_ROW = {"id": 1, "lang": "en", "question": "What is 2 + 2?", "answer": "4", "cot": "2 + 2 = 4."}
+
+
+def tagged_tokenizer():
+    from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    add_language_tokens(tokenizer, None, ["en", "zh"])
+    return tokenizer
+
+
+def collator(**overrides):
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    return public("slam_trainer.l2.collator", "L2DataCollator")(build_tiny_tokenizer(), ["en", "zh"], **overrides)
+
+
+def switch(**overrides):
+    return public("slam_trainer.l2.decoding", "LanguageSwitchLogitsProcessor")(
+        tagged_tokenizer(), ["en", "zh"], **overrides
+    )
+
+
+def build_parallel(rows, **kwargs):
+    return public("slam_trainer.l2.parallel", "build_parallel_dataset")(rows, **kwargs)
+
+
+def slam_mix(rows):
+    return public("slam_trainer.data.slam_mix", "build_slam_training_set")(rows)
+
+
 def write(tmp, name, data):
     (tmp / name).write_bytes(data if isinstance(data, bytes) else data.encode())
     return tmp / name
@@ -367,6 +417,125 @@ API_CASES = [
         lambda m, t: public("slam_trainer.l2.annotation", "AnnotationCache")(t),
         IsADirectoryError,
         "Is a directory",
+    ),
+    # --- slam_trainer.l2.collator: L2DataCollator (refused at init or at the batch, never mid-training) ---
+    Api("collator-max-length-text", lambda m, t: collator(max_length="96"), ValueError, "`max_length` must be a"),
+    Api("collator-max-length-float", lambda m, t: collator(max_length=96.5), ValueError, "`max_length` must be a"),
+    Api("collator-pad-multiple-float", lambda m, t: collator(pad_to_multiple_of=8.0), ValueError, "positive integer"),
+    Api("collator-pad-multiple-bool", lambda m, t: collator(pad_to_multiple_of=True), ValueError, "positive integer"),
+    Api("collator-seed-text", lambda m, t: collator(seed="1"), ValueError, "`seed` must be an integer"),
+    Api("collator-ratio-text", lambda m, t: collator(mixed_ratio="0.5"), ValueError, "`mixed_ratio` must be a number"),
+    Api(
+        "collator-template-unknown-field",
+        lambda m, t: collator(prompt_template="{question} in {lang}"),
+        ValueError,
+        "`prompt_template` has field(s) {lang}",
+    ),
+    Api(
+        "collator-template-positional-field",
+        lambda m, t: collator(prompt_template="{question} {}"),
+        ValueError,
+        "`prompt_template` has field(s)",
+    ),
+    Api(
+        "collator-template-broken-brace",
+        lambda m, t: collator(prompt_template="{question"),
+        ValueError,
+        "not a valid format string",
+    ),
+    Api("collator-tag-format-unknown-field", lambda m, t: collator(tag_format="<{lang}{x}>"), ValueError, "{x}"),
+    Api("collator-empty-batch", lambda m, t: collator()([]), ValueError, "got an empty batch"),
+    Api(
+        "collator-steps-a-string",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "steps": {"en": "Add 2 and 2.", "zh": "加。"}}]),
+        ValueError,
+        "must be a list of texts, got a string",
+    ),
+    Api(
+        "collator-step-whitespace",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "steps": {"en": ["Add.", " \n"], "zh": ["加。", "四。"]}}]),
+        ValueError,
+        "step(s) [1] in 'en' are empty",
+    ),
+    Api(
+        "collator-question-blank",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "question": {"en": " ", "zh": "问"}}]),
+        ValueError,
+        "the question in 'en' is not a non-empty text",
+    ),
+    # --- slam_trainer.l2.parallel and the SLAM mix: steps, cot, duplicate (id, lang), absent languages ---
+    Api(
+        "parallel-steps-a-string",
+        lambda m, t: build_parallel([{**PARALLEL_ROW, "steps": "Add 2 and 2."}]),
+        ValueError,
+        "`steps` must be a list of texts, got a string",
+    ),
+    Api(
+        "parallel-cot-not-text",
+        lambda m, t: build_parallel([{**{k: v for k, v in PARALLEL_ROW.items() if k != "steps"}, "cot": 5}]),
+        ValueError,
+        "`cot` must be a text",
+    ),
+    Api(
+        "parallel-duplicate-id-lang",
+        lambda m, t: build_parallel([PARALLEL_ROW, {**PARALLEL_ROW, "answer": "2"}]),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "parallel-language-absent",
+        lambda m, t: build_parallel([PARALLEL_ROW], languages=["en", "fr"]),
+        ValueError,
+        "`languages` asks for fr, but no row is in it: the data holds en",
+    ),
+    Api(
+        "slam-mix-cot-whitespace",
+        lambda m, t: slam_mix([{**MIX_ROW, "lang": "zh", "cot": " \n "}, MIX_ROW]),
+        ValueError,
+        "has no `cot` (or a blank one)",
+    ),
+    Api(
+        "slam-mix-duplicate-id-lang",
+        lambda m, t: slam_mix([MIX_ROW, {**MIX_ROW, "cot": "Other."}]),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "benchmark-duplicate-id-lang",
+        lambda m, t: public("slam_trainer.evaluation.benchmark", "load_benchmark")(
+            write(t, "b.jsonl", jsonl({**MIX_ROW, "answer": "4"}, {**MIX_ROW, "answer": "4"}))
+        ),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "probe-duplicate-id-lang",
+        lambda m, t: public("slam_trainer.probe.parallel", "load_parallel_texts")(
+            [
+                {"id": 1, "lang": "en", "text": "a"},
+                {"id": 1, "lang": "zh", "text": "b"},
+                {"id": 1, "lang": "en", "text": "c"},
+            ]
+        ),
+        ValueError,
+        "rows 1 and 3 are both id 1 in language 'en'",
+    ),
+    # --- slam_trainer.l2.decoding: LanguageSwitchLogitsProcessor ---
+    Api("switch-alpha-none", lambda m, t: switch(alpha=None), ValueError, "`alpha` is a probability"),
+    Api("switch-alpha-text", lambda m, t: switch(alpha="0.5"), ValueError, "`alpha` is a probability"),
+    Api("switch-beta-text", lambda m, t: switch(beta="2"), ValueError, "`beta` is a logit shift size"),
+    Api("switch-seed-float", lambda m, t: switch(seed=0.5), ValueError, "`seed` must be an integer"),
+    Api(
+        "switch-weights-a-string",
+        lambda m, t: switch(policy="weighted", weights="1 1"),
+        ValueError,
+        "`weights` must be a list of numbers",
+    ),
+    Api(
+        "switch-logits-narrower-than-tags",
+        lambda m, t: switch()(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 8)),
+        ValueError,
+        "the model was not resized for the tags",
     ),
     # --- slam_trainer.data.loaders ---
     Api(

@@ -56,7 +56,7 @@ def main(args) -> None:
     from pathlib import Path
 
     from slam_trainer.data.loaders import load_jsonl_rows
-    from slam_trainer.l2.parallel import build_parallel_dataset, dataset_name, parallel_statistics
+    from slam_trainer.l2.parallel import build_parallel_dataset, dataset_name, parallel_statistics, select_languages
 
     if not SOURCE_NAME.fullmatch(args.source):
         raise CommandError(
@@ -72,8 +72,7 @@ def main(args) -> None:
             rows.append({"lang": "en", **row})
     if not rows:
         raise CommandError(f"`--data` {' '.join(args.data)}: the file(s) hold no rows.")
-    if args.languages:
-        rows = [row for row in rows if row["lang"] in args.languages]
+    rows = select_languages(rows, args.languages or None, "--languages")
     dataset, report = build_parallel_dataset(
         rows, languages=args.languages, on_invalid=args.on_invalid, segmentation=args.segmentation
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from slam_trainer.errors import DataError
 from slam_trainer.languages import validate_languages
 
 
@@ -67,6 +68,21 @@ def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[
     """
     keep = None if languages is None else set(validate_languages(languages))
     return [row for _, row in iter_jsonl_rows(path, required=required) if keep is None or row.get("lang") in keep]
+
+
+def check_unique_rows(rows, where: str) -> None:
+    """One rule for every command (ours): a file holds each (`id`, `lang`) pair once. A repeated pair is refused,
+    naming both rows: keeping either would be a guess (the later silently winning, or one dropped)."""
+    seen = {}
+    for number, row in enumerate(rows, start=1):
+        key = (str(row.get("id")), str(row.get("lang")))
+        if key in seen:
+            example_id, lang = row.get("id"), row.get("lang")
+            raise DataError(
+                f"{where}: rows {seen[key]} and {number} are both id {example_id!r} in language {lang!r}; each "
+                "(id, lang) pair must be one row. Remove or renumber one of them."
+            )
+        seen[key] = number
 
 
 def _json_document_rows(path: Path) -> int:
