@@ -653,6 +653,8 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(case, material, tmp_path, c
     errors = [line for line in err.splitlines() if line.startswith("slam")]
     assert status == 2 and "Traceback" not in err, err
     assert len(errors) == 1 and ": error: " in errors[0], err
+    if case.argv[0] in ("train", "annotate", "l2-build"):  # nothing loads before these fail: the error is all there is
+        assert [line for line in err.splitlines() if line.strip()] == errors, err
     assert case.expected in errors[0] and len(errors[0]) < 1_100  # a bounded line, never a whole file
 
 
@@ -667,3 +669,27 @@ def test_api_bad_input_raises_a_clear_error(case, material, tmp_path):
 def test_every_case_id_is_unique(table):
     ids = [case.id for case in table]
     assert len(ids) == len(set(ids))
+
+
+SUBPROCESS_CASES = [
+    # (id, argv after `slam`, fragment): run as a real process, where warnings reach stderr (pytest captures them
+    # in-process), so that nothing but the error line is printed
+    ("train-empty-dataset", train(), "train.jsonl is empty"),
+    ("train-key-as-argument", train("--api-key", "sk-Zq8xR2vLmN4pK7wY1cB3Qs9T"), "not used by the HfArgumentParser"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in SUBPROCESS_CASES], ids=[c[0] for c in SUBPROCESS_CASES])
+def test_a_slam_error_is_its_only_line_in_a_real_process(argv, expected, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "train.jsonl").write_text("\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONWARNINGS": "default"}
+    command = [sys.executable, "-m", "slam_trainer.cli", *(arg.format(tmp=tmp_path) for arg in argv)]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in finished.stderr.splitlines() if line.strip()]
+    assert finished.returncode == 2 and len(lines) == 1 and expected in lines[0], finished.stderr
+    assert "Zq8xR2vLmN4pK7wY1cB3Qs9T" not in finished.stderr
