@@ -155,6 +155,18 @@ CLI_CASES = [
         "`seed` takes a single value, got ['xxxxxxxxxx', ",
         (("c.yaml", "seed: [" + ", ".join(["xxxxxxxxxx"] * 500) + "]\n"),),
     ),
+    Cli(
+        "train-config-list-for-a-scalar",
+        train("--config", "{tmp}/c.yaml"),
+        "`learning_rate` takes a single value, got a list [0.0001, 2e-05]",
+        (("c.yaml", "learning_rate: [1.0e-4, 2.0e-5]\n"),),
+    ),
+    Cli(
+        "train-config-mapping-for-a-scalar",
+        train("--config", "{tmp}/c.yaml"),
+        "`gradient_accumulation_steps` takes a single value, got a mapping",
+        (("c.yaml", "gradient_accumulation_steps: {a: 1}\n"),),
+    ),
     Cli("config-not-utf8", annotate("--config", "{tmp}/c.yaml"), "not UTF-8", (("c.yaml", b"seed: \xff\xfe\n"),)),
     Cli("train-config-bad-yaml", ("train", "--config", "{tmp}/c.yaml"), "expected ',' or ']'", (("c.yaml", "a: [1"),)),
     # --- slam annotate: seed file, options, endpoint, output paths ---

@@ -17,9 +17,12 @@ COMMAND: error: ...`, on stderr and exit with status 2; anything else is a bug a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import re
 import sys
+import types
+import typing
 import warnings
 
 import yaml
@@ -186,6 +189,32 @@ def _config_value(action: argparse.Action, value, where: str):
     return converted if many else converted[0]
 
 
+def _accepts(hint, kind: type) -> bool:
+    """Whether a field annotated `hint` can take a YAML value of type `kind` (list or dict)."""
+    origin = typing.get_origin(hint)
+    if hint is typing.Any or hint is kind or origin is kind or (kind is list and origin in (tuple, list)):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(member, kind) for member in typing.get_args(hint))
+    return isinstance(hint, type) and issubclass(hint, kind)
+
+
+def check_config_shapes(values: dict, dataclass_types, path: str) -> None:
+    """Refuse a YAML list or mapping given for a field that takes one value (a dataclass parser, e.g. TRL's, would
+    store it as is and fail, or misbehave, much later)."""
+    for cls in dataclass_types:
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation that cannot be resolved: leave its fields to the parser
+            continue
+        for field in dataclasses.fields(cls):
+            value = values.get(field.name)
+            kind = list if isinstance(value, list) else dict if isinstance(value, dict) else None
+            if kind is not None and field.name in hints and not _accepts(hints[field.name], kind):
+                what = "a list" if kind is list else "a mapping"
+                raise CommandError(f"--config {path}: `{field.name}` takes a single value, got {what} {shown(value)}.")
+
+
 def apply_config_file(parser: SlamArgumentParser, path: str) -> None:
     """Make the YAML file's keys the parser's defaults: checked as flags are, unknown keys fail, required ones met."""
     values = load_config_file(path)
@@ -244,8 +273,10 @@ def run(argv: list[str]) -> None:
         module = importlib.import_module(COMMANDS[argv[0]])
         if hasattr(module, "parse_own_arguments"):  # e.g. `slam train`, parsed by TRL's TrlParser
             config = _config_path(argv[0], argv[1:])
-            if config is not None:
-                load_config_file(config)  # duplicate keys and alias bombs refused before TRL's parser reads it
+            if config is not None:  # duplicate keys, alias bombs and misplaced lists refused before TRL reads it
+                values = load_config_file(config)
+                if isinstance(values, dict) and hasattr(module, "make_parser"):
+                    check_config_shapes(values, module.make_parser().dataclass_types, config)
             module.parse_own_arguments(argv[1:])
             return
         parser, commands = make_parser({argv[0]: module})
