@@ -290,6 +290,17 @@ CLI_CASES = [
         (("t.json", '[{"text": "a"},\n{]'),),
     ),
     Cli(
+        "train-dataset-latin1-csv",
+        train(data="{tmp}/t.csv"),
+        "t.csv:3: not UTF-8 text (byte 0xe9",
+        (("t.csv", "prompt,completion\nWhat is 2+2?,4\nCaf\xe9 prices?,5\n".encode("latin-1")),),
+    ),
+    Cli("train-layers-absurd-range", train("--slam_layers", "0-10000000000"), "beyond 100,000"),
+    Cli("train-extra-trainable-bad-regex", train("--slam_extra_trainable", "("), "not a valid one"),
+    Cli(
+        "train-ffn-modules-bad-json", train("--slam_ffn_modules", "{{bad json"), "`slam_ffn_modules` is not valid JSON"
+    ),
+    Cli(
         "train-resume-true-nothing-to-resume",
         train("--resume_from_checkpoint", "true"),
         "holds no complete checkpoint",

@@ -97,6 +97,22 @@ def _json_document_rows(path: Path) -> int:
     return len(document) if isinstance(document, (list, dict)) else 0
 
 
+def _utf8_lines(path: Path) -> int:
+    """The non-blank lines of a text file, each checked to be UTF-8 (`datasets` fails mid-read, naming no line)."""
+    count = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x}; a Latin-1 or Windows-1252 "
+                    "export?); save the file as UTF-8."
+                ) from None
+            count += bool(line.strip())
+    return count
+
+
 def check_data_file(path) -> None:
     """Fail early, naming the file (and line), on a training file that is missing, empty, or (`.jsonl`, `.json`) not
     valid JSON, instead of deep inside `datasets`."""
@@ -116,6 +132,8 @@ def check_data_file(path) -> None:
                 rows = _json_document_rows(path)  # an object of columns spread over lines
             except ValueError:
                 raise line_error from None
+    elif path.suffix == ".csv":
+        rows = _utf8_lines(path)
     else:
         rows = path.stat().st_size
     if not rows:
