@@ -17,14 +17,22 @@ __all__ = ["REDACTED", "carries_credentials", "looks_like_key", "redact", "shown
 
 REDACTED = "[redacted]"
 _TOKEN = re.compile(
-    r"(?<![A-Za-z0-9])(?:sk|pk|rk|hf|gsk|r8|ghp|gho|ghs|ghu|github_pat|glpat|xox[abp])[-_][A-Za-z0-9_\-]{8,}"
-    r"|\bAIza[A-Za-z0-9_\-]{20,}|\bAKIA[A-Z0-9]{12,}"
+    r"(?<![A-Za-z0-9])(?:sk|pk|rk|hf|gsk|r8|ghp|gho|ghs|ghu|github_pat|glpat|xox[abp])[-_]([A-Za-z0-9_\-]{8,})"
+    r"|\bAIza([A-Za-z0-9_\-]{20,})|\bAKIA([A-Z0-9]{12,})"
 )
 _BEARER = re.compile(r"(?i)\b((?:bearer|basic)\s+)[^\s\"',;}]+")
 _SECRET_NAMES = r"[a-z_\-]*(?:key|token|secret|password|passwd|sig|signature|credentials?|auth)"
 _ASSIGNED = re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES})([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}}&]+")
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*:[/\\]+[^\s\"'<>]+")
+_USERINFO = re.compile(r"(?<![^\s\"'(<])[^\s:/@\"']+:[^\s@/\"']+@(?=[A-Za-z0-9\[])")  # user:password@host, no scheme
 _SCHEME = re.compile(r"(?i)^[a-z][a-z0-9+.\-]*:[/\\]*")
+
+
+def _random_looking(match: re.Match) -> bool:
+    """A key-prefixed word whose body is random-looking (digits, mixed case, or long), so that names such as
+    `hf-internal-testing` (a Hub organisation) stay readable."""
+    body = next(group for group in match.groups() if group is not None)
+    return any(c.isdigit() for c in body) or (body.lower() != body and body.upper() != body) or len(body) >= 32
 
 
 def shown_url(url: str) -> str:
@@ -55,7 +63,8 @@ def redact(text: str, secret: str | None = None) -> str:
         for form in {secret, urllib.parse.quote(secret, safe=""), json.dumps(secret)[1:-1]}:
             text = text.replace(form, REDACTED)
     text = _URL.sub(lambda match: shown_url(match.group(0)), text)
-    text = _TOKEN.sub(REDACTED, text)
+    text = _USERINFO.sub(REDACTED + "@", text)
+    text = _TOKEN.sub(lambda match: REDACTED if _random_looking(match) else match.group(0), text)
     text = _BEARER.sub(lambda match: match.group(1) + REDACTED, text)
     return _ASSIGNED.sub(lambda match: match.group(1) + match.group(2) + REDACTED, text)
 
@@ -64,7 +73,7 @@ def looks_like_key(value: str) -> bool:
     """Whether `value` may be a key: shaped like a known one, or a long run of letters and digits (ours: at least 20
     characters of `[A-Za-z0-9_-]` with digits and mixed case, or at least 32 with digits and letters, as random keys
     are; model names and paths hold `/` or `.` or are lowercase words)."""
-    if _TOKEN.search(value) or _BEARER.search(value) or _ASSIGNED.search(value):
+    if any(map(_random_looking, _TOKEN.finditer(value))) or _BEARER.search(value) or _ASSIGNED.search(value):
         return True
     word = re.fullmatch(r"[A-Za-z0-9_\-]{20,}", value) is not None
     digits, lower, upper = (any(test(c) for c in value) for test in (str.isdigit, str.islower, str.isupper))

@@ -666,3 +666,28 @@ def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it(tmp_pat
     assert main(_annotate_argv(tmp_path, "http://127.0.0.1:9/v1")) == 2
     err = capsys.readouterr().err
     assert "non-ASCII" in err and "malformed" not in err and LEAKED not in err
+
+
+REDACTION_CASES = [
+    # (text, what must not survive, what must survive)
+    (f"key {KEY} failed", KEY, "key"),
+    (f"https://h.example/v1?key={LEAKED}&x=1", LEAKED, "https://h.example/v1?[redacted]"),
+    (f"https://user:{LEAKED}@h.example/v1", LEAKED, "@h.example/v1"),
+    (f"http:/user:{LEAKED}@h/v1", LEAKED, "@h/v1"),
+    (f"user:{LEAKED}@h/v1", LEAKED, "@h/v1"),
+    (f"openai_api_key={LEAKED}", LEAKED, "openai_api_key="),
+    (f'{{"access_token": "{LEAKED}"}}', LEAKED, "access_token"),
+    (f"Authorization: Basic {LEAKED}", LEAKED, "Authorization: Basic"),
+    (f"hf_{LEAKED}", LEAKED, ""),
+    ("model hf-internal-testing/tiny-random-LlamaForCausalLM: no such model", "[redacted]", "hf-internal-testing"),
+    ("`--output_dir` /tmp/run-2026/baseline holds work done with other settings", "[redacted]", "/tmp/run-2026"),
+    ("HTTP 429 from http://127.0.0.1:8000/v1/chat/completions", "[redacted]", "http://127.0.0.1:8000/v1/chat"),
+]
+
+
+@pytest.mark.parametrize("text, gone, kept", REDACTION_CASES, ids=[str(i) for i in range(len(REDACTION_CASES))])
+def test_redaction_removes_secrets_and_keeps_the_rest_readable(text, gone, kept):
+    from slam_trainer.redaction import redact
+
+    shown = redact(text, KEY)
+    assert gone not in shown and kept in shown, shown
