@@ -125,6 +125,8 @@ EARLY_CASES = [
     (["--resamples", "-1"], "`resamples` must be an integer >= 0, got -1"),
     (["--num_layers", "0"], "`num_layers` must be an integer >= 1, got 0"),
     (["--max_items", "0"], "--max_items must be at least 1, got 0"),
+    (["--output_dir", "/dev/null"], "`--output_dir` /dev/null is a file; give a folder"),
+    (["--output_dir", "/dev/null/report"], "lies under /dev/null, which is a file"),
 ]
 
 

@@ -83,6 +83,23 @@ def make_parser(subparsers):
     return parser
 
 
+def _check_output_dir(output_dir: str) -> None:
+    """The folder the report goes to must be a folder, or creatable: checked before the probe, not after it."""
+    from pathlib import Path
+
+    from slam_trainer.errors import ConfigError
+    from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+
+    path = Path(output_dir)
+    existing = next(parent for parent in (path, *path.parents) if parent.exists() or parent == parent.parent)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ConfigError(f"`--output_dir` {output_dir} {where}; give a folder.")
+    for name in (JSON_NAME, PNG_NAME):
+        if (path / name).is_dir():
+            raise ConfigError(f"`--output_dir` {output_dir} holds a folder named {name}, where the report goes.")
+
+
 def _check_arguments(args) -> None:
     """Every flag that needs no file or model, before anything is loaded."""
     from slam_trainer.cli.errors import CommandError
@@ -90,6 +107,7 @@ def _check_arguments(args) -> None:
 
     if args.max_items is not None and args.max_items < 1:
         raise CommandError(f"--max_items must be at least 1, got {args.max_items}.")
+    _check_output_dir(args.output_dir)
     try:
         check_probe_settings(
             num_layers=args.num_layers,
