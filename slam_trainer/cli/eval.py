@@ -85,6 +85,11 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
         help="auto: bf16 on a GPU that supports it, else fp32.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Run the model's own modelling code from its folder or Hub repo (off by default: it is arbitrary code).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Start runs again instead of resuming them.")
     parser.add_argument(
         "--compare",

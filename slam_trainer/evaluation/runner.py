@@ -68,6 +68,8 @@ class EvalSettings:
             uses the prompt style's (and the chat template's end of turn), `[]` none.
         context_overflow (`str`, defaults to `"error"`): A prompt plus `max_new_tokens` longer than the model's
             context window is an `"error"` (listing the rows) or a `"warn"`ing.
+        trust_remote_code (`bool`, defaults to `False`): Run the model's own modelling code (arbitrary code from
+            its folder or repo); needed only by models transformers does not implement.
     """
 
     model: str
@@ -91,6 +93,7 @@ class EvalSettings:
     chat_template: bool | None = None
     stop_strings: list[str] | None = None
     context_overflow: str = "error"
+    trust_remote_code: bool = False
 
     def __post_init__(self):
         for name in ("max_new_tokens", "batch_size", "num_beams", "num_shots", "seed", "limit"):
@@ -202,7 +205,13 @@ def run_evaluation(
                 shutil.rmtree(run_dir)
             claim_settings(run_dir, recorded_settings, pending=("model_fingerprint",), write=False)
 
-        model = load_model(settings.model, delta=settings.delta, dtype=settings.dtype, device=settings.device)
+        model = load_model(
+            settings.model,
+            delta=settings.delta,
+            dtype=settings.dtype,
+            device=settings.device,
+            trust_remote_code=settings.trust_remote_code,
+        )
         fingerprint = weights_fingerprint(model)
         for name, recorded_settings in run_settings.items():  # the weights, checked now that they are loaded
             claim_settings(Path(output_dir) / name, {**recorded_settings, "model_fingerprint": fingerprint})
@@ -243,8 +252,8 @@ def _prepare_inputs(settings: EvalSettings) -> _Inputs:
     rows = load_benchmark(settings.data, settings.languages, settings.limit)
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
-    tokenizer = load_tokenizer(settings.model, settings.tokenizer)
-    config = read_model_config(settings.model)
+    tokenizer = load_tokenizer(settings.model, settings.tokenizer, settings.trust_remote_code)
+    config = read_model_config(settings.model, settings.trust_remote_code)
     chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
     chat_template = chat_template or settings.prompt_style == "chat"
     prompts = build_prompts(
