@@ -71,6 +71,20 @@ def read_model_config(model: str, revision: str | None = None, trust_remote_code
             f"`model` {model}: not a model directory or Hub id ({reason}); offline short names: "
             f"{', '.join(OFFLINE_MODELS)}; or tiny:<architecture>."
         ) from None
+    except ValueError as error:
+        raise _remote_code_refusal(error, model) from None
+
+
+def _remote_code_refusal(error: ValueError, model: str) -> Exception:
+    """transformers' refusal of custom modelling code, as advice every `slam` command can follow (its flag), not the
+    `trust_remote_code=True` argument of a Python call; any other `ValueError` unchanged."""
+    if "trust_remote_code" not in str(error):
+        return error
+    return ModelError(
+        f"`model` {model} comes with its own modelling code (an `auto_map` in its config), which runs only with "
+        "--trust_remote_code (`trust_remote_code=True`); it is off by default because that code can do anything. "
+        "Read the code first."
+    )
 
 
 def model_init_defaults(model_init_kwargs: dict | None) -> dict:
@@ -147,6 +161,8 @@ def load_tokenizer(
             f"`{argument}` {source}: no tokenizer there; pass a local model folder or a Hub id (downloaded ones only "
             "when offline)."
         ) from None
+    except ValueError as error:
+        raise _remote_code_refusal(error, tokenizer or model) from None
 
 
 def load_model(

@@ -14,6 +14,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ class Cli:
     expected: str
     files: tuple = ()
     prepare: Callable | None = None
+    early: bool = False  # must fail before any model weights load (loading is refused in the row)
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,51 @@ def l2(*extra, data="{tmp}/rows.jsonl", source="o1"):
     return ("l2-build", "--data", data, "--source", source, "--output_dir", "{tmp}/sets", *extra)
 
 
-def merge(*extra, delta="{delta}", out="{tmp}/merged"):
-    return ("merge", "{base}", delta, out, *extra)
+def merge(*extra, delta="{delta}", out="{tmp}/merged", base="{base}"):
+    return ("merge", base, delta, out, *extra)
 
 
-def train(*extra, data="{tmp}/train.jsonl"):
-    argv = ("train", "--model_name_or_path", "tiny:llama", "--output_dir", "{tmp}/run", "--dataset_name", data)
+def tiny_folder(architecture, folder, **overrides):
+    from slam_trainer.tiny import build_tiny_model
+
+    build_tiny_model(architecture, **overrides).save_pretrained(folder)
+
+
+def delta_of_layer(layer, folder):
+    """A delta of a tiny Llama's FFN in `layer` only."""
+    from slam_trainer.delta import save_ffn_delta
+    from slam_trainer.freezing import freeze_except_ffn
+    from slam_trainer.tiny import build_tiny_model
+
+    model = build_tiny_model("llama")
+    freeze_except_ffn(model, [layer])
+    save_ffn_delta(model, str(folder))
+
+
+class _Payload:
+    """What a poisoned pickle runs when loaded without `weights_only`: here, nothing harmful (torch must refuse it)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+def poisoned_model(folder):
+    """A saved tiny Llama whose weights are a pickle holding a call instead of tensors."""
+    tiny_folder("llama", folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"model.embed_tokens.weight": _Payload()}, folder / "pytorch_model.bin")
+
+
+def poisoned_checkpoint(folder):
+    """A checkpoint folder that looks complete, with a poisoned model file."""
+    poisoned_model(folder)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
+
+
+def train(*extra, data="{tmp}/train.jsonl", model="tiny:llama"):
+    argv = ("train", "--model_name_or_path", model, "--output_dir", "{tmp}/run", "--dataset_name", data)
     return (*argv, "--max_steps", "1", "--use_cpu", "true", "--bf16", "false", "--report_to", "none", *extra)
 
 
@@ -79,6 +120,7 @@ ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")
 )  # 9**9 values once expanded, from 350 bytes
 
+MIX_ROW = {"id": 1, "lang": "en", "question": "What is 2 + 2?", "answer": "4", "cot": "2 + 2 = 4."}
 PARALLEL_ROW = {"id": 1, "lang": "en", "question": "q", "answer": "1", "steps": ["s"]}
 
 CLI_CASES = [
@@ -272,6 +314,26 @@ CLI_CASES = [
         Cli(f"merge-delta-{name}", merge(), expected, prepare=lambda tmp, d=damage: d(tmp / "delta"))
         for name, damage, expected in DAMAGES
     ],
+    Cli(
+        "merge-base-another-architecture",
+        merge(base="{tmp}/gpt2"),
+        "trained on a LlamaForCausalLM (an unnamed model), but `base` ",
+        prepare=lambda tmp: tiny_folder("gpt2", tmp / "gpt2"),
+        early=True,
+    ),
+    Cli(
+        "merge-base-too-shallow",
+        merge(base="{tmp}/shallow", delta="{tmp}/delta3"),
+        "The delta holds layer 3 but `base` ",
+        prepare=lambda tmp: (tiny_folder("llama", tmp / "shallow", num_layers=2), delta_of_layer(3, tmp / "delta3")),
+        early=True,
+    ),
+    Cli(
+        "merge-base-weights-poisoned",
+        merge(base="{tmp}/poisoned"),
+        "a weights file holds code or objects other than tensors",
+        prepare=lambda tmp: poisoned_model(tmp / "poisoned"),
+    ),
     Cli("merge-base-missing", ("merge", "./no-such-base", "{delta}", "{tmp}/merged"), "no such model directory"),
     Cli("merge-out-is-a-file", merge(out="{tmp}/o.txt"), "is a file; choose a new directory", (("o.txt", "x"),)),
     Cli("merge-out-not-empty", merge(out="{tmp}"), "exists and is not empty"),
@@ -299,6 +361,82 @@ CLI_CASES = [
     Cli("train-extra-trainable-bad-regex", train("--slam_extra_trainable", "("), "not a valid one"),
     Cli(
         "train-ffn-modules-bad-json", train("--slam_ffn_modules", "{{bad json"), "`slam_ffn_modules` is not valid JSON"
+    ),
+    Cli(
+        "train-full-with-slam-layers",
+        train("--training", "full", "--slam_layers", "0-1"),
+        "`--training full` trains every parameter, so --slam_layers",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-full-with-save-delta",
+        train("--training", "full", "--slam_save_delta", "true"),
+        "so --slam_save_delta (SLAM's choice of what trains) would not apply",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-full-with-extra-trainable",
+        train("--training", "full", "--slam_extra_trainable", "embeddings", "lm_head"),
+        "--slam_extra_trainable",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-layer-beyond-the-model",
+        train("--slam_layers", "0,40"),
+        "`slam_layers` has index 40 but tiny:llama has 4 decoder layers (valid: -4..3)",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-layer-beyond-a-saved-model",
+        train("--slam_layers", "[0, 99999999999]", model="{base}"),
+        "has index 99999999999 but",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-l2-mode-with-text-rows",
+        train("--l2_mode", "mixed"),
+        "`l2_mode` needs parallel rows",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-languages-not-in-the-data",
+        train("--languages", "en", "fr"),
+        "`--languages` asks for fr, but no row is in it: the data holds en, zh",
+        (("train.jsonl", jsonl(MIX_ROW, {**MIX_ROW, "lang": "zh"})),),
+        early=True,
+    ),
+    Cli(
+        "train-duplicate-id-lang",
+        train(),
+        "rows 1 and 3 are both id 1 in language 'en'",
+        (("train.jsonl", jsonl(MIX_ROW, {**MIX_ROW, "lang": "zh"}, {**MIX_ROW, "cot": "Other."})),),
+        early=True,
+    ),
+    Cli(
+        "train-float-option-given-text",
+        train("--learning_rate", "fast"),
+        "argument --learning_rate/--learning-rate: invalid float value: 'fast'",
+        early=True,
+    ),
+    Cli(
+        "train-model-weights-poisoned",
+        train("--slam_layers", "0", model="{tmp}/poisoned"),
+        "a weights file holds code or objects other than tensors, which torch refuses to load (it refused",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        prepare=lambda tmp: poisoned_model(tmp / "poisoned"),
+    ),
+    Cli(
+        "train-resume-checkpoint-poisoned",
+        train("--resume_from_checkpoint", "{tmp}/run/checkpoint-1", "--max_steps", "2", "--slam_layers", "0"),
+        "checkpoint-1: a file there holds code or objects other than tensors",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        prepare=lambda tmp: poisoned_checkpoint(tmp / "run" / "checkpoint-1"),
     ),
     Cli(
         "train-resume-true-nothing-to-resume",
@@ -341,7 +479,6 @@ PARALLEL_EXAMPLE = {
     "steps": {"en": ["Add 2 and 2.", "It is 4."], "zh": ["二加二。", "是四。"]},
     "answer": "4",
 }
-MIX_ROW = {"id": 1, "lang": "en", "question": "What is 2 + 2?", "answer": "4", "cot": "2 + 2 = 4."}
 
 
 def tagged_tokenizer():
@@ -671,12 +808,19 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(case, material, tmp_path, c
         shutil.copytree(material["delta"], tmp_path / "delta")
     if case.prepare is not None:
         case.prepare(tmp_path)
+    if case.early:
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("model weights were loaded before the input was checked")
+
+        monkeypatch.setattr("slam_trainer.loading._load_weights", refuse)
+        monkeypatch.setattr("slam_trainer.tiny.build_tiny_model", refuse)
     status = main([arg.format(**places) for arg in case.argv])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("slam")]
     assert status == 2 and "Traceback" not in err, err
     assert len(errors) == 1 and ": error: " in errors[0], err
-    if case.argv[0] in ("train", "annotate", "l2-build"):  # nothing loads before these fail: the error is all there is
+    if case.argv[0] in ("annotate", "l2-build"):  # nothing loads before these fail: the error is all there is
         assert [line for line in err.splitlines() if line.strip()] == errors, err
     assert case.expected in errors[0] and len(errors[0]) < 1_100  # a bounded line, never a whole file
 
@@ -716,3 +860,29 @@ def test_a_slam_error_is_its_only_line_in_a_real_process(argv, expected, tmp_pat
     lines = [line for line in finished.stderr.splitlines() if line.strip()]
     assert finished.returncode == 2 and len(lines) == 1 and expected in lines[0], finished.stderr
     assert "Zq8xR2vLmN4pK7wY1cB3Qs9T" not in finished.stderr
+
+
+def test_an_interrupted_merge_leaves_no_half_model_and_the_rerun_works(material, tmp_path, monkeypatch, capsys):
+    """`slam merge` writes into a hidden folder renamed into place: stopped mid-save (here: after the first file),
+    nothing is at OUT, and a rerun, even over a leftover hidden folder of a killed run, writes the whole model."""
+    from transformers import AutoModelForCausalLM, PreTrainedModel
+
+    out = tmp_path / "merged"
+    original = PreTrainedModel.save_pretrained
+
+    def save_then_die(self, folder, *args, **kwargs):
+        (Path(folder) / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # as a kill mid-write, the rest never comes
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_then_die)
+    assert main(["merge", material["base"], material["delta"], str(out)]) == 130
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", original)
+    (tmp_path / ".merged.partial").mkdir()  # what a kill -9 leaves
+    (tmp_path / ".merged.partial" / "config.json").write_text("{}")
+    assert main(["merge", material["base"], material["delta"], str(out)]) == 0, capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["merged"]
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert float(merged.model.layers[0].mlp.up_proj.weight.mean()) != float(
+        AutoModelForCausalLM.from_pretrained(material["base"]).model.layers[0].mlp.up_proj.weight.mean()
+    )

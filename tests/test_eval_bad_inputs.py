@@ -64,6 +64,7 @@ CLI_CASES = [
     ("absent CUDA", ["--device", "cuda:0"], "no CUDA device is available"),
     ("empty stop string", ["--stop_strings", ""], "`stop_strings` must be a list of non-empty strings"),
     ("chat style without template", ["--prompt_style", "chat", "--chat_template", "off"], "cannot go with"),
+    ("custom code without the flag", ["--model", "{model:remote-code}"], "runs only with --trust_remote_code"),
     ("model absent", ["--model", "no-such-model"], "`model` no-such-model: no tokenizer there"),
     ("chat template absent", ["--model", "{model:no-template}", "--chat_template", "on"], "the tokenizer has none"),
     (
@@ -127,7 +128,7 @@ def models(tmp_path_factory):
     and without tags."""
     root = tmp_path_factory.mktemp("models")
     folders = {}
-    for name in ("default", "no-template", "tags-not-resized", "no-tags"):
+    for name in ("default", "no-template", "tags-not-resized", "no-tags", "remote-code"):
         tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
         if name in ("default", "no-template"):
             add_language_tokens(tokenizer, model, ["en", "zh", "de"])
@@ -137,8 +138,28 @@ def models(tmp_path_factory):
             tokenizer.chat_template = None
         tokenizer.save_pretrained(root / name)
         model.save_pretrained(root / name)
+        if name == "remote-code":
+            _with_own_modelling_code(root / name)
         folders[name] = str(root / name)
     return folders
+
+
+def _with_own_modelling_code(folder):
+    """Make a saved tiny Llama a custom-code model: its config names classes defined in files of its folder."""
+    (folder / "configuration_remote.py").write_text(
+        "from transformers import LlamaConfig\n\n\nclass RemoteConfig(LlamaConfig):\n    model_type = 'remote-llama'\n"
+    )
+    (folder / "modeling_remote.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_remote import RemoteConfig\n\n\n"
+        "class RemoteForCausalLM(LlamaForCausalLM):\n    config_class = RemoteConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="remote-llama", architectures=["RemoteForCausalLM"])
+    config["auto_map"] = {
+        "AutoConfig": "configuration_remote.RemoteConfig",
+        "AutoModelForCausalLM": "modeling_remote.RemoteForCausalLM",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
 
 
 @pytest.fixture
@@ -308,3 +329,16 @@ def test_a_second_writer_on_one_output_dir_is_refused(models, tmp_path, no_model
         with pytest.raises(ResumeError, match=r"is in use by process \d+"):
             run_evaluation(settings, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "baseline").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "identify"])
+def test_trust_remote_code_is_a_flag_of_the_commands_whose_refusal_names_it(command, models, tmp_path, capsys):
+    data = tmp_path / "bench.jsonl"
+    data.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    model = ["--model", models["remote-code"], "--output_dir", str(tmp_path / "out")]
+    if command == "eval":
+        argv = ["eval", *model, "--data", str(data), "--max_new_tokens", "2", "--device", "cpu"]
+    else:
+        argv = ["identify", *model, "--num_layers", "1", "--resamples", "0", "--region", "all"]
+    assert slam(argv) == 2 and "runs only with --trust_remote_code" in capsys.readouterr().err
+    assert slam([*argv, "--trust_remote_code"]) == 0, capsys.readouterr().err

@@ -241,6 +241,7 @@ def check_script_arguments(script_args: TrainScriptArguments, training_args=None
 
 def check_training_data(dataset, script_args: TrainScriptArguments) -> str:
     """The data format ("parallel" or "trl"), checked against `l2_mode` and `languages` before the model loads."""
+    from slam_trainer.data.loaders import check_unique_rows
     from slam_trainer.l2.parallel import check_languages_present
 
     fmt = script_args.dataset_format
@@ -250,8 +251,12 @@ def check_training_data(dataset, script_args: TrainScriptArguments) -> str:
         raise ConfigError(
             "`l2_mode` needs parallel rows (id, lang, question, answer, cot/steps); see --dataset_format."
         )
-    if fmt == "parallel" and script_args.languages is not None and "lang" in dataset.column_names:
-        check_languages_present(script_args.languages, set(dataset["lang"]), "--languages")
+    if fmt == "parallel" and {"id", "lang"} <= set(dataset.column_names):
+        check_unique_rows(
+            dataset.select_columns(["id", "lang"]).to_list(), f"`dataset_name` {script_args.dataset_name}"
+        )
+        if script_args.languages is not None:
+            check_languages_present(script_args.languages, set(dataset["lang"]), "--languages")
     return fmt
 
 
