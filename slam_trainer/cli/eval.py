@@ -98,6 +98,11 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
         metavar="RESULTS_JSON",
         help="results.json files of other runs to show in the table and PNG.",
     )
+    _add_intervention_flags(parser)
+    return parser
+
+
+def _add_intervention_flags(parser) -> None:
     group = parser.add_argument_group("L² decoding intervention (any of these adds a `switch` run)")
     group.add_argument("--switch_alpha", type=float, default=None, help="Probability of boosting (default 0.5).")
     group.add_argument("--switch_beta", type=float, default=None, help="Logit shift (default 2.0).")
@@ -108,7 +113,6 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--switch_boundary", default=None, choices=["newline", "any"])
     group.add_argument("--switch_languages", nargs="+", default=None, help="Tag languages (default: --languages).")
     group.add_argument("--skip_baseline", action="store_true", help="Run only with the intervention.")
-    return parser
 
 
 def main(args: argparse.Namespace) -> None:
