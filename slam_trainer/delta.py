@@ -25,9 +25,9 @@ recognised (load the base in its stored dtype, apply the delta, then cast, as `s
 that differs only in layers outside (b), or only below bfloat16 precision there, is not detected.
 
 Under DeepSpeed ZeRO-3 the parameters are partitioned: saving and fingerprinting gather one tensor at a time with
-`deepspeed.zero.GatheredParameters`, which is collective, so every rank must call `save_ffn_delta`; only the main
-process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already is the small artefact
-(`model.save_pretrained`).
+`deepspeed.zero.GatheredParameters` (under FSDP2: `DTensor.full_tensor()`), which is collective, so every rank must
+call `save_ffn_delta`; only the main process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already
+is the small artefact (`model.save_pretrained`).
 """
 
 from __future__ import annotations
@@ -148,6 +148,24 @@ def gathered(param: nn.Parameter, modifier_rank: int | None = None):
         yield
 
 
+def full_tensor(param: nn.Parameter) -> torch.Tensor:
+    """The whole value of a parameter: an FSDP2-sharded one (a `DTensor`) is all-gathered, which is collective, so
+    every rank must call this; any other tensor is returned as it is (ZeRO-3: inside `gathered`)."""
+    from torch.distributed.tensor import DTensor
+
+    return param.full_tensor() if isinstance(param, DTensor) else param
+
+
+def model_class_name(model: nn.Module) -> str:
+    """The model's class name; FSDP2's `fully_shard` swaps in a class `FSDP<Name>` deriving from it."""
+    from torch.distributed.fsdp import FSDPModule
+
+    cls = type(model)
+    if issubclass(cls, FSDPModule):
+        cls = next(base for base in cls.__bases__ if base is not FSDPModule)
+    return cls.__name__
+
+
 def _refuse_peft(model: nn.Module) -> None:
     if hasattr(model, "peft_config"):
         raise TypeError(
@@ -175,7 +193,7 @@ def base_fingerprint(model: nn.Module, delta_names) -> str:
     for name in hashed:
         param = params[name]
         with gathered(param):
-            flat = param.detach().reshape(-1)
+            flat = full_tensor(param).detach().reshape(-1)
             for start in range(0, flat.numel(), _HASH_CHUNK):
                 chunk = flat[start : start + _HASH_CHUNK].to("cpu", torch.bfloat16).contiguous()
                 digest.update(chunk.view(torch.int16).numpy().tobytes())
@@ -228,7 +246,7 @@ def save_ffn_delta(
     Parameters:
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
-            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 every rank must call this.
+            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call this.
         path (`str` or `os.PathLike`):
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
@@ -257,8 +275,9 @@ def save_ffn_delta(
     tensors = {}
     for name in names:
         with gathered(params[name]):
+            value = full_tensor(params[name])
             if _is_main_process():
-                tensors[name] = params[name].detach().to("cpu", copy=True).contiguous()
+                tensors[name] = value.detach().to("cpu", copy=True).contiguous()
     fingerprint = base_fingerprint(model, names)
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
@@ -266,7 +285,7 @@ def save_ffn_delta(
     metadata = DeltaMetadata(
         base_model=base_model or getattr(config, "_name_or_path", None) or None,
         base_revision=base_revision or getattr(config, "_commit_hash", None),
-        architecture=type(model).__name__,
+        architecture=model_class_name(model),
         model_type=getattr(config, "model_type", None),
         layers=list(layers),
         projections=list(roles),
