@@ -9,6 +9,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.errors import ConfigError
 from slam_trainer.freezing import (
     FreezeReport,
     apply_freeze,
@@ -16,7 +17,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
-from slam_trainer.precision import apply_precision_policy, check_trainable_dtype
+from slam_trainer.precision import apply_precision_policy, check_trainable_dtype, uses_fsdp
 
 
 logger = logging.get_logger(__name__)
@@ -143,6 +144,12 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     def on_init_end(self, args, state, control, model=None, **kwargs):
         plan = self._plan(model)
         _refuse_weight_decay(plan.report.masked_names, args.weight_decay, "")
+        if plan.report.masked_names and uses_fsdp(args):
+            raise ConfigError(
+                f"FSDP cannot train half of the fused tensor(s) {', '.join(plan.report.masked_names)}: `fully_shard` "
+                "replaces the parameters, dropping the gradient mask that keeps the other half frozen. Train both "
+                "roles (add 'gate' and 'up' to the projections), or use DeepSpeed (recipes/accelerate/zero2.yaml)."
+            )
         apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
         self.report = plan.report

@@ -417,6 +417,12 @@ API_CASES = [
         ConfigError,
         "the gradient scaler refuses float16 gradients",
     ),
+    Api(
+        "fsdp-half-trained-fused-tensor",
+        lambda m, t: under_fsdp(lambda: fused_up_only_trainer(t)),
+        ConfigError,
+        "FSDP cannot train half of the fused tensor(s) model.layers.0.mlp.gate_up_proj.weight",
+    ),
     # --- slam_trainer.checkpoints ---
     Api(
         "resume-true-nothing-there",
@@ -431,6 +437,31 @@ API_CASES = [
         "must be a bool or a checkpoint path",
     ),
 ]
+
+
+def under_fsdp(call):
+    """`call()` with the variable `accelerate launch` sets for an FSDP config (the process itself stays unsharded)."""
+    import os
+
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    try:
+        return call()
+    finally:
+        del os.environ["ACCELERATE_USE_FSDP"]
+
+
+def fused_up_only_trainer(tmp):
+    """`Trainer` over a tiny Phi-3 (fused gate_up_proj) with a `SelectiveFFNCallback` training only `up` of layer 0."""
+    from transformers import Trainer
+
+    from slam_trainer.callback import SelectiveFFNCallback
+    from slam_trainer.tiny import build_tiny_model
+    from tests.conftest import cpu_config
+
+    callback = SelectiveFFNCallback([0], ["up"])
+    return Trainer(
+        model=build_tiny_model("phi3"), args=cpu_config(tmp / "out", weight_decay=0.0), callbacks=[callback]
+    )
 
 
 def half_trainer(tmp, dtype, **overrides):
