@@ -36,7 +36,7 @@ import glob
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -272,16 +272,10 @@ def save_ffn_delta(
     _refuse_peft(model)
     names = report.trainable_names if report is not None else _trained_names(model)
     params = dict(model.named_parameters())
-    tensors = {}
-    for name in names:
-        with gathered(params[name]):
-            value = full_tensor(params[name])
-            if _is_main_process():
-                tensors[name] = value.detach().to("cpu", copy=True).contiguous()
+    tensors, dtypes = _trained_values(params, names)
     fingerprint = base_fingerprint(model, names)
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
-    dtypes = sorted({_dtype_name(params[name]) for name in names})
     metadata = DeltaMetadata(
         base_model=base_model or getattr(config, "_name_or_path", None) or None,
         base_revision=base_revision or getattr(config, "_commit_hash", None),
@@ -289,7 +283,7 @@ def save_ffn_delta(
         model_type=getattr(config, "model_type", None),
         layers=list(layers),
         projections=list(roles),
-        dtype=",".join(dtypes),
+        dtype=",".join(sorted(dtypes)),
         base_fingerprint=fingerprint,
         tensors={name: list(full_shape(params[name])) for name in names},
         slam_trainer_version=__version__,
@@ -302,6 +296,35 @@ def save_ffn_delta(
         metadata.checksums = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
         _write_delta(path, tensors, metadata)
     return metadata
+
+
+def _trained_values(params: dict[str, nn.Parameter], names: list[str]) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The whole values of the trained tensors (on the main process; empty elsewhere) and their dtype names.
+
+    Collective under ZeRO-3 and FSDP2. Under DeepSpeed with an optimizer, a tensor's value is DeepSpeed's float32
+    master copy (what the optimizer trains; the model holds it rounded to 16 bits), so the delta keeps the trained
+    precision as it does without DeepSpeed (see `slam_trainer.precision`).
+    """
+    tensors, dtypes = {}, set()
+    for name in names:
+        param = params[name]
+        master = _deepspeed_master(param)
+        with gathered(param) if master is None else nullcontext():
+            value = full_tensor(param) if master is None else master
+            dtypes.add(_dtype_name(value))
+            if _is_main_process():
+                tensors[name] = value.detach().to("cpu", copy=True).contiguous()
+    return tensors, dtypes
+
+
+def _deepspeed_master(param: nn.Parameter) -> torch.Tensor | None:
+    """DeepSpeed's float32 master copy of a trained parameter (collective), or `None` outside DeepSpeed or before its
+    optimizer exists."""
+    if not (hasattr(param, "_z3_optimizer") or hasattr(param, "_hp_mapping")):  # set on every rank, or on none
+        return None
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    return safe_get_full_fp32_param(param)
 
 
 def _fsync(path: str) -> None:

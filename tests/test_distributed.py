@@ -117,11 +117,14 @@ def test_sharded_training_saving_and_resuming(recipe, base, reference, tmp_path)
     assert all(torch.equal(rebuilt[name], saved[name]) for name in saved)
 
 
-def test_slam_train_under_fsdp2_keeps_the_precision_policy_and_shares_auto_layers(base, tmp_path):
-    """`accelerate launch --config_file recipes/accelerate/fsdp2.yaml slam train` on a bf16-loaded model with
-    `--bf16 true` and `--slam_layers auto`: the layers the main process chose train in float32 (the saved model and
-    the delta hold them so), every other tensor is saved bfloat16 and bitwise the loaded one."""
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/fsdp2.yaml"]
+@pytest.mark.parametrize("recipe", ["fsdp2.yaml", "zero2.yaml"])
+def test_slam_train_in_bf16_keeps_the_precision_policy_and_shares_auto_layers(recipe, base, tmp_path):
+    """`accelerate launch --config_file recipes/accelerate/RECIPE slam train` on a bf16-loaded model with `--bf16 true`
+    and `--slam_layers auto`: exactly the layers the main process chose train, their delta holds float32 values (FSDP2:
+    accelerate's float32 shards; ZeRO-2: DeepSpeed's float32 master copies), and every other tensor is saved
+    bfloat16 and bitwise the loaded one. The saved model holds the trained tensors in float32 under FSDP2 and rounded
+    to DeepSpeed's bf16 working copy under ZeRO-2."""
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}"]
     cli = ["tests/distributed_scripts/slam_cli.py", "train", "--config", "recipes/slam_tiny_cpu.yaml"]
     run(
         [*accelerate, "--num_processes", "2", *cli, "--model_name_or_path", str(base), "--dtype", "bfloat16",
@@ -136,10 +139,11 @@ def test_slam_train_under_fsdp2_keeps_the_precision_policy_and_shares_auto_layer
     final = load_file(tmp_path / "model.safetensors")
     delta = load_file(tmp_path / "ffn_delta" / "ffn_delta.safetensors")
     assert len(chosen) == 2 and set(delta) == expected
+    saved_dtype = torch.float32 if recipe == "fsdp2.yaml" else torch.bfloat16
     for name in initial:
         if name in expected:
-            assert final[name].dtype == delta[name].dtype == torch.float32, name
-            assert torch.equal(final[name], delta[name])
+            assert delta[name].dtype == torch.float32 and final[name].dtype == saved_dtype, name
+            assert torch.equal(final[name], delta[name].to(saved_dtype))
             assert not torch.equal(final[name].to(torch.bfloat16), initial[name].to(torch.bfloat16)), name
         else:
             assert final[name].dtype == torch.bfloat16, name
