@@ -67,8 +67,9 @@ def apply_precision_policy(model: nn.Module, to_train: dict[str, nn.Parameter], 
 
     Called before the optimizer exists, so that it holds (and keeps state for) the float32 tensors. A combination
     that cannot train is a `ConfigError` before anything changes: half-precision tensors mixed with float32 ones and
-    no autocast (`F.linear` refuses mixed dtypes), float16 trained tensors under `fp16` (the gradient scaler refuses
-    to unscale float16 gradients), or a half-precision model under DeepSpeed with neither `bf16` nor `fp16`.
+    no autocast (`F.linear` refuses mixed dtypes; a PEFT model's adapter layers cast for themselves), float16
+    trained tensors under `fp16` (the gradient scaler refuses to unscale float16 gradients), or a half-precision model
+    under DeepSpeed with neither `bf16` nor `fp16`.
     """
     check_trainable_dtype(trainable_dtype)
     params = [p for p in model.parameters() if p.is_floating_point()]
@@ -90,7 +91,8 @@ def apply_precision_policy(model: nn.Module, to_train: dict[str, nn.Parameter], 
         )
     trained_ids = {id(p) for p in trained}
     frozen_dtypes = {p.dtype for p in params if id(p) not in trained_ids}
-    if len(frozen_dtypes | trained_dtype) > 1 and autocast_dtype(args) is None:
+    peft = hasattr(model, "peft_config")  # PEFT's adapter layers cast their inputs to the adapter's dtype themselves
+    if len(frozen_dtypes | trained_dtype) > 1 and autocast_dtype(args) is None and not peft:
         raise ConfigError(
             f"The frozen weights are {_names(frozen_dtypes)} and the trained tensors {_names(trained_dtype)}, and "
             "the Trainer does not autocast (`bf16` and `fp16` are off, or `fp16` on a CPU), so the forward would mix "

@@ -132,3 +132,24 @@ def test_smollm2_loaded_in_bf16_trains_with_the_policy(smollm2_path, arithmetic_
     trainer.train()
     assert_policy_held(model, before)
     assert adam_state_dtypes(trainer.optimizer) == {torch.float32}
+
+
+def test_slam_lora_on_a_bf16_base_trains_float32_adapters_without_autocast(tokenizer, arithmetic_dataset, cpu_args):
+    """PEFT's adapter layers cast their inputs to the adapter's dtype, so no autocast is needed and none is asked."""
+    from peft import LoraConfig
+
+    model = build_tiny_model("llama").to(torch.bfloat16)
+    before = snapshot(model)
+    trainer = SelectiveFFNTrainer(
+        model, args=cpu_args(bf16=False), train_dataset=arithmetic_dataset, processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, init_lora_weights=False),
+    )  # fmt: skip
+    trainer.train()
+    adapters = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert adapters and all(p.dtype == torch.float32 for p in adapters.values())
+    base = {
+        n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in trainer.model.named_parameters()
+    }
+    assert all(
+        torch.equal(base[name], tensor) and base[name].dtype == torch.bfloat16 for name, tensor in before.items()
+    )
