@@ -12,8 +12,9 @@ counts are exact and cost no memory. Per method:
 - weights, gradients and AdamW states (m and v): the bytes of every tensor as the method holds it;
 - activations: the bytes of every tensor autograd saves for the backward pass, recorded with
   `torch.autograd.graph.saved_tensors_hooks` during a real forward pass of the meta model (so what transformers'
-  Llama actually saves, including the float32 logits of the loss; bf16 autocast emulated on the meta device by
-  casting the inputs of linear/matmul/attention to bf16, as `torch.autocast` does). With gradient checkpointing
+  Llama actually saves, including the float32 logits of the loss), with two kernels emulated on the meta device
+  (`meta_kernels`): attention as a fused kernel saves it (q, k, v, output, log-sum-exp; no length x length
+  scores), and bf16 autocast casts the inputs of linear/matmul/attention to bf16. With gradient checkpointing
   (transformers' per-layer checkpointing) the saved bytes are those outside the decoder layers, each layer's input,
   and one layer's own activations (recomputed during the backward pass, one layer at a time);
 - backward transient: the gradients of the float32 logits (two tensors of batch x length x vocab x 4 bytes, from
@@ -127,9 +128,15 @@ def state_bytes(model) -> dict[str, int]:
     }
 
 
-def autocast_mode():
-    """bf16 autocast for the meta device: the inputs of linear, matmul and attention are cast to bf16, as
-    `torch.autocast` does on a GPU (whose cast copies of float32 weights are then saved for the backward pass)."""
+def meta_kernels(autocast: bool):
+    """What a GPU (or CPU) run does that the meta device does not, as a `TorchFunctionMode`:
+
+    - attention through a fused kernel (flash / memory-efficient, as `scaled_dot_product_attention` picks on a GPU
+      and for these shapes on a CPU), which saves query, key, value, the output and a float32 log-sum-exp per row,
+      not the batch x heads x length x length scores that the meta device's fallback (the math path) would save;
+    - with `autocast`, bf16 autocast: the inputs of linear, matmul and attention are cast to bf16, as
+      `torch.autocast` does (whose cast copies of float32 weights are then saved for the backward pass).
+    """
     import torch
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
@@ -143,21 +150,33 @@ def autocast_mode():
             return value.to(torch.bfloat16)
         return value
 
-    class MetaAutocast(TorchFunctionMode):
+    class FusedAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, query, key, value):
+            output = torch.empty_like(query)
+            log_sum_exp = query.new_empty(query.shape[:-1], dtype=torch.float32)
+            ctx.save_for_backward(query, key, value, output, log_sum_exp)
+            return output
+
+        @staticmethod
+        def backward(ctx, grad):  # never run: only what the forward saves is counted
+            raise NotImplementedError
+
+    class MetaKernels(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func in lower:
+            if autocast and func in lower:
                 args, kwargs = tree_map(cast, args), tree_map(cast, kwargs)
+            if func is F.scaled_dot_product_attention:
+                return FusedAttention.apply(*args[:3])
             return func(*args, **kwargs)
 
-    return MetaAutocast()
+    return MetaKernels()
 
 
 def activation_bytes(model, method: str, batch: int, length: int) -> dict[str, int]:
     """Bytes autograd saves in one forward pass (each storage once, parameters excluded), without and with
     per-layer gradient checkpointing, and the backward transient."""
-    import contextlib
-
     import torch
     from torch.autograd.graph import saved_tensors_hooks
 
@@ -186,8 +205,7 @@ def activation_bytes(model, method: str, batch: int, length: int) -> dict[str, i
         return tensor
 
     ids = torch.zeros(batch, length, dtype=torch.long, device=next(model.parameters()).device)
-    mode = autocast_mode() if uses_autocast(method) else contextlib.nullcontext()
-    with saved_tensors_hooks(pack, lambda tensor: tensor), mode:
+    with saved_tensors_hooks(pack, lambda tensor: tensor), meta_kernels(uses_autocast(method)):
         model(input_ids=ids, labels=ids)
     for handle in handles:
         handle.remove()
