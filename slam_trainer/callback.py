@@ -9,6 +9,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.distributed import uses_fsdp
 from slam_trainer.errors import ConfigError
 from slam_trainer.freezing import (
     FreezeReport,
@@ -17,7 +18,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
-from slam_trainer.precision import apply_precision_policy, check_trainable_dtype, uses_fsdp
+from slam_trainer.precision import apply_precision_policy, check_trainable_dtype
 
 
 logger = logging.get_logger(__name__)

@@ -36,7 +36,7 @@ import glob
 import hashlib
 import json
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -46,7 +46,15 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
+from slam_trainer.architectures import ROLES, get_architecture_map
+from slam_trainer.distributed import (
+    deepspeed_master,
+    full_shape,
+    full_tensor,
+    gathered,
+    is_main_process,
+    model_class_name,
+)
 from slam_trainer.version import __version__
 
 
@@ -128,42 +136,6 @@ class DeltaMetadata:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(asdict(self), handle, indent=2)
             handle.write("\n")
-
-
-def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )
-
-
-@contextmanager
-def gathered(param: nn.Parameter, modifier_rank: int | None = None):
-    """Make a ZeRO-3-partitioned parameter whole for the block (collective); a no-op for ordinary parameters."""
-    if not hasattr(param, "ds_id"):
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters([param], modifier_rank=modifier_rank):
-        yield
-
-
-def full_tensor(param: nn.Parameter) -> torch.Tensor:
-    """The whole value of a parameter: an FSDP2-sharded one (a `DTensor`) is all-gathered, which is collective, so
-    every rank must call this; any other tensor is returned as it is (ZeRO-3: inside `gathered`)."""
-    from torch.distributed.tensor import DTensor
-
-    return param.full_tensor() if isinstance(param, DTensor) else param
-
-
-def model_class_name(model: nn.Module) -> str:
-    """The model's class name; FSDP2's `fully_shard` swaps in a class `FSDP<Name>` deriving from it."""
-    from torch.distributed.fsdp import FSDPModule
-
-    cls = type(model)
-    if issubclass(cls, FSDPModule):
-        cls = next(base for base in cls.__bases__ if base is not FSDPModule)
-    return cls.__name__
 
 
 def _refuse_peft(model: nn.Module) -> None:
@@ -288,7 +260,7 @@ def save_ffn_delta(
         tensors={name: list(full_shape(params[name])) for name in names},
         slam_trainer_version=__version__,
     )
-    if _is_main_process():
+    if is_main_process():
         if any(not torch.isfinite(tensor).all() for tensor in tensors.values()):
             logger.warning(
                 f"The delta saved to {path} holds NaN or infinite values (a diverged run?); loading refuses it."
@@ -308,23 +280,13 @@ def _trained_values(params: dict[str, nn.Parameter], names: list[str]) -> tuple[
     tensors, dtypes = {}, set()
     for name in names:
         param = params[name]
-        master = _deepspeed_master(param)
+        master = deepspeed_master(param)
         with gathered(param) if master is None else nullcontext():
             value = full_tensor(param) if master is None else master
             dtypes.add(_dtype_name(value))
-            if _is_main_process():
+            if is_main_process():
                 tensors[name] = value.detach().to("cpu", copy=True).contiguous()
     return tensors, dtypes
-
-
-def _deepspeed_master(param: nn.Parameter) -> torch.Tensor | None:
-    """DeepSpeed's float32 master copy of a trained parameter (collective), or `None` outside DeepSpeed or before its
-    optimizer exists."""
-    if not (hasattr(param, "_z3_optimizer") or hasattr(param, "_hp_mapping")):  # set on every rank, or on none
-        return None
-    from deepspeed.utils import safe_get_full_fp32_param
-
-    return safe_get_full_fp32_param(param)
 
 
 def _fsync(path: str) -> None:

@@ -14,12 +14,11 @@ trainable parameters to float32 itself (`MixedPrecisionPolicy` casts them to bf1
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 from transformers.utils import logging
 
+from slam_trainer.distributed import uses_deepspeed
 from slam_trainer.errors import ConfigError
 
 
@@ -37,18 +36,6 @@ def check_trainable_dtype(value: str, flag: str = "slam_trainable_dtype") -> str
             f"(keep the loaded dtype), got {value!r}."
         )
     return value
-
-
-def uses_deepspeed(args) -> bool:
-    """Whether the Trainer built with `args` runs under DeepSpeed (a JSON in `args.deepspeed`, or `accelerate
-    launch` with a DeepSpeed config)."""
-    return getattr(args, "deepspeed_plugin", None) is not None
-
-
-def uses_fsdp(args) -> bool:
-    """Whether the Trainer built with `args` shards the model with FSDP (`args.fsdp`, or `accelerate launch` with an
-    FSDP config)."""
-    return bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
 def autocast_dtype(args) -> torch.dtype | None:
