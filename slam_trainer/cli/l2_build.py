@@ -1,7 +1,7 @@
 """`slam l2-build`: turn a seed set and its annotations into an L² training set, named as the paper does.
 
 Usage:
-    slam l2-build --data seed.jsonl annotations.jsonl --source o1 --output_dir data/
+    slam l2-build --data annotations.jsonl --source o1 --output_dir data/   # slam annotate writes seed + translations
     slam l2-build --data ../shared/data/mgsm/exemplars.jsonl --source mgsm-exemplars --languages en zh ja
 
 Rows are MGSM-style (`id`, `lang`, `question`, `answer`, `steps` or `cot`; a row without `lang` is English). The set is
