@@ -8,6 +8,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.distributed import uses_fsdp
+from slam_trainer.errors import ConfigError
 from slam_trainer.freezing import (
     FreezeReport,
     apply_freeze,
@@ -15,6 +17,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
+from slam_trainer.precision import apply_precision_policy, check_trainable_dtype
 
 
 def optimizer_param_groups(optimizer) -> list[tuple[list, dict]]:
@@ -82,6 +85,11 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         allow_large_extra (`bool`, *optional*, defaults to `False`):
             Let names or regexes in `extra` select more parameters than the chosen FFN tensors hold (see
             `freeze_except_ffn`).
+        trainable_dtype (`str`, *optional*, defaults to `"float32"`):
+            The precision policy (see `slam_trainer.precision`): `"float32"` upcasts the trained tensors (so the
+            optimizer keeps float32 state) and leaves the frozen ones as loaded; `"model"` keeps the loaded dtype. A
+            half-precision model then needs the Trainer's `bf16=True`; a combination that cannot run fails here,
+            when the Trainer is built.
         print_report (`bool`, *optional*, defaults to `True`):
             Print what trains (the layers, tensors and trainable share; `callback.report`) on the main process when
             the trainer is built. Printed rather than logged, since a script shows no INFO logs.
@@ -100,6 +108,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         extra: str | Sequence[str] = (),
         modules: dict[str, str] | None = None,
         allow_large_extra: bool = False,
+        trainable_dtype: str = "float32",
         print_report: bool = True,
     ):
         self.layers = validate_layers(layers)
@@ -107,6 +116,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         self.extra = extra if isinstance(extra, str) else list(extra)
         self.modules = modules
         self.allow_large_extra = allow_large_extra
+        self.trainable_dtype = check_trainable_dtype(trainable_dtype, "trainable_dtype")
         self.print_report = print_report
         self.report: FreezeReport | None = None
 
@@ -119,6 +129,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "extra": self.extra,
                 "modules": self.modules,
                 "allow_large_extra": self.allow_large_extra,
+                "trainable_dtype": self.trainable_dtype,
             },
             "attributes": {
                 "trained_layers": report.get("layers"),
@@ -135,6 +146,13 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     def on_init_end(self, args, state, control, model=None, **kwargs):
         plan = self._plan(model)
         _refuse_weight_decay(plan.report.masked_names, args.weight_decay, "")
+        if plan.report.masked_names and uses_fsdp(args):
+            raise ConfigError(
+                f"FSDP cannot train half of the fused tensor(s) {', '.join(plan.report.masked_names)}: `fully_shard` "
+                "replaces the parameters, dropping the gradient mask that keeps the other half frozen. Train both "
+                "roles (add 'gate' and 'up' to the projections), or use DeepSpeed (recipes/accelerate/zero2.yaml)."
+            )
+        apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
         self.report = plan.report
         if args.activation_checkpointing:

@@ -38,7 +38,7 @@ def test_annotate_build_train_eval_merge(smollm2_path, shared_data, tmp_path, mo
             fake.base_url, "--output", "ann.jsonl")  # fmt: skip
     finally:
         fake.close()
-    run("l2-build", "--data", "seed.jsonl", "ann.jsonl", "--source", "o1", "--output_dir", "data")
+    run("l2-build", "--data", "ann.jsonl", "--source", "o1", "--output_dir", "data")  # annotate kept the seed rows
     folder = tmp_path / "data" / "L2-M_o1_3_4"
     assert folder.is_dir()
 

@@ -38,8 +38,10 @@ def test_builder_rejects_bad_rows_and_arguments():
         build_parallel_dataset([{"id": 1, "lang": "en", "question": "q", "answer": "1"}])
     with pytest.raises(ValueError, match="`on_invalid`"):
         build_parallel_dataset(_rows(), on_invalid="ignore")
+    with pytest.raises(ValueError, match="`languages` asks for zh, but no row is in it"):
+        build_parallel_dataset(_rows()[4:5], languages=["en", "zh"])  # not blamed on the data: the flag names zh
     with pytest.raises(ValueError, match="No valid parallel example"):
-        build_parallel_dataset(_rows()[4:5], languages=["en", "zh"])
+        build_parallel_dataset(_rows()[3:5], languages=["en", "zh"])
 
 
 def test_loader_names_the_line_and_missing_column(tmp_path):
@@ -100,18 +102,6 @@ def test_builder_names_the_row_and_the_field_of_a_bad_steps_value(row, expected)
     with pytest.raises(DataError) as info:
         build_parallel_dataset([{"id": 1, "lang": "en", "question": "q", "answer": "1", **row}])
     assert expected in str(info.value)
-
-
-def test_a_row_given_twice_is_kept_once_and_two_different_rows_are_a_duplicate():
-    """`slam l2-build --data seed.jsonl ann.jsonl`: the annotation file repeats the English seed rows (with the steps
-    cut from their `cot`), which must not drop every example as a duplicate; a different row for the same id is."""
-    seed = {"id": 1, "lang": "en", "question": "Q", "cot": "One. Two.", "answer": "2"}
-    annotated = [{**seed, "steps": ["One.", "Two."], "cot": None}, {**seed, "lang": "zh", "cot": "一。二。"}]
-    dataset, report = build_parallel_dataset([seed, *annotated])
-    assert report.kept == 1 and report.dropped == 0 and dataset[0]["steps"]["en"] == ["One.", "Two."]
-    other = [{**row, "id": 2} for row in (seed, annotated[1])]
-    _, report = build_parallel_dataset([seed, {**seed, "question": "Other Q"}, annotated[1], *other])
-    assert report.kept == 1 and dict(report.reasons) == {"duplicate row": 1}
 
 
 def test_parallel_rows_invert_the_builder_and_feed_slam_s_training_set():

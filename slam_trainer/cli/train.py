@@ -27,9 +27,17 @@ def make_parser(subparsers=None):
         )
     from trl import ModelConfig, TrlParser
 
+    from slam_trainer.cli.errors import CommandError
     from slam_trainer.config import SelectiveFFNConfig
 
-    return TrlParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
+    class TrainParser(TrlParser):
+        """TRL's parser whose argparse errors are one `slam train: error: ...` line (printed by `slam`, which leaves
+        out any value that looks like a key), not the whole usage followed by the raw value."""
+
+        def error(self, message: str):
+            raise CommandError(f"{message} (see `slam train --help`).")
+
+    return TrainParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
 
 
 def parse_own_arguments(argv: list[str]) -> None:
@@ -56,9 +64,7 @@ def check_option_names(argv: list[str], dataclass_types) -> None:
     unknown YAML keys only after building every config, without a suggestion)."""
     from dataclasses import fields
 
-    import yaml
-
-    from slam_trainer.cli.main import known_flag, unknown_options_error
+    from slam_trainer.cli.main import known_flag, load_config_file, unknown_options_error
 
     names = {field.name for kind in dataclass_types for field in fields(kind) if field.init}
     flags = [f"--{name}" for name in names] + [f"--no_{name}" for name in names] + ["--config", "--help", "--help-all"]
@@ -69,8 +75,7 @@ def check_option_names(argv: list[str], dataclass_types) -> None:
         raise unknown_options_error("", typed, names, prefix="--", prog="slam train")
     if "--config" in argv and argv.index("--config") + 1 < len(argv):
         path = argv[argv.index("--config") + 1]
-        with open(path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle)
+        values = load_config_file(path)  # duplicate keys and alias bombs refused there
         if isinstance(values, dict):
             unknown = sorted(str(key) for key in values if key not in names and key != "env")
             if unknown:
@@ -84,9 +89,20 @@ def main(args: argparse.Namespace) -> None:  # pragma: no cover - `slam train` i
 def run(script_args, training_args, model_args):
     """Train as the arguments say (`slam_trainer.pipelines.training`; what SLAM trains is printed as the trainer is
     built), save and push."""
+    import pickle
+
+    from slam_trainer.errors import ResumeError
+    from slam_trainer.loading import refused_global
     from slam_trainer.pipelines.training import finish_training, prepare_training
 
     trainer, resume = prepare_training(script_args, training_args, model_args)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except pickle.UnpicklingError as error:  # torch's weights_only loader refused a file of the checkpoint
+        raise ResumeError(
+            f"`resume_from_checkpoint` {resume}: a file there holds code or objects other than tensors, which torch "
+            f"refuses to load ({refused_global(error)}); it is damaged or not from a source you trust. Resume from "
+            "another checkpoint, or start again without it."
+        ) from None
     finish_training(trainer, script_args)
     return trainer

@@ -12,6 +12,8 @@ from collections import defaultdict
 
 from datasets import Dataset
 
+from slam_trainer.data.loaders import check_unique_rows
+from slam_trainer.errors import DataError
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import get_language
 
@@ -58,11 +60,13 @@ def build_slam_training_set(
     if answer_language not in ("same", "pivot"):
         raise ValueError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
     by_id: dict = defaultdict(dict)
-    for row in rows:
+    rows = list(rows)
+    for number, row in enumerate(rows, start=1):
         missing = [key for key in ("id", "lang", "question") if key not in row]
         if missing:
-            raise ValueError(f"Row {row!r} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
+            raise DataError(f"Row {number} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
         by_id[row["id"]][row["lang"]] = row
+    check_unique_rows(rows, "The training data")
     examples = []
     for example_id, by_lang in by_id.items():
         pivot_row = by_lang.get(pivot)
@@ -76,8 +80,8 @@ def build_slam_training_set(
                 source = row if answer_language == "same" else pivot_row
                 solution = worked_solution(source) if source is not None else None
                 if not solution:
-                    raise ValueError(
-                        f"Example {example_id!r} ({lang}) has no `cot` or `steps` in language "
+                    raise DataError(
+                        f"Example {example_id!r} ({lang}) has no `cot` or `steps` (or a blank one) in language "
                         f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
                         "solutions or drop 'answer' from `tasks`."
                     )
@@ -90,10 +94,11 @@ def build_slam_training_set(
 def worked_solution(row: dict) -> str | None:
     """A row's worked solution as text: its `cot`, else its `steps` joined (rows of both kinds may share a file, as
     `slam l2-build` accepts them, and a column absent from some rows reads as None there)."""
-    if row.get("cot"):
-        return row["cot"]
-    if row.get("steps"):
-        return join_steps(row["steps"], row["lang"])
+    cot, steps = row.get("cot"), row.get("steps")
+    if isinstance(cot, str) and cot.strip():
+        return cot
+    if isinstance(steps, list) and any(isinstance(step, str) and step.strip() for step in steps):
+        return join_steps(steps, row["lang"])
     return None
 
 
