@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 CONFIG_SOURCE = Path(__file__).resolve().parents[1] / "config.py"
-# Modules config.py takes defaults and choices from that import nothing heavy: their names are evaluated in the help.
+# Modules config.py takes defaults and choices from that import nothing heavy: imported for the help (the others'
+# literal constants are read from their source).
 LIGHT_MODULES = ("slam_trainer.probe.settings",)
 DATA_OPTIONS = (
     "dataset_name",
@@ -71,13 +72,32 @@ def _text(value) -> str:
 
 
 def _light_names(tree) -> dict:
+    """The names config.py imports from the package: from the light modules by importing them, from the others (which
+    import torch) by reading their literal constants from source."""
     import importlib
+    import importlib.util
 
     names = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module in LIGHT_MODULES:
+        if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("slam_trainer."):
+            continue
+        if node.module in LIGHT_MODULES:
             module = importlib.import_module(node.module)
             names.update({alias.asname or alias.name: getattr(module, alias.name) for alias in node.names})
+            continue
+        source = ast.parse(Path(importlib.util.find_spec(node.module).origin).read_text(encoding="utf-8"))
+        constants = {}
+        for statement in source.body:
+            if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                target = statement.targets[0]
+                if isinstance(target, ast.Name):
+                    try:
+                        constants[target.id] = ast.literal_eval(statement.value)
+                    except ValueError:
+                        pass
+        names.update(
+            {alias.asname or alias.name: constants[alias.name] for alias in node.names if alias.name in constants}
+        )
     return names
 
 
