@@ -91,8 +91,8 @@ def test_mixed_steps_and_cot_rows_read_the_same_from_a_list_and_from_a_datasets_
     "row, expected",
     [
         ({"steps": None, "cot": None}, "Row 0 is missing steps or cot"),
-        ({"steps": "One. Two."}, "`steps` must be a list of texts, got str"),
-        ({"steps": 3}, "`steps` must be a list of texts, got int"),
+        ({"steps": "One. Two."}, "`steps` must be a list of texts, got a string"),
+        ({"steps": 3}, "`steps` must be a list of texts, got 3"),
         ({"question": None, "steps": ["a"]}, "Row 0 is missing question"),
     ],
 )

@@ -81,7 +81,7 @@ def build_slam_training_set(
                 solution = worked_solution(source) if source is not None else None
                 if not solution:
                     raise DataError(
-                        f"Example {example_id!r} ({lang}) has no `cot` or `steps` (or a blank one) in language "
+                        f"Example {example_id!r} ({lang}) has no `cot` (or a blank one) and no `steps` in language "
                         f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
                         "solutions or drop 'answer' from `tasks`."
                     )
