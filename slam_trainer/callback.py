@@ -16,6 +16,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
+from slam_trainer.l2.tag_rows import TAG_ROWS, installed_tag_rows, sync_tag_rows
 
 
 logger = logging.get_logger(__name__)
@@ -166,12 +167,20 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                     self.report.masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)"
                 )
 
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save:  # the checkpoint's weights hold the trained tag rows (ZeRO-3 skips `state_dict()`)
+            sync_tag_rows(model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        sync_tag_rows(model)
+
     def _adopt_freezing(self, model) -> FreezeReport:
         """`on_init_end` never ran for this instance: accept the model only if it is frozen exactly as this callback
         would freeze it (a callback rebuilt from a checkpoint's state, replacing the one that froze the model)."""
         plan = self._plan(model)
-        trainable = {name for name, param in model.named_parameters() if param.requires_grad}
-        if trainable != set(plan.to_train) or not set(plan.masks) <= masked_tensor_names(model):
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad and not n.endswith(TAG_ROWS)}
+        same_tag_rows = set(installed_tag_rows(model)) == set(plan.report.tag_rows)
+        if trainable != set(plan.to_train) or not same_tag_rows or not set(plan.masks) <= masked_tensor_names(model):
             raise ValueError(
                 f"SelectiveFFNCallback(layers={self.layers}) did not freeze this model: it joined the trainer after "
                 f"`Trainer.__init__` (`trainer.add_callback`), when freezing can no longer shrink the optimizer, so "

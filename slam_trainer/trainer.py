@@ -14,6 +14,7 @@ from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
 from slam_trainer.hub import SLAM_CITATION, card_section, push_ffn_delta
 from slam_trainer.l2.collator import L2EpochCallback
+from slam_trainer.l2.tag_rows import tag_tokens
 from slam_trainer.offline_models import resolve_model_path
 
 
@@ -72,6 +73,9 @@ class SelectiveFFNTrainer(SFTTrainer):
             layers = self._identify_layers(model, processing_class, args)
         chosen = get_architecture_map(model, args.slam_ffn_modules).tensors(layers, args.slam_projection_roles)
         callbacks = self._slam_callbacks(layers, args, data_collator, peft_config, chosen) + list(callbacks or [])
+        tags = sorted(tag_tokens(model).values())
+        if tags and peft_config is not None and getattr(peft_config, "trainable_token_indices", "") is None:
+            peft_config.trainable_token_indices = tags  # L² tags with LoRA: PEFT's own way to train only their rows
 
         # What was used to load the model is not passed on: SFTTrainer would log that it is ignored.
         model_init_kwargs = args.model_init_kwargs
