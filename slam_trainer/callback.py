@@ -16,7 +16,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
-from slam_trainer.l2.tag_rows import TAG_ROWS, installed_tag_rows, sync_tag_rows
+from slam_trainer.l2.tag_rows import TAG_ROWS, check_tag_logits_used, installed_tag_rows, sync_tag_rows
 
 
 logger = logging.get_logger(__name__)
@@ -166,6 +166,9 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 _refuse_weight_decay(
                     self.report.masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)"
                 )
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        check_tag_logits_used(model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if control.should_save:  # the checkpoint's weights hold the trained tag rows (ZeRO-3 skips `state_dict()`)

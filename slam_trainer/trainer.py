@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from transformers import Trainer
 from transformers.utils import logging
 from trl import SFTConfig, SFTTrainer
 
@@ -14,7 +15,7 @@ from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
 from slam_trainer.hub import SLAM_CITATION, card_section, push_ffn_delta
 from slam_trainer.l2.collator import L2EpochCallback
-from slam_trainer.l2.tag_rows import tag_tokens
+from slam_trainer.l2.tag_rows import has_output_tag_rows, tag_tokens
 from slam_trainer.offline_models import resolve_model_path
 
 
@@ -180,6 +181,14 @@ class SelectiveFFNTrainer(SFTTrainer):
             stored = checkpoint_trained_layers(TrainerState.load_from_json(state_file).stateful_callbacks)
             check_resumed_layers(stored, self.slam_report.layers)
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss, unless the output layer has L² tag rows: TRL's fused LM head reads `lm_head.weight` directly,
+        past the hook that puts the trained tag rows in place, so the loss then comes from the model's own forward
+        (`Trainer.compute_loss`: full logits, and no entropy/accuracy metrics)."""
+        if has_output_tag_rows(self.accelerator.unwrap_model(model)):
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the SLAM summary (trained layers' count and share) to the first log record."""

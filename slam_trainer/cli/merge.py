@@ -55,18 +55,26 @@ def main(args) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         base, revision=revision, dtype="auto", trust_remote_code=args.trust_remote_code
     )
-    load_ffn_delta(model, delta_dir)
-    if args.dtype != "auto":
-        model.to(getattr(torch, args.dtype))
-    model.save_pretrained(args.out)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, revision=revision, trust_remote_code=args.trust_remote_code)
     except (OSError, ValueError):
+        tokenizer = None
+    if tokenizer is None and metadata.added_tokens:
+        raise CommandError(
+            f"the delta adds the L² tags {', '.join(metadata.added_tokens)}, but the base {args.base!r} has no "
+            "tokenizer to add them to; merge onto a base folder that holds its tokenizer."
+        )
+    load_ffn_delta(model, delta_dir, tokenizer=tokenizer)  # a delta with L² tags adds them to the tokenizer
+    if args.dtype != "auto":
+        model.to(getattr(torch, args.dtype))
+    model.save_pretrained(args.out)
+    if tokenizer is None:
         print(f"slam merge: no tokenizer found with the base {args.base!r}; wrote the model only.")
     else:
         tokenizer.save_pretrained(args.out)
     dtype = str(model.dtype).removeprefix("torch.")
+    tags = f", L² tags {' '.join(metadata.added_tokens)}" if metadata.added_tokens else ""
     print(
-        f"slam merge: {args.base} + {len(metadata.tensors)} delta tensors (layers {metadata.layers}) -> {args.out} "
-        f"({dtype})"
+        f"slam merge: {args.base} + {len(metadata.tensors)} delta tensors (layers {metadata.layers}{tags}) -> "
+        f"{args.out} ({dtype})"
     )

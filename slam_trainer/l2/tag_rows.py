@@ -14,6 +14,12 @@ layer's logit columns of the tags. No optimizer ever holds the matrix, so every 
 Tied embeddings are one matrix, so one small parameter serves both hooks (registered on both modules, as the tied
 weight is, so that ZeRO-3 gathers it for either forward).
 
+TRL's `SFTTrainer` (1.16) computes its loss with a fused LM head that reads `lm_head.weight` directly, past the
+output layer's hook: the tag rows would learn to be read but never to be written. `SelectiveFFNTrainer` therefore
+takes the loss from the model's own forward when the output layer has tag rows (full logits, as before TRL fused
+them), and `SelectiveFFNCallback` stops a run in which the output layer's tag rows were not used
+(`check_tag_logits_used`) instead of letting it train them silently wrong.
+
 The trained rows are written back into the matrix (`sync_tag_rows`) whenever `state_dict()` is taken (so
 `save_pretrained` writes them), before each checkpoint and when training ends (`SelectiveFFNCallback`; under ZeRO-3
 the trainer saves without `state_dict()`). The small parameters never appear in a state dict, and `load_state_dict`
@@ -33,6 +39,7 @@ TAG_ROWS = "slam_tag_rows"  # the small trainable parameter, on the embedding an
 TAG_IDS = "slam_tag_ids"  # its token ids, sorted: a non-persistent buffer beside it
 TAG_TOKENS_ATTR = "slam_tag_tokens"  # {tag: token id}, recorded on the model by `add_language_tokens`
 _HOOKS_ATTR = "_slam_tag_row_hooks"
+_LOGITS_SEEN_ATTR = "_slam_tag_logits_seen"  # set by the output layer's hook: the tag rows took part in a forward
 
 
 def record_tag_tokens(model: nn.Module, tokens: dict[str, int]) -> None:
@@ -168,11 +175,34 @@ def _embedding_hook(module, args, output):
 
 
 def _logits_hook(module, args, output):
+    setattr(module, _LOGITS_SEEN_ATTR, True)
     rows, ids = module._parameters[TAG_ROWS], module._buffers[TAG_IDS]
     hidden = args[0]
     bias = module.bias[ids] if getattr(module, "bias", None) is not None else None
     tag_logits = F.linear(hidden, rows.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype))
     return output.index_copy_(-1, ids, tag_logits.to(output.dtype))  # in place: no second copy of the logits
+
+
+def has_output_tag_rows(model: nn.Module) -> bool:
+    """Whether the output layer gets its tag rows from the small parameter (its forward hook)."""
+    output = model.get_output_embeddings()
+    return output is not None and TAG_ROWS in output._parameters
+
+
+def check_tag_logits_used(model: nn.Module) -> None:
+    """Refuse an optimizer step for which the output layer never ran through its hook: the loss was computed from
+    `lm_head.weight` directly (TRL's fused LM head), so the tag rows' output side got no gradient."""
+    if not model.training or not has_output_tag_rows(model):
+        return
+    output = model.get_output_embeddings()
+    if not getattr(output, _LOGITS_SEEN_ATTR, False):
+        raise ValueError(
+            "The L² tag rows of the output layer took no part in this training step: the trainer computes its loss "
+            "from `lm_head.weight` directly (TRL's `SFTTrainer` fuses the LM head), past the hook that puts the "
+            "trained tag rows in place. Use `SelectiveFFNTrainer` (it takes the loss from the model's own forward "
+            "then), or train the output layer whole (`extra=['lm_head']`)."
+        )
+    setattr(output, _LOGITS_SEEN_ATTR, False)
 
 
 def _sync_before_saving(module, prefix, keep_vars):

@@ -1,0 +1,190 @@
+"""L² tags inside SLAM's budget: only the tag rows of the embedding and lm_head train, and the delta carries them."""
+
+import pytest
+import torch
+
+from slam_trainer.data.synthetic import synthetic_parallel_dataset
+from slam_trainer.delta import DeltaMetadata, load_ffn_delta, save_ffn_delta
+from slam_trainer.freezing import freeze_except_ffn
+from slam_trainer.l2.collator import L2DataCollator
+from slam_trainer.l2.tags import add_language_tokens
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+
+
+LANGS = ["en", "zh", "ru"]
+TIES = [pytest.param(True, id="tied"), pytest.param(False, id="untied")]
+
+
+def tagged(tied: bool, seed: int = 0):
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model("llama", tie_word_embeddings=tied, seed=seed)
+    ids = add_language_tokens(tokenizer, model, LANGS)
+    return tokenizer, model, sorted(ids.values())
+
+
+def base(tied: bool, seed: int = 0, **overrides):
+    """The untagged base a tagged model came from, and its tokenizer."""
+    return build_tiny_tokenizer(), build_tiny_model("llama", tie_word_embeddings=tied, seed=seed, **overrides)
+
+
+def vocabulary_names(model) -> list[str]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    matrices = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
+    return list(dict.fromkeys(names[id(m)] for m in matrices))
+
+
+def l2_trainer(model, tokenizer, args):
+    from slam_trainer.trainer import SelectiveFFNTrainer
+
+    collator = L2DataCollator(tokenizer, languages=LANGS, max_length=512)
+    dataset = collator.prepare(synthetic_parallel_dataset(8, languages=LANGS, seed=0))
+    return SelectiveFFNTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collator, processing_class=tokenizer
+    )
+
+
+def train_steps(model, ids, steps=3):
+    """A few AdamW steps (with weight decay) on sequences that read and write the tags."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    batch = torch.tensor([[5, ids[0], 40, 41, ids[1], 42, ids[2], 43]])
+    for _ in range(steps):
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+@pytest.mark.parametrize("tied", TIES)
+def test_slam_trains_only_the_tag_rows_and_counts_them(tied, cpu_args, capsys):
+    tokenizer, model, ids = tagged(tied)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    trainer = l2_trainer(model, tokenizer, cpu_args(slam_layers=[0], weight_decay=0.1, max_steps=3))
+    report = trainer.slam_report
+    matrices = vocabulary_names(model)
+    assert len(matrices) == (1 if tied else 2)
+    assert report.tag_rows == {name: ids for name in matrices}
+    ffn = sum(before[f"model.layers.0.mlp.{p}_proj.weight"].numel() for p in ("up", "down"))
+    hidden = model.config.hidden_size
+    assert report.trainable_params == ffn + len(ids) * hidden * len(matrices)
+    assert report.total_params == sum(t.numel() for n, t in before.items() if n != "lm_head.weight" or not tied)
+    print(report)
+    assert f"{len(ids)} rows ({ids[0]}..{ids[-1]}) of {matrices[0]}" in capsys.readouterr().out
+    trainer.train()
+    optimizer_elements = sum(p.numel() for group in trainer.optimizer.param_groups for p in group["params"])
+    assert optimizer_elements == report.trainable_params  # the optimizer never held a whole matrix
+
+    after = model.state_dict()
+    assert after.keys() == before.keys()  # the small tag-row parameters are not part of the model's weights
+    old = [row for row in range(len(tokenizer)) if row not in ids]
+    trained = {f"model.layers.0.mlp.{p}_proj.weight" for p in ("up", "down")}
+    for name, tensor in after.items():
+        if name in matrices or (tied and name == "lm_head.weight"):
+            assert torch.equal(tensor[old], before[name][old]), f"{name}: an old row moved"
+            assert not torch.equal(tensor[ids], before[name][ids]), f"{name}: the tag rows did not train"
+        elif name in trained:
+            assert not torch.equal(tensor, before[name]), name
+        else:
+            assert torch.equal(tensor, before[name]), name
+
+
+@pytest.mark.parametrize("tied", TIES)
+@pytest.mark.parametrize("whole", [False, True], ids=["tag-rows", "whole-embedding"])
+def test_the_delta_rebuilds_the_trained_model_and_its_tokenizer(tied, whole, tmp_path):
+    tokenizer, model, ids = tagged(tied)
+    freeze_except_ffn(model, [1], extra=["embeddings"] if whole else ())
+    train_steps(model, ids)
+    metadata = save_ffn_delta(model, tmp_path / "delta")
+    assert metadata.added_tokens == {tokenizer.convert_ids_to_tokens(i): i for i in ids}
+    assert metadata.vocab_size == len(tokenizer) and metadata.format_version == 3
+    assert DeltaMetadata.read(str(tmp_path / "delta")).added_tokens == metadata.added_tokens
+
+    base_tokenizer, merged = base(tied)
+    load_ffn_delta(merged, tmp_path / "delta", tokenizer=base_tokenizer)
+    trained = model.state_dict()
+    assert merged.state_dict().keys() == trained.keys()
+    for name, tensor in merged.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+    assert base_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert base_tokenizer("<|zh|>", add_special_tokens=False)["input_ids"] == [ids[1]]
+    model.eval(), merged.eval()
+    with torch.no_grad():
+        batch = torch.tensor([[5, ids[0], 40, ids[2]]])
+        torch.testing.assert_close(merged(input_ids=batch).logits, model(input_ids=batch).logits)
+
+
+def test_a_delta_without_tags_stays_format_2(tmp_path):
+    model = build_tiny_model()
+    freeze_except_ffn(model, [0])
+    assert save_ffn_delta(model, tmp_path).format_version == 2
+    assert '"added_tokens"' not in (tmp_path / "slam_delta.json").read_text()
+    assert DeltaMetadata.read(str(tmp_path)).added_tokens is None
+
+
+@pytest.fixture(scope="module")
+def tag_delta(tmp_path_factory):
+    tokenizer, model, ids = tagged(tied=False)
+    freeze_except_ffn(model, [1])
+    train_steps(model, ids, steps=1)
+    path = tmp_path_factory.mktemp("tag-delta")
+    save_ffn_delta(model, path)
+    return path
+
+
+def shifted_tokenizer():
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.add_tokens(["<|other|>"], special_tokens=True)
+    return tokenizer
+
+
+REFUSALS = [
+    ("no-tokenizer", lambda: (None, base(False)[1]), "pass the base's tokenizer (`tokenizer=`)"),
+    ("tokenizer-with-other-tokens", lambda: (shifted_tokenizer(), base(False)[1]), "would give it 261"),
+    ("base-with-more-rows", lambda: base(False, vocab_size=300), "trained with a vocabulary of 263 rows"),
+    ("other-weights", lambda: base(False, seed=1), "has other weights than the base"),
+]
+
+
+@pytest.mark.parametrize("make, expected", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_a_tag_delta_refuses_what_does_not_fit_before_touching_the_base(tag_delta, make, expected):
+    tokenizer, model = make()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    vocabulary = dict(tokenizer.get_vocab()) if tokenizer is not None else None
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_ffn_delta(model, tag_delta, tokenizer=tokenizer)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert tokenizer is None or tokenizer.get_vocab() == vocabulary
+
+
+def test_resuming_continues_from_the_saved_tag_rows(cpu_args, tmp_path):
+    tokenizer, model, _ = tagged(tied=True)
+    straight = l2_trainer(model, tokenizer, cpu_args(slam_layers=[0], max_steps=4, output_dir=tmp_path / "a"))
+    straight.train()
+
+    settings = dict(slam_layers=[0], max_steps=4, save_strategy="steps", save_steps=2, output_dir=tmp_path / "b")
+    tokenizer, model, _ = tagged(tied=True)
+    l2_trainer(model, tokenizer, cpu_args(**settings)).train()
+    tokenizer, resumed, _ = tagged(tied=True)
+    l2_trainer(resumed, tokenizer, cpu_args(**settings)).train(resume_from_checkpoint=str(tmp_path / "b/checkpoint-2"))
+    for name, tensor in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, msg=name)
+
+
+def test_the_callback_stops_a_trainer_whose_loss_skips_the_output_tag_rows(tmp_path):
+    """TRL's SFTTrainer fuses the LM head (it reads `lm_head.weight` directly): the output tag rows would not learn."""
+    import trl
+
+    from slam_trainer.callback import SelectiveFFNCallback
+
+    tokenizer, model, _ = tagged(tied=False)
+    collator = L2DataCollator(tokenizer, languages=LANGS, max_length=512)
+    settings = dict(use_cpu=True, bf16=False, report_to="none", save_strategy="no", max_steps=1, disable_tqdm=True)
+    args = trl.SFTConfig(str(tmp_path), activation_checkpointing=False, **settings, **collator.SFT_CONFIG_SETTINGS)
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=collator.prepare(synthetic_parallel_dataset(4, languages=LANGS, seed=0)),
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[SelectiveFFNCallback(layers=[0])],
+    )
+    with pytest.raises(ValueError, match="took no part in this training step"):
+        trainer.train()
