@@ -16,7 +16,13 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
-from slam_trainer.l2.tag_rows import TAG_ROWS, check_tag_logits_used, installed_tag_rows, sync_tag_rows
+from slam_trainer.l2.tag_rows import (
+    TAG_ROWS,
+    check_tag_logits_used,
+    installed_tag_rows,
+    remove_tag_rows,
+    sync_tag_rows,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -145,6 +151,11 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:
             self.report = self._adopt_freezing(model)
+        if set(installed_tag_rows(model)) != set(self.report.tag_rows):
+            raise ValueError(
+                "The L² tag rows were merged into the embeddings when the previous `train()` ended, so this one would "
+                "not train them; build a new trainer (resume with `resume_from_checkpoint` to continue a run)."
+            )
         check_resumed_layers(checkpoint_trained_layers(state.stateful_callbacks), self.report.layers)
         if optimizer is None:
             return
@@ -175,7 +186,9 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
             sync_tag_rows(model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        sync_tag_rows(model)
+        remove_tag_rows(
+            model
+        )  # the trained rows go into the matrices: a plain model again, saved as one by ZeRO-3 too
 
     def _adopt_freezing(self, model) -> FreezeReport:
         """`on_init_end` never ran for this instance: accept the model only if it is frozen exactly as this callback

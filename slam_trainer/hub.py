@@ -91,9 +91,7 @@ with the metadata that puts them back on the right base (`slam_delta.json`). The
 ## How to load
 
 ```python
-from transformers import AutoModelForCausalLM
-from slam_trainer import load_ffn_delta
-model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")
+{_load_lines(base, revision, repo_id, metadata)}
 ```
 
 `load_ffn_delta` refuses a base whose weights differ from the one the delta was trained on. To write a normal model
@@ -102,6 +100,18 @@ directory (for `from_pretrained` or vLLM): `slam merge {base} {repo_id} merged/`
 {card_section(trainer, dataset_name)}
 """
     return ModelCard(content)
+
+
+def _load_lines(base: str, revision: str, repo_id: str, metadata) -> str:
+    """The lines that rebuild the model; a delta with L² tags adds them to the base's tokenizer as well."""
+    if not metadata.added_tokens:
+        return f"""from transformers import AutoModelForCausalLM
+from slam_trainer import load_ffn_delta
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")"""
+    return f"""from transformers import AutoModelForCausalLM, AutoTokenizer
+from slam_trainer import load_ffn_delta
+tokenizer = AutoTokenizer.from_pretrained("{base}"{revision})  # gets the L² tags {" ".join(metadata.added_tokens)}
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}", tokenizer=tokenizer)"""
 
 
 def push_ffn_delta(

@@ -1,5 +1,9 @@
 """L² tags inside SLAM's budget: only the tag rows of the embedding and lm_head train, and the delta carries them."""
 
+import json
+import re
+import shutil
+
 import pytest
 import torch
 
@@ -148,7 +152,7 @@ def test_a_tag_delta_refuses_what_does_not_fit_before_touching_the_base(tag_delt
     tokenizer, model = make()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     vocabulary = dict(tokenizer.get_vocab()) if tokenizer is not None else None
-    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(expected)):
         load_ffn_delta(model, tag_delta, tokenizer=tokenizer)
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
     assert tokenizer is None or tokenizer.get_vocab() == vocabulary
@@ -188,3 +192,26 @@ def test_the_callback_stops_a_trainer_whose_loss_skips_the_output_tag_rows(tmp_p
     )
     with pytest.raises(ValueError, match="took no part in this training step"):
         trainer.train()
+
+
+def set_field(**values):
+    def damage(path):
+        metadata = json.loads((path / "slam_delta.json").read_text())
+        (path / "slam_delta.json").write_text(json.dumps({**metadata, **values}))
+
+    return damage
+
+
+TAG_DAMAGES = [
+    ("tag-id-beyond-vocabulary", set_field(vocab_size=261), "do not describe a vocabulary"),
+    ("tags-without-ids", set_field(added_tokens={}), "do not describe a vocabulary"),
+    ("tags-in-a-v2-delta", set_field(format_version=2), "unexpected or missing field(s) added_tokens, vocab_size"),
+]
+
+
+@pytest.mark.parametrize("damage, expected", [d[1:] for d in TAG_DAMAGES], ids=[d[0] for d in TAG_DAMAGES])
+def test_damaged_tag_metadata_is_refused(tag_delta, damage, expected, tmp_path):
+    shutil.copytree(tag_delta, tmp_path / "delta")
+    damage(tmp_path / "delta")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        DeltaMetadata.read(str(tmp_path / "delta"))

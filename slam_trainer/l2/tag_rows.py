@@ -21,9 +21,12 @@ them), and `SelectiveFFNCallback` stops a run in which the output layer's tag ro
 (`check_tag_logits_used`) instead of letting it train them silently wrong.
 
 The trained rows are written back into the matrix (`sync_tag_rows`) whenever `state_dict()` is taken (so
-`save_pretrained` writes them), before each checkpoint and when training ends (`SelectiveFFNCallback`; under ZeRO-3
-the trainer saves without `state_dict()`). The small parameters never appear in a state dict, and `load_state_dict`
-refills them from the matrix, so a resumed run continues from the saved rows.
+`save_pretrained` writes them) and before each checkpoint (`SelectiveFFNCallback`; under ZeRO-3 the trainer saves
+without `state_dict()`). The small parameters never appear in a state dict, and `load_state_dict` refills them from
+the matrix, so a resumed run continues from the saved rows. When training ends the callback removes them
+(`remove_tag_rows`), leaving a plain model whose matrices hold the trained rows: ZeRO-3 gathers every parameter a
+module has when it saves the full model, and would otherwise save them as weights of their own (checkpoints saved
+during a ZeRO-3 run do hold them, which `from_pretrained` ignores with a warning; resuming restores them).
 """
 
 from __future__ import annotations
@@ -123,22 +126,21 @@ def remove_tag_rows(model: nn.Module) -> None:
     sync_tag_rows(model)
     for handle in getattr(model, _HOOKS_ATTR, []):
         handle.remove()
-    for module in model.modules():
-        if TAG_ROWS in module._parameters:
-            del module._parameters[TAG_ROWS]
-            del module._buffers[TAG_IDS]
+    for module in _modules_with_tag_rows(model):
+        delattr(module, TAG_ROWS)
+        delattr(module, TAG_IDS)
     setattr(model, _HOOKS_ATTR, [])
 
 
 def _modules_with_tag_rows(model: nn.Module) -> list[nn.Module]:
-    return [module for module in model.modules() if TAG_ROWS in module._parameters]
+    return [module for module in model.modules() if getattr(module, TAG_ROWS, None) is not None]
 
 
 def installed_tag_rows(model: nn.Module) -> dict[str, nn.Parameter]:
     """The small tag-row parameters, by the name of the matrix they belong to (one for a tied pair)."""
     installed = {}
     for name, modules in vocabulary_matrices(model).items():
-        rows = modules[0]._parameters.get(TAG_ROWS)
+        rows = getattr(modules[0], TAG_ROWS, None)
         if rows is not None:
             installed[name] = rows
     return installed
@@ -157,13 +159,13 @@ def sync_tag_rows(model: nn.Module) -> None:
 def _write_back(module: nn.Module, modifier_rank=None) -> None:
     from slam_trainer.delta import gathered
 
-    rows, ids = module._parameters[TAG_ROWS], module._buffers[TAG_IDS]
+    rows, ids = getattr(module, TAG_ROWS), getattr(module, TAG_IDS)
     with gathered(module.weight, modifier_rank=modifier_rank), gathered(rows), torch.no_grad():
         module.weight.index_copy_(0, ids.to(module.weight.device), rows.detach().to(module.weight))
 
 
 def _embedding_hook(module, args, output):
-    rows, ids = module._parameters[TAG_ROWS], module._buffers[TAG_IDS]
+    rows, ids = getattr(module, TAG_ROWS), getattr(module, TAG_IDS)
     input_ids = args[0]
     slot = torch.searchsorted(ids, input_ids).clamp_(max=len(ids) - 1)
     is_tag = ids[slot] == input_ids
@@ -176,7 +178,7 @@ def _embedding_hook(module, args, output):
 
 def _logits_hook(module, args, output):
     setattr(module, _LOGITS_SEEN_ATTR, True)
-    rows, ids = module._parameters[TAG_ROWS], module._buffers[TAG_IDS]
+    rows, ids = getattr(module, TAG_ROWS), getattr(module, TAG_IDS)
     hidden = args[0]
     bias = module.bias[ids] if getattr(module, "bias", None) is not None else None
     tag_logits = F.linear(hidden, rows.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype))
@@ -186,7 +188,7 @@ def _logits_hook(module, args, output):
 def has_output_tag_rows(model: nn.Module) -> bool:
     """Whether the output layer gets its tag rows from the small parameter (its forward hook)."""
     output = model.get_output_embeddings()
-    return output is not None and TAG_ROWS in output._parameters
+    return output is not None and getattr(output, TAG_ROWS, None) is not None
 
 
 def check_tag_logits_used(model: nn.Module) -> None:
@@ -218,7 +220,7 @@ def _refill_after_loading(module, incompatible_keys):
     key = next((k for k in incompatible_keys.missing_keys if k.endswith("." + TAG_ROWS) or k == TAG_ROWS), None)
     if key is not None:
         incompatible_keys.missing_keys.remove(key)
-    rows, ids = module._parameters[TAG_ROWS], module._buffers[TAG_IDS]
+    rows, ids = getattr(module, TAG_ROWS), getattr(module, TAG_IDS)
     if not hasattr(rows, "ds_id"):  # under ZeRO-3, DeepSpeed restores the parameter itself
         with torch.no_grad():
             rows.copy_(module.weight[ids])
