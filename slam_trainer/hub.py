@@ -44,7 +44,7 @@ def method_line(trainer) -> str:
 
 
 def trained_section(report, layers_chosen_automatically: bool) -> str:
-    """What SLAM trained: layers (and how they were chosen), projections, share, extra tensors."""
+    """What SLAM trained: layers (and how they were chosen), projections, share, extra tensors, L² tag rows."""
     how = "chosen by language-layer identification (`slam_layers='auto'`)" if layers_chosen_automatically else "given"
     lines = [
         "## SLAM: selective FFN training",
@@ -55,6 +55,8 @@ def trained_section(report, layers_chosen_automatically: bool) -> str:
     ]
     if report.extra_names:
         lines.append(f"- Also trained: {', '.join(report.extra_names)}")
+    for name, ids in report.tag_rows.items():
+        lines.append(f"- L² tag rows trained: {len(ids)} rows of `{name}` (token ids {ids[0]}..{ids[-1]})")
     return "\n".join(lines)
 
 
