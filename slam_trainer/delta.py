@@ -606,7 +606,8 @@ def _check_shapes(model: nn.Module, metadata: DeltaMetadata, delta: str, trained
             expected = [metadata.vocab_size, *found[1:]]
         if expected is not None and list(shape) == expected:
             continue
-        if name in matrices and found is not None and shape[1:] == found[1:] and shape[0] > found[0]:
+        grown = found is not None and shape[1:] == found[1:] and shape[0] > found[0]
+        if name in matrices and grown and not metadata.added_tokens:
             raise ValueError(
                 f"{delta} holds `{name}` with {shape[0]} rows, but `base_model` has {found[0]}: the delta was "
                 "trained with tokens added to the vocabulary, which it does not record (an older slam-trainer). "

@@ -215,3 +215,14 @@ def test_damaged_tag_metadata_is_refused(tag_delta, damage, expected, tmp_path):
     damage(tmp_path / "delta")
     with pytest.raises(ValueError, match=re.escape(expected)):
         DeltaMetadata.read(str(tmp_path / "delta"))
+
+
+def test_a_delta_with_a_grown_vocabulary_but_no_tags_says_so(tmp_path):
+    """A delta that trained a resized embedding whole without recording the tokens (as before tags were recorded)
+    is refused with what happened, not with "not the base"."""
+    model = build_tiny_model()
+    model.resize_token_embeddings(263)
+    freeze_except_ffn(model, [0], extra=["embeddings"])
+    save_ffn_delta(model, tmp_path)
+    with pytest.raises(ValueError, match="trained with tokens added to the vocabulary, which it does not record"):
+        load_ffn_delta(build_tiny_model(), tmp_path)
