@@ -9,6 +9,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.errors import ConfigError
 from slam_trainer.freezing import (
     FreezeReport,
     apply_freeze,
@@ -152,7 +153,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         if self.report is None:
             self.report = self._adopt_freezing(model)
         if set(installed_tag_rows(model)) != set(self.report.tag_rows):
-            raise ValueError(
+            raise ConfigError(
                 "The L² tag rows were merged into the embeddings when the previous `train()` ended, so this one would "
                 "not train them; build a new trainer (resume with `resume_from_checkpoint` to continue a run)."
             )

@@ -54,6 +54,7 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
+from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.l2.tag_rows import (
     TAG_ROWS,
     installed_tag_rows,
@@ -567,13 +568,13 @@ def _tags_to_add(model: nn.Module, tokenizer, metadata: DeltaMetadata, delta: st
         return []
     tags = list(metadata.added_tokens)
     if tokenizer is None:
-        raise ValueError(
+        raise ConfigError(
             f"{delta} was trained with the L² tags {', '.join(tags)} added to the vocabulary: pass the base's "
             "tokenizer (`tokenizer=`), so that the tags are added to it too."
         )
     rows, size = full_shape(model.get_input_embeddings().weight)[0], metadata.vocab_size
     if rows > size or not set(range(rows, size)) <= set(metadata.tag_ids):
-        raise ValueError(
+        raise ModelError(
             f"{delta} was trained with a vocabulary of {size} rows ({len(tags)} of them its L² tags), but "
             f"`base_model` has {rows}: it is not the base the delta was trained on ({trained_on})."
         )
@@ -584,7 +585,7 @@ def _tags_to_add(model: nn.Module, tokenizer, metadata: DeltaMetadata, delta: st
     wrong = {tag: index for tag, index in given.items() if index != metadata.added_tokens[tag]}
     if wrong:
         tag, index = next(iter(wrong.items()))
-        raise ValueError(
+        raise ModelError(
             f"{delta} gave the L² tag {tag!r} the token id {metadata.added_tokens[tag]}, but `tokenizer` "
             f"({len(tokenizer)} tokens) would give it {index}: pass the tokenizer of the base ({trained_on})."
         )
@@ -608,12 +609,12 @@ def _check_shapes(model: nn.Module, metadata: DeltaMetadata, delta: str, trained
             continue
         grown = found is not None and shape[1:] == found[1:] and shape[0] > found[0]
         if name in matrices and grown and not metadata.added_tokens:
-            raise ValueError(
+            raise ModelError(
                 f"{delta} holds `{name}` with {shape[0]} rows, but `base_model` has {found[0]}: the delta was "
                 "trained with tokens added to the vocabulary, which it does not record (an older slam-trainer). "
                 "Add the same tokens to the base and resize its embeddings first, or save the delta again."
             )
-        raise ValueError(
+        raise ModelError(
             f"{delta} holds `{name}` of shape {shape}, but `base_model` has {found or 'no such parameter'}: it is "
             f"not the base the delta was trained on ({trained_on})."
         )

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slam_trainer.architectures import full_shape
+from slam_trainer.errors import ConfigError, ModelError
 
 
 TAG_ROWS = "slam_tag_rows"  # the small trainable parameter, on the embedding and the output layer
@@ -80,7 +81,7 @@ def plan_tag_rows(model: nn.Module, trained_whole=()) -> dict[str, list[int]]:
     for name, modules in vocabulary_matrices(model).items():
         rows = full_shape(modules[0].weight)[0]
         if ids[-1] >= rows:
-            raise ValueError(
+            raise ModelError(
                 f"The language tags have token ids up to {ids[-1]}, but `{name}` has {rows} rows: the embeddings "
                 "were resized after `add_language_tokens`, or the tags were added with another model. Call "
                 "`add_language_tokens(tokenizer, model, languages)` on this model."
@@ -198,7 +199,7 @@ def check_tag_logits_used(model: nn.Module) -> None:
         return
     output = model.get_output_embeddings()
     if not getattr(output, _LOGITS_SEEN_ATTR, False):
-        raise ValueError(
+        raise ConfigError(
             "The L² tag rows of the output layer took no part in this training step: the trainer computes its loss "
             "from `lm_head.weight` directly (TRL's `SFTTrainer` fuses the LM head), past the hook that puts the "
             "trained tag rows in place. Use `SelectiveFFNTrainer` (it takes the loss from the model's own forward "
