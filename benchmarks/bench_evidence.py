@@ -391,13 +391,12 @@ def setup(settings: Settings, base: str, work: Path) -> dict:
     """What every arm needs from the model: its layers, the auto layers (identified once, exactly as
     `slam_layers="auto"` does inside the trainer), the fixed random layers, the LoRA rank, the prompt style."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slam_trainer.freezing import plan_freeze
+    from slam_trainer.loading import load_model_and_tokenizer
     from slam_trainer.probe.auto import resolve_auto_layers
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    model, tokenizer = load_model_and_tokenizer(base, {"dtype": "float32", "device_map": None})
     num_layers = model.config.num_hidden_layers
     count = settings.slam_num_layers
     if count > num_layers:
@@ -484,17 +483,12 @@ def train_run(spec: dict) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback, TrainerCallback
-    from trl import ModelConfig
 
-    from slam_trainer.cli.train import (
-        TrainScriptArguments,
-        build_trainer,
-        build_training_data,
-        load_model_and_tokenizer,
-    )
     from slam_trainer.config import SelectiveFFNConfig
     from slam_trainer.delta import save_ffn_delta
     from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.loading import load_model_and_tokenizer
+    from slam_trainer.pipelines.training import TrainScriptArguments, build_trainer, build_training_data
 
     class StepTimer(TrainerCallback):
         """Wall time of each optimizer step (forward, backward, update)."""
@@ -532,7 +526,7 @@ def train_run(spec: dict) -> dict:
         seed=spec["seed"],
         disable_tqdm=True,
     )
-    model, tokenizer = load_model_and_tokenizer(ModelConfig(model_name_or_path=spec["base"], dtype="float32"), args)
+    model, tokenizer = load_model_and_tokenizer(spec["base"], {"dtype": "float32", "device_map": None}, seed=args.seed)
     if l2:  # every language's tag, so that the intervention can steer even the English-only model
         add_language_tokens(tokenizer, model, list(spec["languages"]))
     script_args = TrainScriptArguments(

@@ -43,7 +43,6 @@ import glob
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -53,7 +52,8 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
+from slam_trainer.architectures import ROLES, get_architecture_map
+from slam_trainer.distributed import full_shape, gathered, is_main_process
 from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.l2.tag_rows import (
     TAG_ROWS,
@@ -170,24 +170,6 @@ def _tags_are_valid(metadata: DeltaMetadata) -> bool:
         and all(isinstance(index, int) and 0 <= index < size for index in tokens.values())
         and len(set(tokens.values())) == len(tokens)
     )
-
-
-def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )
-
-
-@contextmanager
-def gathered(param: nn.Parameter, modifier_rank: int | None = None):
-    """Make a ZeRO-3-partitioned parameter whole for the block (collective); a no-op for ordinary parameters."""
-    if not hasattr(param, "ds_id"):
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters([param], modifier_rank=modifier_rank):
-        yield
 
 
 def _refuse_peft(model: nn.Module) -> None:
@@ -311,14 +293,14 @@ def save_ffn_delta(
     tensors = {}
     for name in names:
         with gathered(params[name]):
-            if _is_main_process():
+            if is_main_process():
                 tensors[name] = params[name].detach().to("cpu", copy=True).contiguous()
     tags = tag_tokens(model)
     shapes = {name: list(full_shape(params[name])) for name in names}
     tag_rows = _tag_rows(model, names)
     for key, rows in tag_rows.items():
         shapes[key] = [len(tags), full_shape(rows)[-1]]
-        if _is_main_process():
+        if is_main_process():
             tensors[key] = rows
     fingerprint = base_fingerprint(model, names, sorted(tags.values()))
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
@@ -339,7 +321,7 @@ def save_ffn_delta(
         added_tokens=tags or None,
         vocab_size=full_shape(model.get_input_embeddings().weight)[0] if tags else None,
     )
-    if _is_main_process():
+    if is_main_process():
         if any(not torch.isfinite(tensor).all() for tensor in tensors.values()):
             logger.warning(
                 f"The delta saved to {path} holds NaN or infinite values (a diverged run?); loading refuses it."
@@ -561,6 +543,19 @@ def load_ffn_delta(
     return base_model
 
 
+def add_delta_tags(tokenizer, path, revision: str | None = None) -> DeltaMetadata:
+    """Give `tokenizer` the L² tags of the delta at `path`, with the ids the trained model gave them (a no-op for a
+    delta without tags), and return the delta's metadata. `slam eval --delta` calls it before the model loads, so
+    that the prompts and the decoding intervention see the tags; `load_ffn_delta` then finds them in place."""
+    metadata = DeltaMetadata.read(resolve_delta_directory(path, revision))
+    if metadata.added_tokens:
+        trained_on = metadata.base_model or "an unnamed model"
+        tokenizer.add_tokens(
+            _tags_missing(tokenizer, metadata, f"The delta at {path!r}", trained_on), special_tokens=True
+        )
+    return metadata
+
+
 def _tags_to_add(model: nn.Module, tokenizer, metadata: DeltaMetadata, delta: str, trained_on: str) -> list[str]:
     """The tags `tokenizer` still lacks, after checking that the base's vocabulary and the tokenizer fit the delta:
     the base has no rows beyond the trained vocabulary but its tags, and the tokenizer gives each tag its id."""
@@ -578,6 +573,13 @@ def _tags_to_add(model: nn.Module, tokenizer, metadata: DeltaMetadata, delta: st
             f"{delta} was trained with a vocabulary of {size} rows ({len(tags)} of them its L² tags), but "
             f"`base_model` has {rows}: it is not the base the delta was trained on ({trained_on})."
         )
+    return _tags_missing(tokenizer, metadata, delta, trained_on)
+
+
+def _tags_missing(tokenizer, metadata: DeltaMetadata, delta: str, trained_on: str) -> list[str]:
+    """The delta's tags that `tokenizer` lacks, after checking that it gives (or, added now, would give) each tag the
+    id it had in training."""
+    tags = sorted(metadata.added_tokens, key=metadata.added_tokens.get)  # added in id order
     vocabulary = tokenizer.get_vocab()
     missing = [tag for tag in tags if tag not in vocabulary]
     given = {tag: vocabulary[tag] for tag in tags if tag in vocabulary}

@@ -171,8 +171,8 @@ def run_evaluation(
     rows = load_benchmark(settings.data, settings.languages, settings.limit)
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
-    tokenizer = load_tokenizer(settings.model, settings.tokenizer)
-    config = read_model_config(settings.model)
+    tokenizer = load_tokenizer(settings.model, settings.tokenizer, delta=settings.delta)  # with a delta's L² tags
+    config = read_model_config(settings.model, delta=settings.delta)
     chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
     chat_template = chat_template or settings.prompt_style == "chat"
     prompts = build_prompts(
@@ -207,7 +207,9 @@ def run_evaluation(
         for name, _ in runs
     ]
 
-    model = load_model(settings.model, delta=settings.delta, dtype=settings.dtype, device=settings.device)
+    model = load_model(
+        settings.model, delta=settings.delta, tokenizer=tokenizer, dtype=settings.dtype, device=settings.device
+    )
     seeds = [example_seed(settings.seed, row["lang"], row["id"]) for row in rows]
     batches = batch_order(rows, lengths, settings.batch_size)
     results = []

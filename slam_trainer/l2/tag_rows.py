@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slam_trainer.architectures import full_shape
+from slam_trainer.distributed import full_shape, gathered
 from slam_trainer.errors import ConfigError, ModelError
 
 
@@ -100,8 +100,6 @@ def tag_row_count(model: nn.Module, plan: dict[str, list[int]]) -> int:
 def install_tag_rows(model: nn.Module, plan: dict[str, list[int]]) -> None:
     """Give each matrix of `plan` its small trainable tag-row parameter and the hooks that use it (replacing those
     of an earlier call)."""
-    from slam_trainer.delta import gathered
-
     remove_tag_rows(model)
     hooks = []
     for name, modules in vocabulary_matrices(model).items():
@@ -158,8 +156,6 @@ def sync_tag_rows(model: nn.Module) -> None:
 
 
 def _write_back(module: nn.Module, modifier_rank=None) -> None:
-    from slam_trainer.delta import gathered
-
     rows, ids = getattr(module, TAG_ROWS), getattr(module, TAG_IDS)
     with gathered(module.weight, modifier_rank=modifier_rank), gathered(rows), torch.no_grad():
         module.weight.index_copy_(0, ids.to(module.weight.device), rows.detach().to(module.weight))
