@@ -226,3 +226,40 @@ def test_a_delta_with_a_grown_vocabulary_but_no_tags_says_so(tmp_path):
     save_ffn_delta(model, tmp_path)
     with pytest.raises(ValueError, match="trained with tokens added to the vocabulary, which it does not record"):
         load_ffn_delta(build_tiny_model(), tmp_path)
+
+
+def test_slam_merge_and_the_eval_loader_rebuild_a_tag_delta(tmp_path):
+    """`slam merge` and `slam eval --delta`'s loader put the tags into the base's tokenizer and the rows into the
+    resized base: both give the trained model, tensor for tensor."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slam_trainer.cli.main import main
+    from slam_trainer.evaluation.loading import load_model, load_tokenizer, read_model_config
+
+    base_tokenizer, base_model = base(tied=False)
+    base_model.save_pretrained(tmp_path / "base")
+    base_tokenizer.save_pretrained(tmp_path / "base")
+    tokenizer, model, ids = tagged(tied=False)
+    freeze_except_ffn(model, [1])
+    train_steps(model, ids)
+    save_ffn_delta(model, tmp_path / "delta")
+    trained = model.state_dict()
+
+    assert main(["merge", str(tmp_path / "base"), str(tmp_path / "delta"), str(tmp_path / "merged")]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").state_dict()
+    assert merged.keys() == trained.keys() and all(torch.equal(merged[n], trained[n]) for n in trained)
+    assert AutoTokenizer.from_pretrained(tmp_path / "merged").get_vocab() == tokenizer.get_vocab()
+
+    eval_tokenizer = load_tokenizer(str(tmp_path / "base"), delta=str(tmp_path / "delta"))
+    assert eval_tokenizer.convert_tokens_to_ids(["<|en|>", "<|zh|>", "<|ru|>"]) == ids
+    assert read_model_config(str(tmp_path / "base"), delta=str(tmp_path / "delta")).vocab_size == len(tokenizer)
+    loaded = load_model(str(tmp_path / "base"), delta=str(tmp_path / "delta"), tokenizer=eval_tokenizer, device="cpu")
+    assert all(torch.equal(tensor, trained[name]) for name, tensor in loaded.state_dict().items())
+
+
+def test_merging_a_tag_delta_onto_a_base_without_a_tokenizer_is_refused(tag_delta, tmp_path, capsys):
+    from slam_trainer.cli.main import main
+
+    base(tied=False)[1].save_pretrained(tmp_path / "base")
+    assert main(["merge", str(tmp_path / "base"), str(tag_delta), str(tmp_path / "merged")]) == 2
+    assert "has no tokenizer to add them to" in capsys.readouterr().err
