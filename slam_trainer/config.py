@@ -9,6 +9,7 @@ from typing import Any
 from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.precision import TRAINABLE_DTYPES, check_trainable_dtype
 from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
 from slam_trainer.probe.settings import REGIONS
 
@@ -79,6 +80,14 @@ class SelectiveFFNConfig(SFTConfig):
             Also write `checkpoint-N/ffn_delta/` (see `save_ffn_delta`) at every checkpoint: a few percent of the full
             weights, enough to rebuild the model from the base. Full checkpoints are still written, because resuming
             needs them; set `save_only_model=True` to drop the optimizer state from them.
+        slam_trainable_dtype (`str`, *optional*, defaults to `"float32"`):
+            The precision policy (ours; the papers train in full precision): `"float32"` holds the trained tensors
+            (FFN projections and `slam_extra_trainable`) in float32, with their gradients and optimizer state, while
+            every frozen tensor stays as loaded. Load the model in bfloat16 and set `bf16=True`: frozen weights take
+            2 bytes each, forward and backward run under autocast, and updates are not rounded to bf16. `"model"`
+            keeps the loaded dtype (pure bf16 training of a bf16 model). A combination that cannot run (bf16 frozen
+            weights, float32 trained ones, autocast off) fails when the trainer is built. Under DeepSpeed the engine
+            casts all weights to its 16-bit dtype and keeps float32 master weights of the trained ones itself.
         slam_push (`str`, *optional*, defaults to `"full"`):
             What `push_to_hub` uploads: `"full"` (the whole model, as `Trainer` does) or `"delta"` (only the trained
             FFN tensors, their metadata, the tokenizer and a card with the three lines that rebuild the model).
@@ -136,6 +145,15 @@ class SelectiveFFNConfig(SFTConfig):
         default=False,
         metadata={"help": "Also write the trained FFN tensors as a small delta (ffn_delta/) in every checkpoint."},
     )
+    slam_trainable_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "Precision of the trained tensors (ours): float32 keeps them, their gradients and optimizer state "
+            "in float32 while frozen weights stay as loaded (load in bf16, set --bf16 true); model keeps the loaded "
+            "dtype.",
+            "choices": list(TRAINABLE_DTYPES),
+        },
+    )
     slam_push: str = field(
         default="full",
         metadata={
@@ -163,6 +181,7 @@ class SelectiveFFNConfig(SFTConfig):
             self.slam_extra_trainable = list(extra)
         if self.slam_push not in ("full", "delta"):
             raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+        check_trainable_dtype(self.slam_trainable_dtype)
         if self.slam_probe_region not in REGIONS:
             raise ValueError(
                 f"`slam_probe_region` must be one of {', '.join(REGIONS)}, got {self.slam_probe_region!r}."

@@ -32,9 +32,9 @@ recognised (load the base in its stored dtype, apply the delta, then cast, as `s
 that differs only in layers outside (b), or only below bfloat16 precision there, is not detected.
 
 Under DeepSpeed ZeRO-3 the parameters are partitioned: saving and fingerprinting gather one tensor at a time with
-`deepspeed.zero.GatheredParameters`, which is collective, so every rank must call `save_ffn_delta`; only the main
-process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already is the small artefact
-(`model.save_pretrained`).
+`deepspeed.zero.GatheredParameters` (under FSDP2: `DTensor.full_tensor()`), which is collective, so every rank must
+call `save_ffn_delta`; only the main process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already
+is the small artefact (`model.save_pretrained`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import glob
 import hashlib
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -53,7 +54,14 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from slam_trainer.architectures import ROLES, get_architecture_map
-from slam_trainer.distributed import full_shape, gathered, is_main_process
+from slam_trainer.distributed import (
+    deepspeed_master,
+    full_shape,
+    full_tensor,
+    gathered,
+    is_main_process,
+    model_class_name,
+)
 from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.l2.tag_rows import (
     TAG_ROWS,
@@ -207,7 +215,8 @@ def base_fingerprint(model: nn.Module, delta_names, tag_ids=()) -> str:
     for name in hashed:
         param = params[name]
         with gathered(param):
-            rows = param.detach().reshape(param.shape[0] if param.dim() else 1, -1)
+            value = full_tensor(param).detach()
+            rows = value.reshape(value.shape[0] if value.dim() else 1, -1)
             kept = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
             if name in tagged:  # the rows that are not tags, in order: the bytes the base had before tags were added
                 kept[[index for index in tag_ids if index < rows.shape[0]]] = False
@@ -264,7 +273,7 @@ def save_ffn_delta(
     Parameters:
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
-            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 every rank must call this.
+            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call this.
         path (`str` or `os.PathLike`):
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
@@ -290,30 +299,23 @@ def save_ffn_delta(
     _refuse_peft(model)
     names = report.trainable_names if report is not None else _trained_names(model)
     params = dict(model.named_parameters())
-    tensors = {}
-    for name in names:
-        with gathered(params[name]):
-            if is_main_process():
-                tensors[name] = params[name].detach().to("cpu", copy=True).contiguous()
+    tensors, dtypes = _trained_values(params, names)
     tags = tag_tokens(model)
-    shapes = {name: list(full_shape(params[name])) for name in names}
-    tag_rows = _tag_rows(model, names)
-    for key, rows in tag_rows.items():
-        shapes[key] = [len(tags), full_shape(rows)[-1]]
-        if is_main_process():
-            tensors[key] = rows
+    tag_rows, tag_dtypes, tag_shapes = _tag_rows(model, names)
+    tensors.update(tag_rows)
+    dtypes |= tag_dtypes
+    shapes = {name: list(full_shape(params[name])) for name in names} | tag_shapes
     fingerprint = base_fingerprint(model, names, sorted(tags.values()))
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
-    dtypes = sorted({_dtype_name(params[name]) for name in names} | {_dtype_name(rows) for rows in tag_rows.values()})
     metadata = DeltaMetadata(
         base_model=base_model or getattr(config, "_name_or_path", None) or None,
         base_revision=base_revision or getattr(config, "_commit_hash", None),
-        architecture=type(model).__name__,
+        architecture=model_class_name(model),
         model_type=getattr(config, "model_type", None),
         layers=list(layers),
         projections=list(roles),
-        dtype=",".join(dtypes),
+        dtype=",".join(sorted(dtypes)),
         base_fingerprint=fingerprint,
         tensors=shapes,
         slam_trainer_version=__version__,
@@ -331,22 +333,49 @@ def save_ffn_delta(
     return metadata
 
 
-def _tag_rows(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
-    """The L² tag rows to save, keyed `<matrix>:tag_rows`: from the small trained parameter where SLAM trained them
-    alone, else from the matrix itself; none for a matrix saved whole (in `names`). Collective under ZeRO-3."""
+def _trained_values(params: dict[str, nn.Parameter], names: list[str]) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The whole values of the trained tensors (on the main process; empty elsewhere) and their dtype names.
+
+    Collective under ZeRO-3 and FSDP2. Under DeepSpeed with an optimizer, a tensor's value is DeepSpeed's float32
+    master copy (what the optimizer trains; the model holds it rounded to 16 bits), so the delta keeps the trained
+    precision as it does without DeepSpeed (see `slam_trainer.precision`).
+    """
+    tensors, dtypes = {}, set()
+    for name in names:
+        param = params[name]
+        master = deepspeed_master(param)
+        with gathered(param) if master is None else nullcontext():
+            value = full_tensor(param) if master is None else master
+            dtypes.add(_dtype_name(value))
+            if is_main_process():
+                tensors[name] = value.detach().to("cpu", copy=True).contiguous()
+    return tensors, dtypes
+
+
+def _tag_rows(model: nn.Module, names: list[str]) -> tuple[dict[str, torch.Tensor], set[str], dict[str, list[int]]]:
+    """The L² tag rows to save, keyed `<matrix>:tag_rows` (values on the main process, empty elsewhere; dtype names;
+    shapes): the small trained parameter where SLAM trained them alone (as the FFN tensors, DeepSpeed's float32
+    master copy when there is one), else the matrix's rows; none for a matrix saved whole (in `names`). Collective
+    under ZeRO-3."""
     ids = sorted(tag_tokens(model).values())
-    if not ids:
-        return {}
-    installed = installed_tag_rows(model)
-    rows = {}
-    for name, modules in vocabulary_matrices(model).items():
+    values, dtypes, shapes = {}, set(), {}
+    installed = installed_tag_rows(model) if ids else {}
+    for name, modules in vocabulary_matrices(model).items() if ids else ():
         if name in names:
             continue
-        source = installed.get(name, modules[0].weight)
-        with gathered(source):
-            values = source.detach() if name in installed else source.detach()[ids]
-            rows[name + TAG_ROWS_KEY] = values.to("cpu", copy=True).contiguous()
-    return rows
+        key = name + TAG_ROWS_KEY
+        shapes[key] = [len(ids), full_shape(modules[0].weight)[1]]
+        if name in installed:
+            trained, trained_dtypes = _trained_values({key: installed[name]}, [key])
+            values.update(trained)
+            dtypes |= trained_dtypes
+            continue
+        with gathered(modules[0].weight):
+            rows = full_tensor(modules[0].weight).detach()[ids]
+            dtypes.add(_dtype_name(rows))
+            if is_main_process():
+                values[key] = rows.to("cpu", copy=True).contiguous()
+    return values, dtypes, shapes
 
 
 def _fsync(path: str) -> None:

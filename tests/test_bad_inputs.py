@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from slam_trainer.cli.main import main
+from slam_trainer.errors import ConfigError
 from tests.test_delta import DAMAGES
 
 
@@ -389,6 +390,39 @@ API_CASES = [
         FileNotFoundError,
         "No FFN delta at",
     ),
+    # --- slam_trainer.precision (the policy is checked when the trainer is built, before training) ---
+    Api(
+        "trainable-dtype-unknown",
+        lambda m, t: public("slam_trainer.config", "SelectiveFFNConfig")(
+            str(t), use_cpu=True, bf16=False, slam_trainable_dtype="float64"
+        ),
+        ConfigError,
+        "`slam_trainable_dtype` must be 'float32'",
+    ),
+    Api(
+        "callback-trainable-dtype-unknown",
+        lambda m, t: public("slam_trainer.callback", "SelectiveFFNCallback")([0], trainable_dtype="bf16"),
+        ConfigError,
+        "`trainable_dtype` must be 'float32'",
+    ),
+    Api(
+        "bf16-model-without-autocast",
+        lambda m, t: half_trainer(t, torch.bfloat16, bf16=False),
+        ConfigError,
+        "Set `bf16=True` (`--bf16 true`)",
+    ),
+    Api(
+        "fp16-trained-tensors-under-fp16",
+        lambda m, t: half_trainer(t, torch.float16, fp16=True, slam_trainable_dtype="model"),
+        ConfigError,
+        "the gradient scaler refuses float16 gradients",
+    ),
+    Api(
+        "fsdp-half-trained-fused-tensor",
+        lambda m, t: under_fsdp(lambda: fused_up_only_trainer(t)),
+        ConfigError,
+        "FSDP cannot train half of the fused tensor(s) model.layers.0.mlp.gate_up_proj.weight",
+    ),
     # --- slam_trainer.checkpoints ---
     Api(
         "resume-true-nothing-there",
@@ -403,6 +437,45 @@ API_CASES = [
         "must be a bool or a checkpoint path",
     ),
 ]
+
+
+def under_fsdp(call):
+    """`call()` with the variable `accelerate launch` sets for an FSDP config (the process itself stays unsharded)."""
+    import os
+
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    try:
+        return call()
+    finally:
+        del os.environ["ACCELERATE_USE_FSDP"]
+
+
+def fused_up_only_trainer(tmp):
+    """`Trainer` over a tiny Phi-3 (fused gate_up_proj) with a `SelectiveFFNCallback` training only `up` of layer 0."""
+    from transformers import Trainer
+
+    from slam_trainer.callback import SelectiveFFNCallback
+    from slam_trainer.tiny import build_tiny_model
+    from tests.conftest import cpu_config
+
+    callback = SelectiveFFNCallback([0], ["up"])
+    return Trainer(
+        model=build_tiny_model("phi3"), args=cpu_config(tmp / "out", weight_decay=0.0), callbacks=[callback]
+    )
+
+
+def half_trainer(tmp, dtype, **overrides):
+    """A `SelectiveFFNTrainer` over a tiny Llama cast to `dtype`, on CPU, with `overrides` of `cpu_config`."""
+    from datasets import Dataset
+
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+    from slam_trainer.trainer import SelectiveFFNTrainer
+    from tests.conftest import cpu_config
+
+    model = build_tiny_model("llama").to(dtype)
+    dataset = Dataset.from_dict({"prompt": ["1+2="], "completion": [" 3"]})
+    args = cpu_config(tmp / "out", **overrides)
+    return SelectiveFFNTrainer(model, args=args, train_dataset=dataset, processing_class=build_tiny_tokenizer())
 
 
 @pytest.fixture(scope="module")

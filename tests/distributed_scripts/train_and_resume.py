@@ -17,6 +17,7 @@ import json
 import os
 
 import cpu_deepspeed  # noqa: F401  (first: see its docstring)
+import cpu_fsdp  # noqa: F401  (likewise)
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM
@@ -73,9 +74,11 @@ def main() -> None:
     cli = parser.parse_args()
 
     trainer = make_trainer(cli.base, cli.output_dir, cli.batch_size, cli.steps, cli.tags)
-    names = {id(p): n for n, p in trainer.model.named_parameters()}  # before training ends and merges the tag rows
+    # before training ends and merges the tag rows away, and after FSDP2 replaced the parameters by sharded ones
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     trainer.train()
+    names.update({id(p): n for n, p in trainer.model.named_parameters()})
     held = sorted(names[id(p)] for p in optimizer_parameters(trainer.optimizer) if id(p) in names)
     trainer.save_model(os.path.join(cli.output_dir, "final"))
     save_ffn_delta(trainer, os.path.join(cli.output_dir, "final_delta"))
