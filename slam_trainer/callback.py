@@ -158,8 +158,15 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "replaces the parameters, dropping the gradient mask that keeps the other half frozen. Train both "
                 "roles (add 'gate' and 'up' to the projections), or use DeepSpeed (recipes/accelerate/zero2.yaml)."
             )
+        if plan.report.tag_rows and uses_fsdp(args):
+            raise ConfigError(
+                "SLAM does not train L² tag rows alone under FSDP: `fully_shard` replaces the parameters their hooks "
+                "use (not tested). Use DeepSpeed (recipes/accelerate/zero3.yaml), or train the embeddings whole "
+                "(`slam_extra_trainable=['embeddings', 'lm_head']`)."
+            )
         apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
+        apply_precision_policy(model, installed_tag_rows(model), self.trainable_dtype, args)  # made by apply_freeze
         self.report = plan.report
         if args.activation_checkpointing:
             make_inputs_require_grad(model)

@@ -263,3 +263,19 @@ def test_merging_a_tag_delta_onto_a_base_without_a_tokenizer_is_refused(tag_delt
     base(tied=False)[1].save_pretrained(tmp_path / "base")
     assert main(["merge", str(tmp_path / "base"), str(tag_delta), str(tmp_path / "merged")]) == 2
     assert "has no tokenizer to add them to" in capsys.readouterr().err
+
+
+def test_the_precision_policy_trains_the_tag_rows_in_float32(cpu_args):
+    """A bf16-loaded model under `bf16=True`: the tag rows train in float32 as the FFN tensors do, the matrix stays
+    bf16 and its old rows bitwise."""
+    tokenizer, model = build_tiny_tokenizer(), build_tiny_model("llama", tie_word_embeddings=True).to(torch.bfloat16)
+    ids = sorted(add_language_tokens(tokenizer, model, LANGS).values())
+    before = model.get_input_embeddings().weight.detach().clone()
+    trainer = l2_trainer(model, tokenizer, cpu_args(slam_layers=[0], bf16=True, max_steps=2))
+    embedding = model.get_input_embeddings()
+    assert embedding.slam_tag_rows.dtype == torch.float32 and embedding.weight.dtype == torch.bfloat16
+    trainer.train()
+    after = model.get_input_embeddings().weight
+    old = [row for row in range(len(tokenizer)) if row not in ids]
+    assert after.dtype == torch.bfloat16 and torch.equal(after[old], before[old])
+    assert not torch.equal(after[ids], before[ids])
