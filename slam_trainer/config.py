@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.errors import ConfigError
 from slam_trainer.precision import TRAINABLE_DTYPES, check_trainable_dtype
 from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
 from slam_trainer.probe.settings import REGIONS
+
+
+MAX_LAYER_INDEX = 100_000  # ours: far above any model's depth (a few hundred layers), far below a range's memory
 
 
 def parse_layers(value: Any) -> list[int] | str:
@@ -27,9 +32,17 @@ def parse_layers(value: Any) -> list[int] | str:
                 value = []
                 for part in filter(None, (p.strip() for p in text.split(","))):
                     start, sep, stop = part.partition("-") if not part.startswith("-") else (part, "", "")
-                    value += list(range(int(start), int(stop) + 1)) if sep else [int(part)]
+                    bounds = (int(start), int(stop)) if sep else (int(part),)
+                    if any(abs(bound) > MAX_LAYER_INDEX for bound in bounds):
+                        raise ConfigError(
+                            f"`slam_layers` {part!r} names layer indices beyond {MAX_LAYER_INDEX:,}; no model has so "
+                            "many layers. Give indices such as '0-5'."
+                        )
+                    value += list(range(bounds[0], bounds[-1] + 1))
+        except ConfigError:
+            raise
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_layers` must be 'auto' or layer indices such as '0,1,2', '0-5' or '[0, -1]', got {text!r}."
             ) from None
     try:
@@ -164,6 +177,14 @@ class SelectiveFFNConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        if isinstance(self.slam_ffn_modules, str):  # before TrainingArguments parses it, to name the option
+            try:
+                self.slam_ffn_modules = json.loads(self.slam_ffn_modules)
+            except json.JSONDecodeError as error:
+                raise ConfigError(
+                    f"`slam_ffn_modules` is not valid JSON ({error.msg} at character {error.pos}); give a mapping "
+                    'of role to module name such as \'{"up": "mlp.fc_in", "down": "mlp.fc_out"}\'.'
+                ) from None
         super().__post_init__()
         self.slam_layers = parse_layers(self.slam_layers)
         if (
@@ -179,6 +200,14 @@ class SelectiveFFNConfig(SFTConfig):
             self.slam_extra_trainable = extra[0]
         elif extra is not None and not isinstance(extra, str):
             self.slam_extra_trainable = list(extra)
+        if isinstance(self.slam_extra_trainable, str):  # a regex: refused now, not after the model loads
+            try:
+                re.compile(self.slam_extra_trainable)
+            except re.error as error:
+                raise ConfigError(
+                    f"`slam_extra_trainable` {self.slam_extra_trainable!r} is read as a regex (one value), and it is "
+                    f"not a valid one ({error}); escape it, or give two or more names."
+                ) from None
         if self.slam_push not in ("full", "delta"):
             raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
         check_trainable_dtype(self.slam_trainable_dtype)

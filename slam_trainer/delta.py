@@ -43,6 +43,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
@@ -83,6 +84,7 @@ DELTA_FORMAT_VERSION = 3  # 2: per-tensor checksums and the bfloat16-rounded bas
 _TAG_FIELDS = ("added_tokens", "vocab_size")  # what v3 adds to v2
 TAG_ROWS_KEY = ":tag_rows"  # suffix of a matrix name: the tensor holding that matrix's tag rows
 FINGERPRINT_PREFIX = "sha256-bf16:"
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")  # a decoder layer's index in a parameter name: `model.layers.3.mlp...`
 _HASH_CHUNK = 1 << 24  # about this many elements per hashed block: bounds the copy of a large embedding
 
 
@@ -152,12 +154,42 @@ class DeltaMetadata:
             raise ValueError(
                 f"{path}: `added_tokens` and `vocab_size` do not describe a vocabulary: the delta is damaged."
             )
+        metadata._check_layers_listed(path)
         return metadata
 
     @property
     def tag_ids(self) -> list[int]:
         """Token ids of the tags the delta carries, ascending (empty without tags)."""
         return sorted((self.added_tokens or {}).values())
+
+    def _check_layers_listed(self, path: str) -> None:
+        """`layers` and `projections` must be lists of the right kind, and `layers` the layer indices the tensor names
+        hold (the first `.N.` of each; an edited list would make `slam merge` report layers it did not change)."""
+        if not isinstance(self.layers, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in self.layers
+        ):
+            raise ValueError(f"{path}: `layers` must be a list of layer indices, got {self.layers!r}: it was edited.")
+        if not isinstance(self.projections, list) or not all(role in ROLES for role in self.projections):
+            raise ValueError(
+                f"{path}: `projections` must list roles among {', '.join(ROLES)}, got {self.projections!r}: it was "
+                "edited."
+            )
+        named = sorted({int(match.group(1)) for name in self.tensors if (match := _LAYER_INDEX.search(name))})
+        if named != sorted(self.layers):
+            raise ValueError(
+                f"{path} lists layers {sorted(self.layers)} but its tensors are in layers {named}: the file was "
+                "edited or comes from another save; save the delta again."
+            )
+
+    def check_against(self, model: nn.Module, path) -> None:
+        """`layers` and `projections` must be what the tensors are in `model`'s architecture map."""
+        layers, roles = _layers_and_roles(model, list(self.tensors))
+        if layers != sorted(self.layers) or roles != [role for role in ROLES if role in self.projections]:
+            raise ValueError(
+                f"The delta at {path!r} lists layers {sorted(self.layers)} and projections {self.projections}, but "
+                f"its tensors are layers {layers} and projections {roles} of this architecture: {DELTA_CONFIG_NAME} "
+                "was edited or comes from another save; save the delta again."
+            )
 
     def write(self, path: str) -> None:
         """Write the metadata as JSON to the file `path` (a delta without tags as v2, which older readers take)."""
@@ -548,6 +580,7 @@ def load_ffn_delta(
         )
     new_tags = _tags_to_add(base_model, tokenizer, metadata, f"The delta at {path!r}", trained_on)
     _check_shapes(base_model, metadata, f"The delta at {path!r}", trained_on)
+    metadata.check_against(base_model, path)
     tensors = _read_checked_tensors(directory, metadata)
     if check_base and base_fingerprint(base_model, metadata.tensors, metadata.tag_ids) != metadata.base_fingerprint:
         raise ValueError(

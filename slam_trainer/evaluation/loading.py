@@ -43,12 +43,12 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def read_model_config(model: str, delta: str | None = None):
+def read_model_config(model: str, trust_remote_code: bool = False, delta: str | None = None):
     """The text config of `model` (read without loading weights), for checks made before the model loads; with a
     `delta` that adds L² tags, the vocabulary size the model will have once it is applied."""
     from slam_trainer.loading import read_model_config as read_config
 
-    config = read_config(model).get_text_config()
+    config = read_config(model, trust_remote_code=trust_remote_code).get_text_config()
     if delta is not None:
         from slam_trainer.delta import DeltaMetadata, resolve_delta_directory
 
@@ -66,13 +66,15 @@ def context_window(config, tokenizer) -> int | None:
     return limit if isinstance(limit, int) and limit < 10**8 else None
 
 
-def load_tokenizer(model: str, tokenizer: str | None = None, delta: str | None = None):
+def load_tokenizer(
+    model: str, tokenizer: str | None = None, trust_remote_code: bool = False, delta: str | None = None
+):
     """The tokenizer of `model` (or of `tokenizer`; `slam_trainer.loading`), set up for left-padded generation; with
     the L² tags of `delta` when it has some (`add_delta_tags`), so that prompts and the decoding intervention see
     them before the model loads."""
     from slam_trainer.loading import load_tokenizer as load
 
-    loaded = load(model, tokenizer)
+    loaded = load(model, tokenizer, trust_remote_code=trust_remote_code)
     if delta is not None:
         from slam_trainer.delta import add_delta_tags
 
@@ -88,7 +90,15 @@ def load_tokenizer(model: str, tokenizer: str | None = None, delta: str | None =
     return loaded
 
 
-def load_model(model: str, *, delta: str | None = None, tokenizer=None, dtype: str = "auto", device: str = "auto"):
+def load_model(
+    model: str,
+    *,
+    delta: str | None = None,
+    tokenizer=None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+):
     """The causal LM to evaluate, in eval mode on `device`, loaded by `slam_trainer.loading.load_model`.
 
     Parameters:
@@ -104,9 +114,12 @@ def load_model(model: str, *, delta: str | None = None, tokenizer=None, dtype: s
             supports it, else float32, not the checkpoint's dtype).
         device (`str`, *optional*, defaults to `"auto"`):
             `auto`, `cpu`, `cuda` or `cuda:N`.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Run the model's own modelling code (`slam eval --trust_remote_code`).
     """
     from slam_trainer.loading import load_model as load
 
     device = resolve_device(device)
-    loaded = load(model, {"dtype": resolve_dtype(dtype, device), "device_map": None}, delta=delta, tokenizer=tokenizer)
+    kwargs = {"dtype": resolve_dtype(dtype, device), "device_map": None, "trust_remote_code": trust_remote_code}
+    loaded = load(model, kwargs, delta=delta, tokenizer=tokenizer)
     return loaded.to(device).eval()
