@@ -56,7 +56,7 @@ class SelectiveFFNConfig(SFTConfig):
         slam_probe_dataset (`str`, *optional*):
             Parallel text for auto mode: a jsonl/json file of rows `id`, `lang`, `text` (or `question`). When
             absent, the training rows' parallel questions are probed (rows with `id`/`lang`/`question`, or SLAM's
-            one-stage set; the first 40 ids), else a small parallel corpus built into the package.
+            one-stage set; the first 200 ids), else a small parallel corpus built into the package.
         slam_probe_region (`str`, *optional*, defaults to `"lower_half"`):
             Where auto mode may choose layers: `"lower_half"` (the SLAM paper: language alignment happens in the
             lower layers) or `"all"` (LAPE finds language-specific neurons at the bottom and the top). The same
