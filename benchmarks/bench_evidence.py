@@ -115,7 +115,11 @@ def resolve_design(args, parser):
         for name in ("arms", "l2_arms", "languages", "seeds", "budgets")
         if getattr(args, name) is not None
     }
-    overrides |= {n: getattr(args, n) for n in ("train_problems", "val_problems", "test_problems") if getattr(args, n)}
+    overrides |= {
+        n: getattr(args, n)
+        for n in ("train_problems", "val_problems", "test_problems")
+        if getattr(args, n) is not None
+    }
     design = replace(design, **overrides)
     try:
         validate_languages(list(design.languages), argument="--languages", min_count=2)

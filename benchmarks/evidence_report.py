@@ -508,7 +508,10 @@ def plot(summary: dict, path: Path) -> None:
         axis.set_xlabel(f"training steps (batch {entry['batch_size']})")
         axis.set_ylabel("non-English test accuracy")
         axis.set_title(model + (" (PARTIAL)" if entry["partial"] else ""))
-        axis.legend(fontsize=7, loc="lower right")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, loc="lower right")
+        else:
+            axis.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
