@@ -46,6 +46,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from evidence_design import (
     ARMS,
@@ -66,11 +67,17 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-def training_pipeline():
-    """The package's training pipeline, the one place that names where it lives (issue 19 moves it)."""
-    from slam_trainer.cli import train
+def training_pipeline() -> SimpleNamespace:
+    """The package's training pipeline (what `slam train` calls), named in this one place."""
+    from slam_trainer.cli.train import TrainScriptArguments, build_trainer, build_training_data
+    from slam_trainer.cli.train import load_model_and_tokenizer as load_training_model
 
-    return train
+    return SimpleNamespace(
+        TrainScriptArguments=TrainScriptArguments,
+        build_training_data=build_training_data,
+        build_trainer=build_trainer,
+        load_training_model=load_training_model,  # (ModelConfig, training args) -> (model, tokenizer)
+    )
 
 
 # -- flags --------------------------------------------------------------------------------------------------------
@@ -388,7 +395,7 @@ def train_unit(spec: dict) -> dict:
         include_num_input_tokens_seen="non_padding",
     )
     pipeline = training_pipeline()
-    model, tokenizer = pipeline.load_model_and_tokenizer(
+    model, tokenizer = pipeline.load_training_model(
         ModelConfig(model_name_or_path=spec["base"], dtype="float32"), args
     )
     if l2:  # every language's tag, so that the intervention can steer even the English-only model

@@ -1,8 +1,9 @@
 """What `slam_layers="auto"` probes when it is given no probe data: the training questions where they are parallel.
 
-The built-in corpus is everyday text, not the task; on SmolLM2-135M its layer choice is not stable under the
-bootstrap (layers 6 and 10 in 75% and 79% of resamples), while the demo's own training questions give a stable one
-(mean Jaccard 0.98). So auto mode first looks for parallel questions in the training rows:
+The built-in corpus is everyday text, not the task: the layers it picks need not be the ones the task's language
+handling uses (on SmolLM2-135M it and MGSM share 5 of the 7 layers either picks), and on SmolLM2 its choice is not
+stable under the bootstrap (layers 6 and 10 in 75% and 79% of resamples). So auto mode first looks for parallel
+questions in the training rows:
 
 - rows with `id`, `lang` and `question` (the package's parallel format): the questions;
 - SLAM's one-stage set (`build_slam_training_set`: `id`, `lang`, `task`, `prompt`): the questions of its answer
@@ -18,9 +19,10 @@ from slam_trainer.data.slam_mix import PROMPT_TEMPLATE
 from slam_trainer.probe.corpus import load_probe_corpus
 
 
-# Parallel training questions the default probe reads at most (ours). On SmolLM2-135M and the evidence benchmark's 200
-# training problems in five languages, the first 40 gave a choice that is not stable (mean Jaccard 0.80), 100 neither
-# (0.81), all 200 a stable one (0.90); the probe reads them in about a minute on one CPU core.
+# Parallel training questions the default probe reads at most (ours: as many as about a minute of probing on one CPU
+# core allows). More items estimate each layer's score better; they do not settle a near-tie: on SmolLM2-135M the
+# evidence benchmark's first 40 and 100 questions gave a choice that is not stable, all 200 a stable one, while the
+# demo world's 160 did not (docs/layer_identification.md).
 TRAIN_PROBE_ITEMS = 200
 _PREFIX, _SUFFIX = PROMPT_TEMPLATE.split("{instruction}")
 
