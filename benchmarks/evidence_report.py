@@ -300,6 +300,9 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
     if entry["partial"]:
         lines += ["**PARTIAL: the run is not finished.** Missing: " + "; ".join(entry["partial"]) + ".", ""]
     lines += [
+        f"Command: `python benchmarks/bench_evidence.py --model {model}` (resumed over several invocations; the "
+        "records hold every unit's step times and wall time).",
+        "",
         f"{entry['train_problems']} training problems; {entry['n_items']['validation']['en']} validation and "
         f"{entry['n_items']['test']['en']} test problems per language ({', '.join(languages)}); budgets "
         f"{entry['budgets']} steps of batch {entry['batch_size']}; seeds {entry['seeds']}. "
@@ -456,9 +459,9 @@ def markdown(summary: dict) -> str:
         ]
     machine = summary["machine"]
     lines += [
-        f"Command: `{summary['command']}`  ",
+        f"Written by: `{summary['command']}`  ",
         f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']}; load average "
-        f"{machine['load_average']:.1f} when written.  ",
+        f"{machine['load_average']:.1f} when written (the run shares its two cores; step times are medians).  ",
         "How to read this and what changed since issue 11: [evidence_notes.md](evidence_notes.md).",
         "",
         "![non-English accuracy by budget](evidence.png)",
