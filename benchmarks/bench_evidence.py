@@ -69,8 +69,12 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 def training_pipeline() -> SimpleNamespace:
     """The package's training pipeline (what `slam train` calls), named in this one place."""
-    from slam_trainer.cli.train import TrainScriptArguments, build_trainer, build_training_data
-    from slam_trainer.cli.train import load_model_and_tokenizer as load_training_model
+    from slam_trainer.pipelines.training import (
+        TrainScriptArguments,
+        build_trainer,
+        build_training_data,
+        load_training_model,
+    )
 
     return SimpleNamespace(
         TrainScriptArguments=TrainScriptArguments,
@@ -225,14 +229,13 @@ def setup(design, base: str, data: dict, work: Path) -> dict:
     the mean training tokens per language (for L²'s equal-token budgets)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slam_trainer.config import SelectiveFFNConfig
     from slam_trainer.freezing import plan_freeze
+    from slam_trainer.loading import load_model_and_tokenizer
     from slam_trainer.probe.auto import resolve_auto_layers
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    model, tokenizer = load_model_and_tokenizer(base, {"dtype": "float32", "device_map": None})
     num_layers, count = model.config.num_hidden_layers, design.slam_num_layers
     if count > num_layers:
         raise SystemExit(f"bench_evidence: error: {count} SLAM layers exceed the model's {num_layers} layers.")

@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 from torch import nn
 
+from slam_trainer.distributed import full_shape
+
 
 ROLES = ("gate", "up", "down", "router")
 FFN_ROLES = ("gate", "up", "down")
@@ -200,11 +202,6 @@ def _is_projection(module: nn.Module) -> bool:
     base = _base_layer("", module)[1]
     weight = getattr(base, "weight", None)
     return isinstance(weight, nn.Parameter) and len(full_shape(weight)) == 2 and not isinstance(base, nn.Embedding)
-
-
-def full_shape(param: nn.Parameter) -> tuple[int, ...]:
-    """The full shape, also under ZeRO-3 where the local tensor is an empty partition."""
-    return tuple(getattr(param, "ds_shape", param.shape))
 
 
 def _roles_for(

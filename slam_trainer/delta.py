@@ -36,7 +36,6 @@ import glob
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -46,7 +45,8 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from slam_trainer.architectures import ROLES, full_shape, get_architecture_map
+from slam_trainer.architectures import ROLES, get_architecture_map
+from slam_trainer.distributed import full_shape, gathered, is_main_process
 from slam_trainer.version import __version__
 
 
@@ -128,24 +128,6 @@ class DeltaMetadata:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(asdict(self), handle, indent=2)
             handle.write("\n")
-
-
-def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )
-
-
-@contextmanager
-def gathered(param: nn.Parameter, modifier_rank: int | None = None):
-    """Make a ZeRO-3-partitioned parameter whole for the block (collective); a no-op for ordinary parameters."""
-    if not hasattr(param, "ds_id"):
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters([param], modifier_rank=modifier_rank):
-        yield
 
 
 def _refuse_peft(model: nn.Module) -> None:
@@ -257,7 +239,7 @@ def save_ffn_delta(
     tensors = {}
     for name in names:
         with gathered(params[name]):
-            if _is_main_process():
+            if is_main_process():
                 tensors[name] = params[name].detach().to("cpu", copy=True).contiguous()
     fingerprint = base_fingerprint(model, names)
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
@@ -275,7 +257,7 @@ def save_ffn_delta(
         tensors={name: list(full_shape(params[name])) for name in names},
         slam_trainer_version=__version__,
     )
-    if _is_main_process():
+    if is_main_process():
         if any(not torch.isfinite(tensor).all() for tensor in tensors.values()):
             logger.warning(
                 f"The delta saved to {path} holds NaN or infinite values (a diverged run?); loading refuses it."

@@ -21,9 +21,9 @@ from slam_trainer.architectures import (
     ROLES,
     FFNTensor,
     FusedSlice,
-    full_shape,
     get_architecture_map,
 )
+from slam_trainer.distributed import full_shape, numel
 
 
 logger = logging.get_logger(__name__)
@@ -92,11 +92,6 @@ class FreezeReport:
         if self.masked_names:
             lines.append(f"  fused tensors half-trained behind a gradient mask: {', '.join(self.masked_names)}")
         return "\n".join(lines)
-
-
-def numel(param: torch.Tensor) -> int:
-    """Element count of a parameter, also when ZeRO-3 has partitioned it away (`ds_numel`)."""
-    return int(getattr(param, "ds_numel", param.numel()))
 
 
 @dataclass

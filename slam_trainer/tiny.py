@@ -11,6 +11,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from slam_trainer.errors import ConfigError
+
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -72,7 +74,9 @@ def tiny_config(
 ):
     """A small config of a real architecture (see `TINY_ARCHITECTURES`), sized for CPU tests and the demo."""
     if architecture not in _ARCHITECTURE_KWARGS:
-        raise ValueError(f"Unknown tiny architecture {architecture!r}; choose from {', '.join(_ARCHITECTURE_KWARGS)}.")
+        raise ConfigError(
+            f"Unknown tiny architecture {architecture!r}; choose from {', '.join(_ARCHITECTURE_KWARGS)}."
+        )
     kwargs = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,

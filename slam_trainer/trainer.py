@@ -12,9 +12,10 @@ from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback, check_resumed_layers, checkpoint_trained_layers
 from slam_trainer.config import SelectiveFFNConfig
 from slam_trainer.delta import FFNDeltaCallback
+from slam_trainer.errors import ConfigError
 from slam_trainer.hub import SLAM_CITATION, card_section, push_ffn_delta
-from slam_trainer.l2.collator import L2EpochCallback
-from slam_trainer.offline_models import resolve_model_path
+from slam_trainer.l2.collator import collator_callbacks
+from slam_trainer.loading import load_model, load_model_and_tokenizer
 
 
 logger = logging.get_logger(__name__)
@@ -131,12 +132,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     def _slam_callbacks(self, layers, args, data_collator, peft_config, chosen) -> list:
         """The freezing callback (first, so that it runs before any other `on_init_end`), the delta checkpoints, and
         the L² collator's epoch callback; points LoRA at the chosen projections."""
-        callbacks = []
-        if getattr(data_collator, "requires_raw_dataset", False):
-            # The L² collator builds sequences from the raw examples: SFTTrainer must neither tokenize the dataset
-            # nor drop its columns (the collator names the settings), and each epoch draws a new mixture.
-            data_collator.configure_sft_args(args)
-            callbacks.append(L2EpochCallback(data_collator))
+        callbacks = collator_callbacks(data_collator, args)
         if peft_config is not None:
             if args.slam_save_delta or args.slam_push == "delta":
                 raise ValueError(
@@ -217,52 +213,18 @@ class SelectiveFFNTrainer(SFTTrainer):
 
 
 def load_model_and_processor(model_id: str, args: SFTConfig, quantization_config=None, processing_class=None):
-    """Load a model given by name (or offline short name) as `SFTTrainer` does, through public APIs only.
-
-    As TRL 1.16: the seed is set first (`args.seed`); `args.model_init_kwargs` are passed on (`dtype` defaults to
-    float32, `revision`, `trust_remote_code` defaults to `args.trust_remote_code`, `attn_implementation`, ...);
-    `device_map` is None on CPU/MPS and under DDP/DeepSpeed, else `"auto"`; the class is the checkpoint's declared
-    architecture (causal LM otherwise); the processing class comes from `AutoProcessor` at the same revision.
-    """
-    import torch
-    import transformers
-    from accelerate import PartialState
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
-
-    path = resolve_model_path(model_id)
+    """A model given by name loaded as `SFTTrainer` would load it, through `slam_trainer.loading`: `args.seed` first,
+    `args.model_init_kwargs` (`trust_remote_code` defaulting to `args.trust_remote_code`), the trainer's
+    `quantization_config`, and the processing class from `AutoProcessor` unless one is given."""
     kwargs = dict(args.model_init_kwargs or {})
     if quantization_config is not None:
         if "quantization_config" in kwargs:
-            raise ValueError(
+            raise ConfigError(
                 "You set `quantization_config` both as a trainer argument and in `args.model_init_kwargs`; set it in "
                 "one place."
             )
         kwargs["quantization_config"] = quantization_config
-    if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
-        kwargs["device_map"] = None
-    kwargs.setdefault("device_map", None if PartialState().device.type in ("cpu", "mps") else "auto")
     kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-    dtype = kwargs.setdefault("dtype", "float32")
-    if dtype in ("bfloat16", "float16", "float32"):
-        kwargs["dtype"] = getattr(torch, dtype)
-    elif not (dtype in ("auto", None) or isinstance(dtype, torch.dtype)):
-        raise ValueError(
-            f"`model_init_kwargs['dtype']` must be 'auto', 'bfloat16', 'float16' or 'float32', got {dtype!r}."
-        )
-
-    transformers.set_seed(args.seed)  # before loading: weights a checkpoint lacks are drawn at random
-    config = AutoConfig.from_pretrained(
-        path, revision=kwargs.get("revision"), trust_remote_code=kwargs["trust_remote_code"]
-    )
-    architecture = getattr(transformers, (config.architectures or [""])[0], None)
-    if architecture is None:  # remote code: the most specific auto class its `auto_map` declares
-        auto_map = getattr(config, "auto_map", None) or {}
-        architecture = (
-            AutoModelForImageTextToText if "AutoModelForImageTextToText" in auto_map else AutoModelForCausalLM
-        )
-    model = architecture.from_pretrained(path, **kwargs)
-    if processing_class is None:
-        processing_class = AutoProcessor.from_pretrained(
-            path, revision=kwargs.get("revision"), trust_remote_code=kwargs["trust_remote_code"]
-        )
-    return model, processing_class
+    if processing_class is not None:
+        return load_model(model_id, kwargs, seed=args.seed), processing_class
+    return load_model_and_tokenizer(model_id, kwargs, seed=args.seed, processor=True)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from slam_trainer.freezing import freeze_except_ffn, numel
+from slam_trainer.distributed import numel
+from slam_trainer.freezing import freeze_except_ffn
 from slam_trainer.tiny import build_tiny_model
 
 

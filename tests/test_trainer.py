@@ -10,7 +10,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback, optimizer_parameters
-from slam_trainer.freezing import numel
+from slam_trainer.distributed import numel
 from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 from slam_trainer.trainer import SelectiveFFNTrainer
 

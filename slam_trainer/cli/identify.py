@@ -108,11 +108,7 @@ def _check_arguments(args) -> None:
 def main(args) -> None:
     _check_arguments(args)
 
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from slam_trainer.cli.errors import CommandError
-    from slam_trainer.offline_models import resolve_model_path
+    from slam_trainer.loading import load_model_and_tokenizer, read_model_config
     from slam_trainer.probe import identify_language_layers
     from slam_trainer.probe.corpus import load_probe_corpus
     from slam_trainer.probe.identify import candidate_layers
@@ -121,17 +117,10 @@ def main(args) -> None:
     data = load_probe_corpus() if args.data is None else args.data
     parallel = load_parallel_texts(data, languages=args.languages, text_column=args.text_column)
     texts = {lang: items[: args.max_items] for lang, items in parallel.texts.items()}
-    args.model = resolve_model_path(args.model)
-    try:
-        config = AutoConfig.from_pretrained(args.model)
-    except OSError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise CommandError(f"--model {args.model}: not a model directory or Hub id ({reason})") from None
-    total = config.get_text_config().num_hidden_layers
+    total = read_model_config(args.model).get_text_config().num_hidden_layers
     candidate_layers(total, args.num_layers, args.region)  # fail before loading the weights
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, device_map=args.device_map)
+    model_init_kwargs = {"dtype": args.dtype, "device_map": args.device_map}
+    model, tokenizer = load_model_and_tokenizer(args.model, model_init_kwargs)
     report = identify_language_layers(
         model,
         tokenizer,

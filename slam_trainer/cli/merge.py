@@ -4,13 +4,13 @@ Usage:
     slam merge meta-llama/Llama-2-7b-hf user/llama2-7b-slam-delta merged/
     slam merge ./base ./out/ffn_delta merged/ --dtype bfloat16
 
-The base is loaded in the dtype it is stored in, so that the fingerprint check sees the weights the delta was trained
-on; the delta is checked and applied, and only then is the model cast to `--dtype` and saved.
+The work is `slam_trainer.pipelines.merge.merge_ffn_delta`: the base is loaded in the dtype it is stored in, so that
+the fingerprint check sees the weights the delta was trained on; the delta is checked and applied, and only then is
+the model cast to `--dtype` and saved.
 """
 
 from __future__ import annotations
 
-from slam_trainer.cli.errors import CommandError
 from slam_trainer.dtypes import DTYPES
 
 
@@ -34,39 +34,15 @@ def make_parser(subparsers):
 
 
 def main(args) -> None:
-    import os
+    from slam_trainer.pipelines.merge import merge_ffn_delta
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from slam_trainer.delta import load_ffn_delta, resolve_delta_directory, verify_ffn_delta
-    from slam_trainer.offline_models import resolve_model_path
-
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CommandError(f"`out` {args.out!r} is a file; choose a new directory.")
-    if os.path.isdir(args.out) and os.listdir(args.out):
-        raise CommandError(f"`out` {args.out!r} exists and is not empty; choose a new directory.")
-    if args.base.startswith((".", "/")) and not os.path.isdir(args.base):
-        raise CommandError(f"`base` {args.base!r}: no such model directory.")
-    delta_dir = resolve_delta_directory(args.delta, args.delta_revision)
-    metadata = verify_ffn_delta(delta_dir)  # a missing, damaged or incomplete delta fails before the base loads
-    revision = args.revision or metadata.base_revision
-    base = resolve_model_path(args.base)
-    model = AutoModelForCausalLM.from_pretrained(
-        base, revision=revision, dtype="auto", trust_remote_code=args.trust_remote_code
+    result = merge_ffn_delta(
+        args.base,
+        args.delta,
+        args.out,
+        revision=args.revision,
+        delta_revision=args.delta_revision,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
     )
-    load_ffn_delta(model, delta_dir)
-    if args.dtype != "auto":
-        model.to(getattr(torch, args.dtype))
-    model.save_pretrained(args.out)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base, revision=revision, trust_remote_code=args.trust_remote_code)
-    except (OSError, ValueError):
-        print(f"slam merge: no tokenizer found with the base {args.base!r}; wrote the model only.")
-    else:
-        tokenizer.save_pretrained(args.out)
-    dtype = str(model.dtype).removeprefix("torch.")
-    print(
-        f"slam merge: {args.base} + {len(metadata.tensors)} delta tensors (layers {metadata.layers}) -> {args.out} "
-        f"({dtype})"
-    )
+    print(result.describe(args.base))

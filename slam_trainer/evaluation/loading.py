@@ -1,4 +1,4 @@
-"""Loading the model to evaluate: a Hub id or local path, a PEFT adapter directory, or a base model plus an FFN delta.
+"""Loading the model to evaluate (through `slam_trainer.loading`), on the device and in the dtype `slam eval` picks.
 
 The tokenizer is prepared for batched generation here: left padding, and a pad token. A tokenizer without one gets
 its end-of-sequence token as pad (the usual choice for decoder-only models; padding is masked, so it does not change
@@ -7,11 +7,10 @@ outputs); one with neither is an error.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from slam_trainer.dtypes import DTYPES
+from slam_trainer.errors import ConfigError, ModelError
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -21,7 +20,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
         return torch.bfloat16 if cuda_bf16 else torch.float32
     choices = {name: getattr(torch, name) for name in DTYPES if name != "auto"}
     if dtype not in choices:
-        raise ValueError(f"`dtype` must be one of auto, {', '.join(choices)}; got {dtype!r}.")
+        raise ConfigError(f"`dtype` must be one of auto, {', '.join(choices)}; got {dtype!r}.")
     return choices[dtype]
 
 
@@ -33,29 +32,22 @@ def resolve_device(device: str) -> str:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"`device` {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+        raise ConfigError(f"`device` {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"`device` is {device!r} but no CUDA device is available; use `--device cpu`.")
+            raise ConfigError(f"`device` is {device!r} but no CUDA device is available; use `--device cpu`.")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"`device` is {device!r} but there are {torch.cuda.device_count()} CUDA device(s).")
+            raise ConfigError(f"`device` is {device!r} but there are {torch.cuda.device_count()} CUDA device(s).")
     elif parsed.type != "cpu" and not getattr(getattr(torch, parsed.type, None), "is_available", lambda: False)():
-        raise ValueError(f"`device` is {device!r} but no {parsed.type} device is available; use `--device cpu`.")
+        raise ConfigError(f"`device` is {device!r} but no {parsed.type} device is available; use `--device cpu`.")
     return device
-
-
-def model_source(model: str) -> str:
-    """The local folder or Hub id whose config describes `model` (the base model of a PEFT adapter)."""
-    from slam_trainer.offline_models import resolve_model_path
-
-    return resolve_model_path(adapter_base(model) if is_adapter(model) else model)
 
 
 def read_model_config(model: str):
     """The text config of `model` (read without loading weights), for checks made before the model loads."""
-    from transformers import AutoConfig
+    from slam_trainer.loading import read_model_config as read_config
 
-    return AutoConfig.from_pretrained(model_source(model)).get_text_config()
+    return read_config(model).get_text_config()
 
 
 def context_window(config, tokenizer) -> int | None:
@@ -69,78 +61,38 @@ def context_window(config, tokenizer) -> int | None:
 
 
 def load_tokenizer(model: str, tokenizer: str | None = None):
-    """The tokenizer of `model` (or of `tokenizer`), set up for left-padded batched generation."""
-    from transformers import AutoTokenizer
+    """The tokenizer of `model` (or of `tokenizer`; `slam_trainer.loading`), set up for left-padded generation."""
+    from slam_trainer.loading import load_tokenizer as load
 
-    from slam_trainer.offline_models import resolve_model_path
-
-    source = resolve_model_path(tokenizer or model)
-    if tokenizer is None and is_adapter(model):
-        # Adapters are often saved without a tokenizer: fall back to the base model's.
-        adapter_dir = Path(model)
-        if not (adapter_dir / "tokenizer_config.json").exists():
-            source = adapter_base(model)
-    try:
-        loaded = AutoTokenizer.from_pretrained(source)
-    except OSError:
-        argument = "tokenizer" if tokenizer else "model"
-        raise ValueError(
-            f"`{argument}` {source}: no tokenizer there; pass a local model folder or a Hub id (downloaded ones only "
-            "when offline)."
-        ) from None
+    loaded = load(model, tokenizer)
     loaded.padding_side = "left"
     if loaded.pad_token is None:
         if loaded.eos_token is None:
-            raise ValueError(
-                f"The tokenizer of {source} has neither a pad nor an end-of-sequence token; pass `--tokenizer` with "
-                "one that has, or add a pad token and save the tokenizer."
+            raise ModelError(
+                f"The tokenizer of {tokenizer or model} has neither a pad nor an end-of-sequence token; pass "
+                "`--tokenizer` with one that has, or add a pad token and save the tokenizer."
             )
         loaded.pad_token = loaded.eos_token
     return loaded
 
 
-def is_adapter(model: str) -> bool:
-    """Whether `model` is a local PEFT adapter directory."""
-    return (Path(model) / "adapter_config.json").is_file()
-
-
-def adapter_base(model: str) -> str:
-    """The base model named in a PEFT adapter's config."""
-    from peft import PeftConfig
-
-    return PeftConfig.from_pretrained(model).base_model_name_or_path
-
-
 def load_model(model: str, *, delta: str | None = None, dtype: str = "auto", device: str = "auto"):
-    """The causal LM to evaluate, in eval mode on `device`.
+    """The causal LM to evaluate, in eval mode on `device`, loaded by `slam_trainer.loading.load_model`.
 
     Parameters:
         model (`str`):
-            A Hub id or local path of a causal LM, or a local PEFT adapter directory (detected by its
-            `adapter_config.json`; the adapter is merged into its base for faster generation).
+            A Hub id, local path or offline short name of a causal LM, or a local PEFT adapter directory (detected by
+            its `adapter_config.json`; the adapter is merged into its base for faster generation).
         delta (`str`, *optional*):
             A saved FFN delta (`slam_trainer.delta`), applied in place on top of `model`.
         dtype (`str`, *optional*, defaults to `"auto"`):
-            `auto`, `bfloat16`, `float16` or `float32` (see `resolve_dtype`).
+            `auto`, `bfloat16`, `float16` or `float32` (see `resolve_dtype`: `auto` here is bfloat16 on a GPU that
+            supports it, else float32, not the checkpoint's dtype).
         device (`str`, *optional*, defaults to `"auto"`):
             `auto`, `cpu`, `cuda` or `cuda:N`.
     """
-    from transformers import AutoModelForCausalLM
+    from slam_trainer.loading import load_model as load
 
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    if is_adapter(model):
-        if delta is not None:
-            raise ValueError("`delta` applies to a full base model, not to a PEFT adapter given as `model`.")
-        from peft import AutoPeftModelForCausalLM
-
-        loaded = AutoPeftModelForCausalLM.from_pretrained(model, dtype=torch_dtype).merge_and_unload()
-    else:
-        from slam_trainer.offline_models import resolve_model_path
-
-        loaded = AutoModelForCausalLM.from_pretrained(resolve_model_path(model), dtype=torch_dtype)
-        if delta is not None:
-            from slam_trainer.delta import load_ffn_delta
-
-            load_ffn_delta(loaded, delta)
+    loaded = load(model, {"dtype": resolve_dtype(dtype, device), "device_map": None}, delta=delta)
     return loaded.to(device).eval()

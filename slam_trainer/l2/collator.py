@@ -393,3 +393,14 @@ class L2EpochCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         # `state.epoch` is the float progress (e.g. 1.5 when resuming mid-epoch); its floor is the epoch.
         self.collator.set_epoch(int((state.epoch or 0) + 1e-6))
+
+
+def collator_callbacks(data_collator, args) -> list[TrainerCallback]:
+    """The one wiring of an L² collator into a trainer (`SelectiveFFNTrainer` and a plain `SFTTrainer` alike): it
+    builds sequences from the raw examples, so `SFTTrainer` must neither tokenize the dataset nor drop its columns
+    (`configure_sft_args` sets that on `args`), and each epoch draws a new mixture (`L2EpochCallback`). Any other
+    collator (or none) needs nothing: returns `[]`."""
+    if not getattr(data_collator, "requires_raw_dataset", False):
+        return []
+    data_collator.configure_sft_args(args)
+    return [L2EpochCallback(data_collator)]

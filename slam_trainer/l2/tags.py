@@ -66,7 +66,7 @@ def add_language_tokens(
         if tokenizer(tag, add_special_tokens=False)["input_ids"] != [ids[lang]]:
             raise ValueError(f"The tag {tag!r} does not tokenize to one token after adding it; check `tag_format`.")
     if model is not None:
-        from slam_trainer.architectures import full_shape
+        from slam_trainer.distributed import full_shape
 
         old_rows = full_shape(model.get_input_embeddings().weight)[0]  # also under ZeRO-3
         if old_rows < len(tokenizer):
@@ -81,7 +81,7 @@ def _init_from_names(model, tokenizer, new_ids: dict[str, int]) -> None:
     """Set each new tag row to the mean of the rows of its language's English name (input and untied output)."""
     import torch
 
-    from slam_trainer.delta import gathered
+    from slam_trainer.distributed import gathered
 
     sources = {lang: tokenizer.encode(get_language(lang).name, add_special_tokens=False) for lang in new_ids}
     matrices = [model.get_input_embeddings().weight]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from transformers.utils import logging
 
+from slam_trainer.distributed import is_distributed, is_main_process, is_partitioned
 from slam_trainer.probe.default_texts import default_probe_texts
 from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import LayerReport
@@ -20,13 +21,9 @@ from slam_trainer.probe.settings import DEFAULTS
 logger = logging.get_logger(__name__)
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _check_full_weights(model) -> None:
     """Under ZeRO-3 loading each rank holds an empty shard; a forward pass outside the engine cannot run."""
-    if any(getattr(p, "ds_numel", 0) and p.numel() == 0 for p in model.parameters()):
+    if is_partitioned(model):
         raise ValueError(
             "`slam_layers='auto'` needs the full model weights, but they are partitioned by DeepSpeed ZeRO-3. Run "
             "`slam identify` on the model first and pass the chosen layers as `slam_layers`."
@@ -70,7 +67,7 @@ def resolve_auto_layers(
         `tuple[list[int], LayerReport]`: the chosen layers (ascending) and the full report, identical on every rank.
     """
     _check_full_weights(model)
-    is_main = not _distributed() or torch.distributed.get_rank() == 0
+    is_main = is_main_process()
     payload = [None]
     if is_main:
         try:
@@ -82,10 +79,10 @@ def resolve_auto_layers(
             payload = [{"report": report.to_dict()}]
         except Exception as error:
             payload = [{"error": f"{type(error).__name__}: {error}"}]
-            if _distributed():
+            if is_distributed():
                 torch.distributed.broadcast_object_list(payload, src=0)
             raise
-    if _distributed():
+    if is_distributed():
         torch.distributed.broadcast_object_list(payload, src=0)
     if "error" in payload[0]:
         raise RuntimeError(f"Language-layer identification failed on the main process: {payload[0]['error']}")
