@@ -142,9 +142,9 @@ def test_slam_train_prompts_are_the_ones_slam_eval_asks(prompt_format, eval_styl
     """SLAM rows and L² sequences alike start with the prompt `slam eval --prompt_style` builds for the question."""
     from datasets import Dataset
 
-    from slam_trainer.pipelines.training import TrainScriptArguments, build_training_data
     from slam_trainer.data.synthetic import synthetic_rows
     from slam_trainer.evaluation.prompts import build_prompts
+    from slam_trainer.pipelines.training import TrainScriptArguments, build_training_data
     from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
