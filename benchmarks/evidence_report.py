@@ -491,6 +491,7 @@ def plot(summary: dict, path: Path) -> None:
             axis.axhline(
                 chosen["non_en"], color="black", linestyle="--", lw=1, label=f"base ({base['chosen_protocol']})"
             )
+            axis.axhspan(*chosen["non_en_ci95"], color="black", alpha=0.08)
         for arm, info in entry["arms"].items():
             points = info.get("budgets") if arm != "base" else None
             if not points:
@@ -506,6 +507,8 @@ def plot(summary: dict, path: Path) -> None:
                 alpha=0.15,
             )
         axis.set_xscale("log")
+        axis.set_xlim(entry["budgets"][0] / 1.5, entry["budgets"][-1] * 1.5)
+        axis.minorticks_off()
         axis.set_xticks(entry["budgets"], [str(b) for b in entry["budgets"]])
         axis.set_ylim(0, 1)
         axis.set_xlabel(f"training steps (batch {entry['batch_size']})")
