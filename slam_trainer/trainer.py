@@ -72,7 +72,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         self.slam_layer_report = None
         layers = args.slam_layers
         if layers == "auto":
-            layers = self._identify_layers(model, processing_class, args)
+            layers = self._identify_layers(model, processing_class, args, train_dataset)
         chosen = get_architecture_map(model, args.slam_ffn_modules).tensors(layers, args.slam_projection_roles)
         callbacks = self._slam_callbacks(layers, args, data_collator, peft_config, chosen) + list(callbacks or [])
         tags = sorted(tag_tokens(model).values())
@@ -116,14 +116,21 @@ class SelectiveFFNTrainer(SFTTrainer):
         logger.warning("SelectiveFFNTrainer got a plain %s; converting it with SLAM defaults.", type(args).__name__)
         return SelectiveFFNConfig(**dict_args)
 
-    def _identify_layers(self, model, tokenizer, args) -> list[int]:
-        """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank)."""
+    def _identify_layers(self, model, tokenizer, args, train_dataset) -> list[int]:
+        """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank): the probe
+        data, else the training rows' parallel questions, else the built-in corpus."""
         from slam_trainer.probe.auto import resolve_auto_layers
 
         if tokenizer is None:
             raise ValueError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
-            model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir, args.slam_probe_region
+            model,
+            tokenizer,
+            args.slam_probe_dataset,
+            args.slam_num_layers,
+            args.output_dir,
+            args.slam_probe_region,
+            train_dataset=train_dataset,
         )
         return layers
 
