@@ -11,6 +11,9 @@ import json
 import os
 from pathlib import Path
 
+from slam_trainer.errors import ResumeError
+from slam_trainer.resume import claim_settings
+
 
 DESIGN_FILE = "design.json"
 
@@ -59,14 +62,7 @@ class Records:
 
 def check_design(root: Path, design: dict) -> None:
     """Refuse to add to records made with another design (they would not compare); write it on first use."""
-    path = Path(root) / DESIGN_FILE
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        differing = sorted(key for key in design.keys() | previous.keys() if design.get(key) != previous.get(key))
-        if differing:
-            raise SystemExit(
-                f"bench_evidence: error: {root} holds records of another design ({', '.join(differing)} differ); "
-                "pass another --records_dir, or the flags it was made with."
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(design, indent=2) + "\n", encoding="utf-8")
+    try:
+        claim_settings(root, design, flag="--records_dir", name=DESIGN_FILE, remedy="or the flags it was made with")
+    except ResumeError as error:
+        raise SystemExit(f"bench_evidence: error: {error}") from None
