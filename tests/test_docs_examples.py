@@ -136,6 +136,19 @@ SPECS = {
         append=("--max_new_tokens 8", "generation kept short (600 new tokens by default)"),
         context="eval_files",
     ),
+    ("docs/l2.md", "SLAM: training up+down of layers [0, 1] of LlamaForCausalLM"): Spec(
+        run=False, reason="printed output shown in the text, not code"
+    ),
+    ("docs/distributed.md", "accelerate launch --config_file recipes/accelerate/fsdp2.yaml"): Spec(
+        run=False,
+        reason="8 GPUs; the same launch with fsdp2.yaml runs on 2 CPU ranks in tests/test_real_models.py "
+        "(marked distributed)",
+    ),
+    ("docs/slam.md", "model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.bfloat16)"): Spec(
+        run=False,
+        reason="not yet run here: a fragment of the precision section (a bf16 model trained with bf16=True), added "
+        "by the precision work after this test was written; its behaviour is tested in tests/test_precision.py",
+    ),
     ("docs/evaluation.md", "import evaluate"): Spec(
         subs=(
             ('model="out/"', 'model="{tiny_llama}"', "a placeholder: a saved model folder"),
