@@ -255,9 +255,9 @@ def save_ffn_delta(
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
             Hub id (or path) of the base model, recorded for `slam merge` and the model card; defaults to the
-            model's `config._name_or_path`.
+            model's `config.name_or_path`.
         base_revision (`str`, *optional*):
-            Revision of the base model; defaults to the config's `_commit_hash` when the model came from the Hub.
+            Revision of the base model (a Hub commit or tag); recorded only when given.
 
     Returns:
         `DeltaMetadata`: what was written to `slam_delta.json`.
@@ -281,8 +281,8 @@ def save_ffn_delta(
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
     metadata = DeltaMetadata(
-        base_model=base_model or getattr(config, "_name_or_path", None) or None,
-        base_revision=base_revision or getattr(config, "_commit_hash", None),
+        base_model=base_model or config.name_or_path or None,
+        base_revision=base_revision,
         architecture=model_class_name(model),
         model_type=getattr(config, "model_type", None),
         layers=list(layers),

@@ -164,7 +164,7 @@ def _convert(model: OfflineModel, sha256: str, target: Path) -> None:
         # The GGUF-loaded model is marked quantized and refuses `save_pretrained`: rebuild it from a clean config.
         config = loaded.config
         del config.quantization_config
-        config._name_or_path = model.name
+        config.name_or_path = model.name
         with torch.device("meta"):
             clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         clean.load_state_dict(loaded.state_dict(), assign=True)

@@ -102,7 +102,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     @staticmethod
     def _as_selective_config(model, args) -> SelectiveFFNConfig:
         if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
+            name = model if isinstance(model, str) else model.config.name_or_path or "model"
             return SelectiveFFNConfig(f"{name.split('/')[-1]}-SLAM")
         if isinstance(args, SelectiveFFNConfig):
             return args
