@@ -359,6 +359,26 @@ CLI_CASES = [
         (("t.csv", "prompt,completion\nWhat is 2+2?,4\nCaf\xe9 prices?,5\n".encode("latin-1")),),
     ),
     Cli("train-layers-absurd-range", train("--slam_layers", "0-10000000000"), "beyond 100,000"),
+    Cli(
+        "train-eval-on-a-file-without-test-split",
+        train("--eval_strategy", "steps"),
+        "has no split 'test'",
+        (("train.jsonl", '{"prompt": "a", "completion": "b"}\n'),),
+        early=True,
+    ),
+    Cli(
+        "train-eval-share-out-of-range",
+        train("--eval_share", "1.5"),
+        "`eval_share` must be between 0 and 1",
+        early=True,
+    ),
+    Cli(
+        "train-eval-share-holds-out-no-id",
+        train("--eval_strategy", "steps", "--synthetic_problems", "2", data="synthetic"),
+        "`eval_share` 0.1 of 2 problem ids holds out 0",
+        early=True,
+    ),
+    Cli("train-dataset-streaming", train("--dataset_streaming", "true"), "`dataset_streaming`", early=True),
     Cli("train-extra-trainable-bad-regex", train("--slam_extra_trainable", "("), "not a valid one"),
     Cli(
         "train-ffn-modules-bad-json", train("--slam_ffn_modules", "{{bad json"), "`slam_ffn_modules` is not valid JSON"

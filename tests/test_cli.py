@@ -42,8 +42,9 @@ def test_every_recipe_parses_into_config_objects(recipe):
     import yaml
     from trl import ModelConfig
 
-    from slam_trainer.cli.train import TrainScriptArguments, make_parser
+    from slam_trainer.cli.train import make_parser
     from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.pipelines.training import TrainScriptArguments
 
     assert recipe.read_text().startswith("#"), "each recipe opens with a comment saying where its numbers come from"
     values = yaml.safe_load(recipe.read_text())

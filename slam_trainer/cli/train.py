@@ -7,15 +7,15 @@ Usage:
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m slam_trainer.cli train --config recipe.yaml
 
 Arguments are those of `SelectiveFFNConfig` (all of `trl.SFTConfig`), `trl.ModelConfig` (model, dtype, LoRA) and
-`TrainScriptArguments` (`slam_trainer.pipelines.training`, which does the work); a YAML `--config` gives defaults,
-flags win, unknown keys fail (TRL's `TrlParser`).
+`TrainScriptArguments` (`trl.ScriptArguments` extended; `slam_trainer.pipelines.training`, which does the work); a
+YAML `--config` gives defaults, flags win, unknown keys fail (TRL's `TrlParser`). As in TRL's `sft.py`,
+`--eval_strategy steps|epoch` evaluates: on `--dataset_test_split`, or for parallel and synthetic data on a held-out
+share of the problem ids (`--eval_share`).
 """
 
 from __future__ import annotations
 
 import argparse
-
-from slam_trainer.pipelines.training import TrainScriptArguments
 
 
 def make_parser(subparsers=None):
@@ -29,6 +29,7 @@ def make_parser(subparsers=None):
 
     from slam_trainer.cli.errors import CommandError
     from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.pipelines.training import TrainScriptArguments
 
     class TrainParser(TrlParser):
         """TRL's parser whose argparse errors are one `slam train: error: ...` line (printed by `slam`, which leaves
