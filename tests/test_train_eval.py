@@ -3,6 +3,8 @@ problem ids (never of their rows) and the run logs `eval_loss` on them."""
 
 import math
 
+import pytest
+
 from slam_trainer.cli.train import make_parser, run
 from slam_trainer.data.synthetic import synthetic_rows
 
@@ -30,11 +32,13 @@ def test_held_out_ids_are_disjoint_from_training_ids_with_every_language_of_a_pr
     assert set(again["id"]) == eval_ids  # the same seed holds out the same problems
 
 
-def test_slam_train_with_eval_strategy_steps_logs_eval_loss_on_held_out_problems(tmp_path):
-    argv = ["--config", "recipes/slam_tiny_cpu.yaml", "--output_dir", str(tmp_path), "--max_steps", "2"]
+@pytest.mark.parametrize(("recipe", "held_out"), [("slam_tiny_cpu", 6), ("l2_tiny_cpu", 4)])  # 0.25 of 24 or 16
+def test_slam_train_with_eval_strategy_steps_logs_eval_loss_on_held_out_problems(recipe, held_out, tmp_path):
+    """SLAM rows and L² examples alike: the held-out problems are built as the training ones are, and evaluated."""
+    argv = ["--config", f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path), "--max_steps", "2"]
     parsed = parse(*argv, "--eval_strategy", "steps", "--eval_steps", "1", "--eval_share", "0.25")
     trainer = run(*parsed)
     losses = [log["eval_loss"] for log in trainer.state.log_history if "eval_loss" in log]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     assert set(trainer.train_dataset["id"]).isdisjoint(trainer.eval_dataset["id"])
-    assert len(set(trainer.eval_dataset["id"])) == 6  # 0.25 of the recipe's 24 problems
+    assert len(set(trainer.eval_dataset["id"])) == held_out
