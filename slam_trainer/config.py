@@ -9,6 +9,7 @@ from typing import Any
 from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.errors import ConfigError
 from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
 from slam_trainer.probe.settings import REGIONS
 
@@ -28,13 +29,13 @@ def parse_layers(value: Any) -> list[int] | str:
                     start, sep, stop = part.partition("-") if not part.startswith("-") else (part, "", "")
                     value += list(range(int(start), int(stop) + 1)) if sep else [int(part)]
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_layers` must be 'auto' or layer indices such as '0,1,2', '0-5' or '[0, -1]', got {text!r}."
             ) from None
     try:
         return validate_layers(value, "slam_layers")
     except TypeError as error:
-        raise ValueError(f"{error} Use 'auto' or layer indices such as [0, 1, 2].") from None
+        raise ConfigError(f"{error} Use 'auto' or layer indices such as [0, 1, 2].") from None
 
 
 @dataclass
@@ -153,7 +154,7 @@ class SelectiveFFNConfig(SFTConfig):
             or not isinstance(self.slam_num_layers, int)
             or self.slam_num_layers < 1
         ):
-            raise ValueError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
+            raise ConfigError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
         projections = validate_projections(self.slam_projections, "slam_projections")
         self.slam_projections = ["all"] if projections == "all" else projections
         extra = self.slam_extra_trainable
@@ -162,13 +163,13 @@ class SelectiveFFNConfig(SFTConfig):
         elif extra is not None and not isinstance(extra, str):
             self.slam_extra_trainable = list(extra)
         if self.slam_push not in ("full", "delta"):
-            raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+            raise ConfigError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
         if self.slam_probe_region not in REGIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_probe_region` must be one of {', '.join(REGIONS)}, got {self.slam_probe_region!r}."
             )
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
             )
 

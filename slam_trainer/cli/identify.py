@@ -90,19 +90,16 @@ def _check_arguments(args) -> None:
 
     if args.max_items is not None and args.max_items < 1:
         raise CommandError(f"--max_items must be at least 1, got {args.max_items}.")
-    try:
-        check_probe_settings(
-            num_layers=args.num_layers,
-            score=args.score,
-            region=args.region,
-            top_rate=args.top_rate,
-            activation_bar_ratio=args.activation_bar_ratio,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            resamples=args.resamples,
-        )
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    check_probe_settings(
+        num_layers=args.num_layers,
+        score=args.score,
+        region=args.region,
+        top_rate=args.top_rate,
+        activation_bar_ratio=args.activation_bar_ratio,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        resamples=args.resamples,
+    )
 
 
 def main(args) -> None:

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from datasets import Dataset
 
+from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.languages import get_language
 
 
@@ -53,14 +54,14 @@ def build_slam_training_set(
     get_language(pivot)
     unknown = [task for task in tasks if task not in TASKS]
     if unknown or not tasks:
-        raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
+        raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
     if answer_language not in ("same", "pivot"):
-        raise ValueError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
+        raise ConfigError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
     by_id: dict = defaultdict(dict)
     for row in rows:
         missing = [key for key in ("id", "lang", "question") if key not in row]
         if missing:
-            raise ValueError(f"Row {row!r} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
+            raise DataError(f"Row {row!r} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
         by_id[row["id"]][row["lang"]] = row
     examples = []
     for example_id, by_lang in by_id.items():
@@ -74,14 +75,14 @@ def build_slam_training_set(
             if "answer" in tasks:
                 source = row if answer_language == "same" else pivot_row
                 if source is None or not source.get("cot"):
-                    raise ValueError(
+                    raise DataError(
                         f"Example {example_id!r} ({lang}) has no `cot` in language "
                         f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
                         "solutions or drop 'answer' from `tasks`."
                     )
                 examples.append(_example(example_id, lang, "answer", row["question"], source["cot"], prompt_template))
     if not examples:
-        raise ValueError(f"No training example could be built: no id has both `{pivot}` and another language.")
+        raise DataError(f"No training example could be built: no id has both `{pivot}` and another language.")
     return Dataset.from_list(examples)
 
 

@@ -18,6 +18,7 @@ from slam_trainer.data.synthetic_templates import (
     OPERATION_SYMBOLS,
     TEMPLATES,
 )
+from slam_trainer.errors import ConfigError
 from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import LANGUAGES, validate_languages
@@ -77,7 +78,7 @@ def generate_problems(
             learn in minutes (the demo's world).
     """
     if not isinstance(num_problems, int) or num_problems < 0:
-        raise ValueError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
+        raise ConfigError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
     stream = _problem_stream(languages, seed, world)
     return [next(stream) for _ in range(num_problems)]
 
@@ -90,7 +91,7 @@ def train_test_problems(
     problems from `seed` with the held-out pairs skipped; arguments as `generate_problems`."""
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+            raise ConfigError(f"`{name}` must be a non-negative integer, got {value!r}.")
     # The one-step world has a few hundred distinct problems: give up rather than loop when too many are asked.
     budget = 50 * (num_train + num_test) + 1000
     test, held_out = [], set()
@@ -107,7 +108,7 @@ def train_test_problems(
         if problem.key not in held_out:
             train.append(problem)
     if len(test) < num_test or len(train) < num_train:
-        raise ValueError(
+        raise ConfigError(
             f"The {world!r} world has too few distinct problems for {num_test} held-out and {num_train} training "
             "problems; ask for fewer, or use the multi-step world."
         )
@@ -117,7 +118,7 @@ def train_test_problems(
 def _problem_stream(languages, seed: int, world: str):
     """Problem 0, 1, 2, ... of `(seed, world)`, each written in `languages`."""
     if world not in WORLDS:
-        raise ValueError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
+        raise ConfigError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
     templates = WORLDS[world]
     languages = validate_languages(list(LANGUAGES) if languages is None else languages)
     names = sorted(templates)

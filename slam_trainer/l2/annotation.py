@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.endpoint import Endpoint, EndpointError, FatalEndpointError, chat_completion
 from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
 from slam_trainer.l2.segmentation import split_steps
@@ -154,24 +155,24 @@ def seed_steps(row: dict, segmentation: str = "auto") -> list[str]:
     if "steps" in row:
         steps = row["steps"]
         if not isinstance(steps, list):
-            raise ValueError(
+            raise DataError(
                 f"{where}: `steps` must be a list of texts, got {type(steps).__name__} (a string would be sent as "
                 "one step per character)."
             )
         if not steps:
-            raise ValueError(f"{where}: `steps` is empty, so there is nothing to translate; give steps or drop it.")
+            raise DataError(f"{where}: `steps` is empty, so there is nothing to translate; give steps or drop it.")
         bad = [index for index, step in enumerate(steps) if not isinstance(step, str) or not step.strip()]
         if bad:
-            raise ValueError(f"{where}: `steps` item(s) {bad} are not non-empty texts.")
+            raise DataError(f"{where}: `steps` item(s) {bad} are not non-empty texts.")
         return list(steps)
     if "cot" in row:
         if not isinstance(row["cot"], str):
-            raise ValueError(f"{where}: `cot` must be a text, got {type(row['cot']).__name__}.")
+            raise DataError(f"{where}: `cot` must be a text, got {type(row['cot']).__name__}.")
         steps = split_steps(row["cot"], "en", mode=segmentation)
         if not steps:
-            raise ValueError(f"{where}: `cot` is empty, so there is nothing to translate.")
+            raise DataError(f"{where}: `cot` is empty, so there is nothing to translate.")
         return steps
-    raise ValueError(f"{where} has neither `steps` nor `cot`; give one of them.")
+    raise DataError(f"{where} has neither `steps` nor `cot`; give one of them.")
 
 
 def _seed_examples(seed_rows, segmentation: str) -> list[tuple[dict, list[str]]]:
@@ -180,28 +181,28 @@ def _seed_examples(seed_rows, segmentation: str) -> list[tuple[dict, list[str]]]
     A row repeated with the same id and content is kept once (with a warning); the same id with other content fails.
     """
     if not isinstance(seed_rows, (list, tuple)):
-        raise TypeError(f"`seed_rows` must be a list of dicts, got {type(seed_rows).__name__}.")
+        raise DataError(f"`seed_rows` must be a list of dicts, got {type(seed_rows).__name__}.")
     if not seed_rows:
-        raise ValueError("`seed_rows` is empty: there is nothing to annotate.")
+        raise DataError("`seed_rows` is empty: there is nothing to annotate.")
     examples, seen, duplicates = [], {}, 0
     for number, row in enumerate(seed_rows, start=1):
         if not isinstance(row, dict):
-            raise TypeError(f"Seed row {number} must be a dict, got {type(row).__name__}.")
+            raise DataError(f"Seed row {number} must be a dict, got {type(row).__name__}.")
         missing = [key for key in ("id", "question", "answer") if key not in row]
         if missing:
-            raise ValueError(f"Seed row {number} is missing {', '.join(missing)}.")
+            raise DataError(f"Seed row {number} is missing {', '.join(missing)}.")
         row_id = row["id"]
         if isinstance(row_id, bool) or not isinstance(row_id, (str, int)):
-            raise ValueError(f"Seed row {number}: `id` must be a string or an integer, got {row_id!r}.")
+            raise DataError(f"Seed row {number}: `id` must be a string or an integer, got {row_id!r}.")
         if not isinstance(row["question"], str) or not row["question"].strip():
-            raise ValueError(f"Seed row id {row_id!r}: `question` must be a non-empty text, got {row['question']!r}.")
+            raise DataError(f"Seed row id {row_id!r}: `question` must be a non-empty text, got {row['question']!r}.")
         if row["answer"] is None:
-            raise ValueError(f"Seed row id {row_id!r}: `answer` is null.")
+            raise DataError(f"Seed row id {row_id!r}: `answer` is null.")
         steps = seed_steps(row, segmentation)
         content = (row["question"], steps, row["answer"])
         if row_id in seen:
             if seen[row_id] != content:
-                raise ValueError(f"Seed id {row_id!r} appears twice with different content; ids must be unique.")
+                raise DataError(f"Seed id {row_id!r} appears twice with different content; ids must be unique.")
             duplicates += 1
             continue
         seen[row_id] = content
@@ -213,7 +214,7 @@ def _seed_examples(seed_rows, segmentation: str) -> list[tuple[dict, list[str]]]
 
 def _check_at_least(name: str, value, minimum) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-        raise ValueError(f"`{name}` must be a number of at least {minimum}, got {value!r}.")
+        raise ConfigError(f"`{name}` must be a number of at least {minimum}, got {value!r}.")
 
 
 def annotate(
@@ -255,7 +256,7 @@ def annotate(
         request is sent, and finished ones stay cached.
     """
     if not isinstance(endpoint, Endpoint):
-        raise TypeError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
+        raise ConfigError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
     for name, value, minimum in (
         ("concurrency", concurrency, 1),
         ("max_retries", max_retries, 0),
@@ -263,14 +264,14 @@ def annotate(
     ):
         _check_at_least(name, value, minimum)
         if not isinstance(value, int):
-            raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+            raise ConfigError(f"`{name}` must be an integer, got {value!r}.")
     _check_at_least("backoff", backoff, 0)
     _check_at_least("max_backoff", max_backoff, 0)
     if segmentation not in SEGMENTATION_MODES:
-        raise ValueError(f"`segmentation` must be one of {', '.join(SEGMENTATION_MODES)}, got {segmentation!r}.")
+        raise ConfigError(f"`segmentation` must be one of {', '.join(SEGMENTATION_MODES)}, got {segmentation!r}.")
     languages = [lang for lang in validate_languages(languages) if lang != "en"]
     if not languages:
-        raise ValueError("`languages` names no language besides English (the seed's), so there is nothing to do.")
+        raise ConfigError("`languages` names no language besides English (the seed's), so there is nothing to do.")
     examples = _seed_examples(seed_rows, segmentation)
     report = AnnotationReport()
     jobs, requests = [], {}  # jobs: (row, lang, key) per output row; requests: key -> (messages, number of steps)

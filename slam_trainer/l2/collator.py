@@ -37,6 +37,7 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 from transformers.data.data_collator import DataCollatorMixin
 from transformers.utils import logging
 
+from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.mixing import LanguageSchedule
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import get_language, validate_languages
@@ -142,18 +143,18 @@ class L2DataCollator(DataCollatorMixin):
     def __post_init__(self):
         self.languages = validate_languages(self.languages)
         if self.mode not in MODES:
-            raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
+            raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
         if not 0.0 <= self.mixed_ratio <= 1.0:
-            raise ValueError(f"`mixed_ratio` must be in [0, 1], got {self.mixed_ratio}.")
+            raise ConfigError(f"`mixed_ratio` must be in [0, 1], got {self.mixed_ratio}.")
         if self.question_language not in QUESTION_LANGUAGES:
-            raise ValueError(
+            raise ConfigError(
                 f"`question_language` must be one of {', '.join(QUESTION_LANGUAGES)}, got {self.question_language!r}."
             )
         get_language(self.pivot_language)
         weights = self.language_weights or {}
         unknown = sorted(set(weights) - set(self.languages))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"`language_weights` names {', '.join(unknown)}, which are not in `languages` "
                 f"{self.languages}; add them to `languages` or drop their weights."
             )
@@ -167,25 +168,25 @@ class L2DataCollator(DataCollatorMixin):
         if self.padding_side is None:
             self.padding_side = self.tokenizer.padding_side
         if self.padding_side not in ("left", "right"):
-            raise ValueError(f"`padding_side` must be 'left' or 'right', got {self.padding_side!r}.")
+            raise ConfigError(f"`padding_side` must be 'left' or 'right', got {self.padding_side!r}.")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
-            raise ValueError(f"`pad_to_multiple_of` must be a positive integer, got {self.pad_to_multiple_of}.")
+            raise ConfigError(f"`pad_to_multiple_of` must be a positive integer, got {self.pad_to_multiple_of}.")
         if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"`max_length` must be a positive integer, got {self.max_length}.")
+            raise ConfigError(f"`max_length` must be a positive integer, got {self.max_length}.")
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id
         if self._pad_id is None:
-            raise ValueError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
+            raise ConfigError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
         if self.use_chat_template is None:
             self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         elif self.use_chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
                 "`use_chat_template=False` to use `prompt_template`."
             )
         if "{question}" not in self.prompt_template:
-            raise ValueError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
+            raise ConfigError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
         self._tags = {lang: language_tag(lang, self.tag_format) if self.tag_format else "" for lang in self.languages}
         self._tag_lengths = {lang: len(self._encode(tag)) for lang, tag in self._tags.items()}
         self._separator_length = len(self._encode(self.step_separator))
@@ -216,7 +217,7 @@ class L2DataCollator(DataCollatorMixin):
         parallel example, after checking it."""
         missing = [key for key in ("id", "question", "steps") if key not in example]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"An example is missing {', '.join(missing)}: L2DataCollator reads the parallel schema "
                 "(id, question, steps) of `build_parallel_dataset`, or its `prepare`d form."
             )
@@ -225,13 +226,13 @@ class L2DataCollator(DataCollatorMixin):
         needed += [("question", questions, lang) for lang in self._question_languages]
         for name, table, lang in needed:
             if table.get(lang) is None:
-                raise ValueError(
+                raise DataError(
                     f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
                     "`languages` (or change `pivot_language`) or rebuild the dataset with it."
                 )
         counts = {lang: len(steps[lang]) for lang in self.languages}
         if len(set(counts.values())) != 1 or not next(iter(counts.values())):
-            raise ValueError(
+            raise DataError(
                 f"Example id {example['id']!r} has step counts {counts}; every language needs the same "
                 "non-zero number of steps (validate with `build_parallel_dataset`)."
             )
@@ -267,7 +268,7 @@ class L2DataCollator(DataCollatorMixin):
                     self.max_length,
                 )
             if len(prepared) == 0:
-                raise ValueError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
+                raise ConfigError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
         return prepared
 
     # -- sampling, per example and epoch -----------------------------------------------------------------------
@@ -285,7 +286,7 @@ class L2DataCollator(DataCollatorMixin):
             self.max_length = trainer_max
             logger.info("L2DataCollator: no `max_length` given; using the trainer's `max_length`=%d.", trainer_max)
         elif self.max_length > trainer_max:
-            raise ValueError(
+            raise ConfigError(
                 f"L2DataCollator has `max_length`={self.max_length} but the trainer's `max_length`={trainer_max} "
                 f"({type(args).__name__}): the trainer does not truncate what the collator builds, so sequences "
                 "would exceed its limit. Give both the same value (or leave the collator's unset to adopt the "
@@ -351,7 +352,7 @@ class L2DataCollator(DataCollatorMixin):
             completion = completion + self._eos_ids
             if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
                 if len(prompt) >= self.max_length:
-                    raise ValueError(
+                    raise DataError(
                         f"Example id {example['id']!r}: the prompt alone has {len(prompt)} tokens, not "
                         f"less than `max_length`={self.max_length}; raise it or drop the example."
                     )

@@ -34,6 +34,7 @@ import math
 import torch
 from transformers import LogitsProcessor
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import validate_languages
 
@@ -96,15 +97,15 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
     ):
         self.languages = validate_languages(languages)
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"`alpha` is a probability and must lie in [0, 1], got {alpha}.")
+            raise ConfigError(f"`alpha` is a probability and must lie in [0, 1], got {alpha}.")
         if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(
+            raise ConfigError(
                 f"`beta` is a logit shift size and must be a finite number >= 0, got {beta}; `alpha` picks the sign."
             )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
+            raise ConfigError(f"`top_k` must be a positive integer, got {top_k!r}.")
         if boundary not in BOUNDARIES:
-            raise ValueError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
+            raise ConfigError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
         self.alpha, self.beta, self.top_k, self.policy, self.boundary = alpha, float(beta), top_k, policy, boundary
         self._weights = self._policy_weights(policy, target, weights)
 
@@ -114,7 +115,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
             tag = language_tag(lang, tag_format)
             ids = tokenizer.encode(tag, add_special_tokens=False)
             if len(ids) != 1:
-                raise ValueError(
+                raise ConfigError(
                     f"The language tag {tag!r} is {len(ids)} tokens for this tokenizer; it must be one. Add the tags "
                     "with `tokenizer.add_special_tokens({'additional_special_tokens': tags})` and "
                     "`model.resize_token_embeddings(len(tokenizer))`."
@@ -133,25 +134,25 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
     def _policy_weights(self, policy: str, target: str | None, weights: list[float] | None) -> torch.Tensor | None:
         """The fixed per-language draw weights of `policy`; None for `"switch"`, whose weights depend on the row."""
         if policy not in TARGET_POLICIES:
-            raise ValueError(f"`policy` must be one of {', '.join(TARGET_POLICIES)}, got {policy!r}.")
+            raise ConfigError(f"`policy` must be one of {', '.join(TARGET_POLICIES)}, got {policy!r}.")
         if (target is not None) != (policy == "fixed"):
-            raise ValueError("`target` is needed with `policy='fixed'` and only then.")
+            raise ConfigError("`target` is needed with `policy='fixed'` and only then.")
         if (weights is not None) != (policy == "weighted"):
-            raise ValueError("`weights` are needed with `policy='weighted'` and only then.")
+            raise ConfigError("`weights` are needed with `policy='weighted'` and only then.")
         if policy == "fixed":
             if target not in self.languages:
-                raise ValueError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
+                raise ConfigError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
             return torch.nn.functional.one_hot(torch.tensor(self.languages.index(target)), len(self.languages)).float()
         if policy == "weighted":
             finite = all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights)
             if len(weights) != len(self.languages) or not finite or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError(
+                raise ConfigError(
                     f"`weights` must be {len(self.languages)} finite non-negative numbers (one per language) with a "
                     f"positive sum, got {weights}."
                 )
             return torch.tensor(weights, dtype=torch.float)
         if len(self.languages) < 2:
-            raise ValueError("`policy='switch'` needs at least two `languages` to switch between.")
+            raise ConfigError("`policy='switch'` needs at least two `languages` to switch between.")
         return None
 
     def _buffers(self, device: torch.device, vocab_size: int) -> tuple[torch.Tensor, ...]:

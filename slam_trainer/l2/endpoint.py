@@ -28,6 +28,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+from slam_trainer.errors import ConfigError
+
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 FATAL_STATUS = (401, 403, 404)
@@ -101,34 +103,34 @@ class Endpoint:
 
     def __post_init__(self):
         if not isinstance(self.base_url, str):
-            raise TypeError(f"`base_url` must be a string, got {type(self.base_url).__name__}.")
+            raise ConfigError(f"`base_url` must be a string, got {type(self.base_url).__name__}.")
         parts = urllib.parse.urlsplit(self.base_url)
         if parts.username is not None or parts.password is not None:  # the URL itself is secret: not shown
-            raise ValueError(
+            raise ConfigError(
                 "`base_url` carries credentials (user:password@host); remove them and pass the key as `api_key` "
                 "(on the command line: in the environment variable named by --api_key_env)."
             )
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
+            raise ConfigError(
                 f"`base_url` must be an http(s) URL such as http://localhost:8000/v1, got {redact(self.base_url)!r}."
             )
         if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
-            raise ValueError(
+            raise ConfigError(
                 f"`base_url` {redact(self.base_url)!r} is plain http to {parts.hostname}, which is not a loopback "
                 "address: the key and the data would cross the network unencrypted. Use https, or allow it "
                 "explicitly with `allow_insecure_http=True` (--allow_insecure_http) on a network you trust."
             )
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError(f"`model` must be the model name the endpoint serves, got {self.model!r}.")
+            raise ConfigError(f"`model` must be the model name the endpoint serves, got {self.model!r}.")
         if self.api_key is not None and not isinstance(self.api_key, str):
-            raise TypeError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
+            raise ConfigError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
         self.api_key = self.api_key or None
         if self.api_key is not None and any(c.isspace() or not c.isprintable() for c in self.api_key):
-            raise ValueError("`api_key` contains whitespace or control characters; check where it came from.")
+            raise ConfigError("`api_key` contains whitespace or control characters; check where it came from.")
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
-            raise ValueError(f"`temperature` must be a number from 0 to 2, got {self.temperature!r}.")
+            raise ConfigError(f"`temperature` must be a number from 0 to 2, got {self.temperature!r}.")
         if not _is_number(self.timeout) or self.timeout <= 0:
-            raise ValueError(f"`timeout` must be a positive number of seconds, got {self.timeout!r}.")
+            raise ConfigError(f"`timeout` must be a positive number of seconds, got {self.timeout!r}.")
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 from slam_trainer.architectures import get_architecture_map
+from slam_trainer.errors import ConfigError
 from slam_trainer.probe.batches import make_batches, tokenize_parallel
 from slam_trainer.probe.counting import ActivationCounts, count_activations
 from slam_trainer.probe.parallel import load_parallel_texts
@@ -22,7 +23,7 @@ from slam_trainer.probe.stability import bootstrap_stability, describe_stability
 def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
     """Layers eligible for the choice; checks `num_layers` against them before any forward pass."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
+        raise ConfigError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
     candidates = region_layers(total, region)
     if num_layers > len(candidates):
         where = (
@@ -30,7 +31,7 @@ def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
             if region == "lower_half"
             else f"the model's {total} decoder layers"
         )
-        raise ValueError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
+        raise ConfigError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
     return candidates
 
 
@@ -190,7 +191,7 @@ def identify_language_layers(
     candidate_layers(architecture.num_layers, num_layers, region)
     parallel = load_parallel_texts(texts_by_lang, languages=languages, text_column=text_column)
     if pivot is not None and pivot not in parallel.languages:
-        raise ValueError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
+        raise ConfigError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
     tokenized = tokenize_parallel(tokenizer, parallel, max_length=max_length)
     units = min(len(tokenized.ids), BOOTSTRAP_UNITS) if resamples else 1
     batches = make_batches(tokenizer, tokenized, batch_size=batch_size, units=units)
