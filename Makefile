@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: install demo test test-fast test-distributed lint bench
+.PHONY: install demo test test-fast test-distributed lint bench bench-gpu
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,13 @@ test-distributed: install
 lint: install
 	$(VENV)/bin/ruff check slam_trainer tests benchmarks
 	$(VENV)/bin/ruff format --check slam_trainer tests benchmarks
+
+# Every speed/memory benchmark on a CUDA GPU in bf16, config-built models, < 10 min; results in benchmarks/results/gpu/.
+# Not through `install` (that pins a CPU torch): run it where a CUDA torch and this package (`pip install -e .`) are.
+# A CPU dry run of the same commands at tiny sizes: `make bench-gpu DEVICE=cpu QUICK=1 OUT=/tmp/gpu-dry`.
+GPU_PYTHON ?= python
+DEVICE ?= cuda
+QUICK ?= 0
+OUT ?= benchmarks/results/gpu
+bench-gpu:
+	PY=$(GPU_PYTHON) DEVICE=$(DEVICE) QUICK=$(QUICK) OUT=$(OUT) benchmarks/bench_gpu.sh

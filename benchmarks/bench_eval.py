@@ -39,16 +39,23 @@ LANGS = ["en", "de", "zh"]
 MGSM = Path("../shared/data/mgsm/mgsm.jsonl")
 
 
-def mgsm_rows(rows_per_lang: int) -> list[dict]:
-    rows = [json.loads(line) for line in MGSM.open(encoding="utf-8")]
+def mgsm_rows(rows_per_lang: int, data: str = str(MGSM)) -> list[dict]:
+    """The first `rows_per_lang` rows per language of an MGSM-style file, or of the package's synthetic problems."""
+    if data == "synthetic":
+        from slam_trainer.data.synthetic import synthetic_rows
+
+        rows = synthetic_rows(rows_per_lang, languages=LANGS)
+    else:
+        rows = [json.loads(line) for line in Path(data).open(encoding="utf-8")]
     return [row for lang in LANGS for row in [row for row in rows if row["lang"] == lang][:rows_per_lang]]
 
 
 def batched_against_plain(args) -> list[str]:
     """Part 1: the same prompts through the batched backend and through plain per-prompt `generate`."""
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, dtype="float32" if args.device == "cpu" else "auto", device=args.device)
-    rows = mgsm_rows(args.rows_per_lang)
+    dtype = args.dtype or ("float32" if args.device == "cpu" else "auto")
+    model = load_model(args.model, dtype=dtype, device=args.device)
+    rows = mgsm_rows(args.rows_per_lang, args.data)
     prompts = build_prompts(rows, "mathoctopus", tokenizer=tokenizer, chat_template=bool(tokenizer.chat_template))
     end_of_turn = chat_end_of_turn(tokenizer) if tokenizer.chat_template else None
     stops = {lang: stop_strings("mathoctopus", lang) + ([end_of_turn] if end_of_turn else []) for lang in LANGS}
@@ -81,7 +88,8 @@ def batched_against_plain(args) -> list[str]:
     return [
         f"## 1. Batched and length-sorted vs plain per-prompt `generate` ({args.model})",
         "",
-        f"{len(rows)} MGSM prompts ({', '.join(LANGS)}; `mathoctopus` style, chat template "
+        f"{len(rows)} {'synthetic MGSM-style' if args.data == 'synthetic' else 'MGSM'} prompts "
+        f"({', '.join(LANGS)}; `mathoctopus` style, chat template "
         f"{'on' if tokenizer.chat_template else 'absent'}), greedy, at most {args.max_new_tokens} new tokens, stops "
         f"at end-of-sequence and the style's stop sequences; batch {args.batch_size} (one language per batch, longest "
         f"prompt first, left padding) against one `generate` call per prompt. Tokens are counted up to each output's "
@@ -111,7 +119,7 @@ def processor_cost(args) -> list[str]:
         model.generation_config.min_new_tokens = args.processor_tokens
         tokenizer.save_pretrained(workdir / "model")
         model.save_pretrained(workdir / "model")
-        rows = mgsm_rows(4)
+        rows = mgsm_rows(4, args.data)
         (workdir / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
         settings = EvalSettings(
             model=str(workdir / "model"),
@@ -160,6 +168,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip_processor", action="store_true")
     parser.add_argument("--output", default="benchmarks/results/eval.md")
+    parser.add_argument("--data", default=str(MGSM), help="MGSM-style jsonl, or 'synthetic' (the package's problems).")
+    parser.add_argument(
+        "--dtype", help="Weights' dtype for part 1 (default: float32 on CPU, the stored one elsewhere)."
+    )
     args = parser.parse_args()
 
     device_name = (

@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=DEFAULTS["max_length"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max_items", type=int, default=24, help="First N corpus items (default: 24, 2-core CPU).")
+    parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args()
 
     tokenizer = build_tiny_tokenizer()
@@ -111,8 +112,8 @@ def main() -> None:
             "plain >= 0.8.",
         ]
     )
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as handle:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     print(text)
 

@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--output", default=str(RESULTS), help="Markdown file the section is appended to.")
     parser.add_argument("--mode", choices=["selective", "full"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:  # child process: one mode
@@ -168,13 +169,14 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if not RESULTS.exists():
-        RESULTS.write_text(
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.exists():
+        output.write_text(
             "# Selective (SLAM) vs full fine-tuning: one optimizer step\n\n"
             "Produced by `python benchmarks/bench_selective_step.py`; each section is one run.\n\n"
         )
-    with RESULTS.open("a", encoding="utf-8") as handle:
+    with output.open("a", encoding="utf-8") as handle:
         handle.write(text + "\n")
 
 

@@ -9,6 +9,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from slam_trainer.architectures import validate_layers, validate_projections
+from slam_trainer.distributed import uses_fsdp
 from slam_trainer.errors import ConfigError, ResumeError
 from slam_trainer.freezing import (
     FreezeReport,
@@ -17,6 +18,7 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
+from slam_trainer.precision import apply_precision_policy, check_trainable_dtype
 
 
 logger = logging.get_logger(__name__)
@@ -87,6 +89,11 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         allow_large_extra (`bool`, *optional*, defaults to `False`):
             Let names or regexes in `extra` select more parameters than the chosen FFN tensors hold (see
             `freeze_except_ffn`).
+        trainable_dtype (`str`, *optional*, defaults to `"float32"`):
+            The precision policy (see `slam_trainer.precision`): `"float32"` upcasts the trained tensors (so the
+            optimizer keeps float32 state) and leaves the frozen ones as loaded; `"model"` keeps the loaded dtype. A
+            half-precision model then needs the Trainer's `bf16=True`; a combination that cannot run fails here,
+            when the Trainer is built.
 
     Example:
         ```python
@@ -102,12 +109,14 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         extra: str | Sequence[str] = (),
         modules: dict[str, str] | None = None,
         allow_large_extra: bool = False,
+        trainable_dtype: str = "float32",
     ):
         self.layers = validate_layers(layers)
         self.projections = validate_projections(projections)
         self.extra = extra if isinstance(extra, str) else list(extra)
         self.modules = modules
         self.allow_large_extra = allow_large_extra
+        self.trainable_dtype = check_trainable_dtype(trainable_dtype, "trainable_dtype")
         self.report: FreezeReport | None = None
 
     def state(self) -> dict:
@@ -119,6 +128,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "extra": self.extra,
                 "modules": self.modules,
                 "allow_large_extra": self.allow_large_extra,
+                "trainable_dtype": self.trainable_dtype,
             },
             "attributes": {
                 "trained_layers": report.get("layers"),
@@ -135,6 +145,13 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     def on_init_end(self, args, state, control, model=None, **kwargs):
         plan = self._plan(model)
         _refuse_weight_decay(plan.report.masked_names, args.weight_decay, "")
+        if plan.report.masked_names and uses_fsdp(args):
+            raise ConfigError(
+                f"FSDP cannot train half of the fused tensor(s) {', '.join(plan.report.masked_names)}: `fully_shard` "
+                "replaces the parameters, dropping the gradient mask that keeps the other half frozen. Train both "
+                "roles (add 'gate' and 'up' to the projections), or use DeepSpeed (recipes/accelerate/zero2.yaml)."
+            )
+        apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
         self.report = plan.report
         if args.activation_checkpointing:

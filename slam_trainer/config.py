@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +11,12 @@ from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
 from slam_trainer.errors import ConfigError
+from slam_trainer.precision import TRAINABLE_DTYPES, check_trainable_dtype
 from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
 from slam_trainer.probe.settings import REGIONS
+
+
+MAX_LAYER_INDEX = 100_000  # ours: far above any model's depth (a few hundred layers), far below a range's memory
 
 
 def parse_layers(value: Any) -> list[int] | str:
@@ -27,7 +32,15 @@ def parse_layers(value: Any) -> list[int] | str:
                 value = []
                 for part in filter(None, (p.strip() for p in text.split(","))):
                     start, sep, stop = part.partition("-") if not part.startswith("-") else (part, "", "")
-                    value += list(range(int(start), int(stop) + 1)) if sep else [int(part)]
+                    bounds = (int(start), int(stop)) if sep else (int(part),)
+                    if any(abs(bound) > MAX_LAYER_INDEX for bound in bounds):
+                        raise ConfigError(
+                            f"`slam_layers` {part!r} names layer indices beyond {MAX_LAYER_INDEX:,}; no model has so "
+                            "many layers. Give indices such as '0-5'."
+                        )
+                    value += list(range(bounds[0], bounds[-1] + 1))
+        except ConfigError:
+            raise
         except ValueError:
             raise ConfigError(
                 f"`slam_layers` must be 'auto' or layer indices such as '0,1,2', '0-5' or '[0, -1]', got {text!r}."
@@ -80,6 +93,14 @@ class SelectiveFFNConfig(SFTConfig):
             Also write `checkpoint-N/ffn_delta/` (see `save_ffn_delta`) at every checkpoint: a few percent of the full
             weights, enough to rebuild the model from the base. Full checkpoints are still written, because resuming
             needs them; set `save_only_model=True` to drop the optimizer state from them.
+        slam_trainable_dtype (`str`, *optional*, defaults to `"float32"`):
+            The precision policy (ours; the papers train in full precision): `"float32"` holds the trained tensors
+            (FFN projections and `slam_extra_trainable`) in float32, with their gradients and optimizer state, while
+            every frozen tensor stays as loaded. Load the model in bfloat16 and set `bf16=True`: frozen weights take
+            2 bytes each, forward and backward run under autocast, and updates are not rounded to bf16. `"model"`
+            keeps the loaded dtype (pure bf16 training of a bf16 model). A combination that cannot run (bf16 frozen
+            weights, float32 trained ones, autocast off) fails when the trainer is built. Under DeepSpeed the engine
+            casts all weights to its 16-bit dtype and keeps float32 master weights of the trained ones itself.
         slam_push (`str`, *optional*, defaults to `"full"`):
             What `push_to_hub` uploads: `"full"` (the whole model, as `Trainer` does) or `"delta"` (only the trained
             FFN tensors, their metadata, the tokenizer and a card with the three lines that rebuild the model).
@@ -137,6 +158,15 @@ class SelectiveFFNConfig(SFTConfig):
         default=False,
         metadata={"help": "Also write the trained FFN tensors as a small delta (ffn_delta/) in every checkpoint."},
     )
+    slam_trainable_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "Precision of the trained tensors (ours): float32 keeps them, their gradients and optimizer state "
+            "in float32 while frozen weights stay as loaded (load in bf16, set --bf16 true); model keeps the loaded "
+            "dtype.",
+            "choices": list(TRAINABLE_DTYPES),
+        },
+    )
     slam_push: str = field(
         default="full",
         metadata={
@@ -147,6 +177,14 @@ class SelectiveFFNConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        if isinstance(self.slam_ffn_modules, str):  # before TrainingArguments parses it, to name the option
+            try:
+                self.slam_ffn_modules = json.loads(self.slam_ffn_modules)
+            except json.JSONDecodeError as error:
+                raise ConfigError(
+                    f"`slam_ffn_modules` is not valid JSON ({error.msg} at character {error.pos}); give a mapping "
+                    'of role to module name such as \'{"up": "mlp.fc_in", "down": "mlp.fc_out"}\'.'
+                ) from None
         super().__post_init__()
         self.slam_layers = parse_layers(self.slam_layers)
         if (
@@ -162,8 +200,17 @@ class SelectiveFFNConfig(SFTConfig):
             self.slam_extra_trainable = extra[0]
         elif extra is not None and not isinstance(extra, str):
             self.slam_extra_trainable = list(extra)
+        if isinstance(self.slam_extra_trainable, str):  # a regex: refused now, not after the model loads
+            try:
+                re.compile(self.slam_extra_trainable)
+            except re.error as error:
+                raise ConfigError(
+                    f"`slam_extra_trainable` {self.slam_extra_trainable!r} is read as a regex (one value), and it is "
+                    f"not a valid one ({error}); escape it, or give two or more names."
+                ) from None
         if self.slam_push not in ("full", "delta"):
             raise ConfigError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+        check_trainable_dtype(self.slam_trainable_dtype)
         if self.slam_probe_region not in REGIONS:
             raise ConfigError(
                 f"`slam_probe_region` must be one of {', '.join(REGIONS)}, got {self.slam_probe_region!r}."

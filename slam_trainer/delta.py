@@ -25,9 +25,9 @@ recognised (load the base in its stored dtype, apply the delta, then cast, as `s
 that differs only in layers outside (b), or only below bfloat16 precision there, is not detected.
 
 Under DeepSpeed ZeRO-3 the parameters are partitioned: saving and fingerprinting gather one tensor at a time with
-`deepspeed.zero.GatheredParameters`, which is collective, so every rank must call `save_ffn_delta`; only the main
-process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already is the small artefact
-(`model.save_pretrained`).
+`deepspeed.zero.GatheredParameters` (under FSDP2: `DTensor.full_tensor()`), which is collective, so every rank must
+call `save_ffn_delta`; only the main process writes. A PEFT (SLAM + LoRA) model is out of scope: its adapter already
+is the small artefact (`model.save_pretrained`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import glob
 import hashlib
 import json
 import os
+import re
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -46,7 +48,14 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from slam_trainer.architectures import ROLES, get_architecture_map
-from slam_trainer.distributed import full_shape, gathered, is_main_process
+from slam_trainer.distributed import (
+    deepspeed_master,
+    full_shape,
+    full_tensor,
+    gathered,
+    is_main_process,
+    model_class_name,
+)
 from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.version import __version__
 
@@ -59,6 +68,7 @@ DELTA_DIR_NAME = "ffn_delta"  # sub-directory of a checkpoint or output_dir hold
 DELTA_FORMAT = "slam-ffn-delta"
 DELTA_FORMAT_VERSION = 2  # 2: per-tensor checksums and the bfloat16-rounded base fingerprint
 FINGERPRINT_PREFIX = "sha256-bf16:"
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")  # a decoder layer's index in a parameter name: `model.layers.3.mlp...`
 _HASH_CHUNK = 1 << 24  # elements per hashed chunk: bounds the copy of a large embedding
 
 
@@ -122,7 +132,37 @@ class DeltaMetadata:
             or set(metadata.checksums) != set(metadata.tensors)
         ):
             raise ModelError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
+        metadata._check_layers_listed(path)
         return metadata
+
+    def _check_layers_listed(self, path: str) -> None:
+        """`layers` and `projections` must be lists of the right kind, and `layers` the layer indices the tensor names
+        hold (the first `.N.` of each; an edited list would make `slam merge` report layers it did not change)."""
+        if not isinstance(self.layers, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in self.layers
+        ):
+            raise ModelError(f"{path}: `layers` must be a list of layer indices, got {self.layers!r}: it was edited.")
+        if not isinstance(self.projections, list) or not all(role in ROLES for role in self.projections):
+            raise ModelError(
+                f"{path}: `projections` must list roles among {', '.join(ROLES)}, got {self.projections!r}: it was "
+                "edited."
+            )
+        named = sorted({int(match.group(1)) for name in self.tensors if (match := _LAYER_INDEX.search(name))})
+        if named != sorted(self.layers):
+            raise ModelError(
+                f"{path} lists layers {sorted(self.layers)} but its tensors are in layers {named}: the file was "
+                "edited or comes from another save; save the delta again."
+            )
+
+    def check_against(self, model: nn.Module, path) -> None:
+        """`layers` and `projections` must be what the tensors are in `model`'s architecture map."""
+        layers, roles = _layers_and_roles(model, list(self.tensors))
+        if layers != sorted(self.layers) or roles != [role for role in ROLES if role in self.projections]:
+            raise ModelError(
+                f"The delta at {path!r} lists layers {sorted(self.layers)} and projections {self.projections}, but "
+                f"its tensors are layers {layers} and projections {roles} of this architecture: {DELTA_CONFIG_NAME} "
+                "was edited or comes from another save; save the delta again."
+            )
 
     def write(self, path: str) -> None:
         """Write the metadata as JSON to the file `path`."""
@@ -158,7 +198,7 @@ def base_fingerprint(model: nn.Module, delta_names) -> str:
     for name in hashed:
         param = params[name]
         with gathered(param):
-            flat = param.detach().reshape(-1)
+            flat = full_tensor(param).detach().reshape(-1)
             for start in range(0, flat.numel(), _HASH_CHUNK):
                 chunk = flat[start : start + _HASH_CHUNK].to("cpu", torch.bfloat16).contiguous()
                 digest.update(chunk.view(torch.int16).numpy().tobytes())
@@ -211,7 +251,7 @@ def save_ffn_delta(
     Parameters:
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
-            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 every rank must call this.
+            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call this.
         path (`str` or `os.PathLike`):
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
@@ -237,23 +277,18 @@ def save_ffn_delta(
     _refuse_peft(model)
     names = report.trainable_names if report is not None else _trained_names(model)
     params = dict(model.named_parameters())
-    tensors = {}
-    for name in names:
-        with gathered(params[name]):
-            if is_main_process():
-                tensors[name] = params[name].detach().to("cpu", copy=True).contiguous()
+    tensors, dtypes = _trained_values(params, names)
     fingerprint = base_fingerprint(model, names)
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
-    dtypes = sorted({_dtype_name(params[name]) for name in names})
     metadata = DeltaMetadata(
         base_model=base_model or getattr(config, "_name_or_path", None) or None,
         base_revision=base_revision or getattr(config, "_commit_hash", None),
-        architecture=type(model).__name__,
+        architecture=model_class_name(model),
         model_type=getattr(config, "model_type", None),
         layers=list(layers),
         projections=list(roles),
-        dtype=",".join(dtypes),
+        dtype=",".join(sorted(dtypes)),
         base_fingerprint=fingerprint,
         tensors={name: list(full_shape(params[name])) for name in names},
         slam_trainer_version=__version__,
@@ -266,6 +301,25 @@ def save_ffn_delta(
         metadata.checksums = {name: tensor_checksum(tensor) for name, tensor in tensors.items()}
         _write_delta(path, tensors, metadata)
     return metadata
+
+
+def _trained_values(params: dict[str, nn.Parameter], names: list[str]) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The whole values of the trained tensors (on the main process; empty elsewhere) and their dtype names.
+
+    Collective under ZeRO-3 and FSDP2. Under DeepSpeed with an optimizer, a tensor's value is DeepSpeed's float32
+    master copy (what the optimizer trains; the model holds it rounded to 16 bits), so the delta keeps the trained
+    precision as it does without DeepSpeed (see `slam_trainer.precision`).
+    """
+    tensors, dtypes = {}, set()
+    for name in names:
+        param = params[name]
+        master = deepspeed_master(param)
+        with gathered(param) if master is None else nullcontext():
+            value = full_tensor(param) if master is None else master
+            dtypes.add(_dtype_name(value))
+            if is_main_process():
+                tensors[name] = value.detach().to("cpu", copy=True).contiguous()
+    return tensors, dtypes
 
 
 def _fsync(path: str) -> None:
@@ -438,6 +492,7 @@ def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, 
                 f"The delta at {path!r} holds `{name}` of shape {shape}, but `base_model` has {found}: it is not "
                 f"the base the delta was trained on ({trained_on})."
             )
+    metadata.check_against(base_model, path)
     tensors = _read_checked_tensors(directory, metadata)
     if check_base and base_fingerprint(base_model, metadata.tensors) != metadata.base_fingerprint:
         raise ModelError(

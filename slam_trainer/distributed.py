@@ -1,5 +1,5 @@
-"""Distributed helpers in one place: what a ZeRO-3-partitioned parameter really is, making it whole for a moment,
-and which process writes files or runs once for all.
+"""Distributed helpers in one place: what a ZeRO-3- or FSDP2-sharded parameter really is, making it whole for a
+moment, which launcher shards the model, and which process writes files or runs once for all.
 
 Under DeepSpeed ZeRO-3 each rank holds an empty partition of every parameter; DeepSpeed records the full shape and
 element count on it (`ds_shape`, `ds_numel`) and gathers it on request (`GatheredParameters`, a collective: every rank
@@ -8,6 +8,7 @@ must take part). Which process is the main one: see `is_main_process`.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -40,6 +41,46 @@ def gathered(param: nn.Parameter, modifier_rank: int | None = None):
 
     with deepspeed.zero.GatheredParameters([param], modifier_rank=modifier_rank):
         yield
+
+
+def full_tensor(param: nn.Parameter) -> torch.Tensor:
+    """The whole value of a parameter: an FSDP2-sharded one (a `DTensor`) is all-gathered, which is collective, so
+    every rank must call this; any other tensor is returned as it is (ZeRO-3: inside `gathered`)."""
+    from torch.distributed.tensor import DTensor
+
+    return param.full_tensor() if isinstance(param, DTensor) else param
+
+
+def deepspeed_master(param: nn.Parameter) -> torch.Tensor | None:
+    """DeepSpeed's float32 master copy of a trained parameter (collective), or `None` outside DeepSpeed or before its
+    optimizer exists."""
+    if not (hasattr(param, "_z3_optimizer") or hasattr(param, "_hp_mapping")):  # set on every rank, or on none
+        return None
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    return safe_get_full_fp32_param(param)
+
+
+def model_class_name(model: nn.Module) -> str:
+    """The model's class name; FSDP2's `fully_shard` swaps in a class `FSDP<Name>` deriving from it."""
+    from torch.distributed.fsdp import FSDPModule
+
+    cls = type(model)
+    if issubclass(cls, FSDPModule):
+        cls = next(base for base in cls.__bases__ if base is not FSDPModule)
+    return cls.__name__
+
+
+def uses_deepspeed(args) -> bool:
+    """Whether the Trainer built with `args` runs under DeepSpeed (a JSON in `args.deepspeed`, or `accelerate
+    launch` with a DeepSpeed config)."""
+    return getattr(args, "deepspeed_plugin", None) is not None
+
+
+def uses_fsdp(args) -> bool:
+    """Whether the Trainer built with `args` shards the model with FSDP (`args.fsdp`, or `accelerate launch` with an
+    FSDP config)."""
+    return bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
 def is_distributed() -> bool:

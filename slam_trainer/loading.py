@@ -23,6 +23,8 @@ random). `read_model_config` reads a model's config without its weights, for che
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 from slam_trainer.errors import ConfigError, ModelError
@@ -69,6 +71,20 @@ def read_model_config(model: str, revision: str | None = None, trust_remote_code
             f"`model` {model}: not a model directory or Hub id ({reason}); offline short names: "
             f"{', '.join(OFFLINE_MODELS)}; or tiny:<architecture>."
         ) from None
+    except ValueError as error:
+        raise _remote_code_refusal(error, model) from None
+
+
+def _remote_code_refusal(error: ValueError, model: str) -> Exception:
+    """transformers' refusal of custom modelling code, as advice every `slam` command can follow (its flag), not the
+    `trust_remote_code=True` argument of a Python call; any other `ValueError` unchanged."""
+    if "trust_remote_code" not in str(error):
+        return error
+    return ModelError(
+        f"`model` {model} comes with its own modelling code (an `auto_map` in its config), which runs only with "
+        "--trust_remote_code (`trust_remote_code=True`); it is off by default because that code can do anything. "
+        "Read the code first."
+    )
 
 
 def model_init_defaults(model_init_kwargs: dict | None) -> dict:
@@ -145,6 +161,8 @@ def load_tokenizer(
             f"`{argument}` {source}: no tokenizer there; pass a local model folder or a Hub id (downloaded ones only "
             "when offline)."
         ) from None
+    except ValueError as error:
+        raise _remote_code_refusal(error, tokenizer or model) from None
 
 
 def load_model(
@@ -224,12 +242,24 @@ def load_model_and_tokenizer(
     return loaded, load_tokenizer(model, tokenizer, revision=revision, trust_remote_code=remote, processor=processor)
 
 
+def refused_global(error: Exception) -> str:
+    """The object torch's `weights_only` unpickler refused (e.g. `posix.system`), from its message, for one line."""
+    match = re.search(r"GLOBAL (\S+)", str(error))
+    return f"it refused {match.group(1)}" if match else "not weights only"
+
+
 def _load_weights(model: str, kwargs: dict, merge_adapter: bool):
     """The model's weights, with its declared class; a PEFT adapter on its base (merged unless told not to)."""
     adapter = model if is_adapter(model) else None
     base = adapter_base(adapter) if adapter else model
     config = read_model_config(base, kwargs.get("revision"), kwargs["trust_remote_code"])  # fails before weights
-    loaded = _model_class(config).from_pretrained(model_source(base), **kwargs)
+    try:
+        loaded = _model_class(config).from_pretrained(model_source(base), **kwargs)
+    except pickle.UnpicklingError as error:  # torch's weights_only loader refused a pickled weights file
+        raise ModelError(
+            f"`model` {base}: a weights file holds code or objects other than tensors, which torch refuses to load "
+            f"({refused_global(error)}); it is damaged or not from a source you trust. Use its safetensors weights."
+        ) from None
     if adapter is None:
         return loaded
     from peft import PeftModel

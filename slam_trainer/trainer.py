@@ -140,6 +140,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             args.slam_extra_trainable or (),
             args.slam_ffn_modules,
             allow_large_extra=args.slam_allow_large_extra,
+            trainable_dtype=args.slam_trainable_dtype,
         )
         return [self.slam_callback] + ([FFNDeltaCallback()] if args.slam_save_delta else []) + callbacks
 

@@ -509,3 +509,185 @@ def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
     assert client["process"].returncode == 130 and err.strip().splitlines()[-1] == "slam annotate: interrupted"
     assert "Traceback" not in err and sum(server.received.values()) <= client["sent"] + 1  # at most the one in flight
     assert len(AnnotationCache(cache).entries) == sum(counts.values()) < len(SEED) * len(LANGS)
+
+
+# ------------------------------------------- secrets, round 3: proxies, echoes in stored texts, URLs, argument errors
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy that records every request it receives (request line and headers) and, when `forward`,
+    passes it on to the address in its request line (as a real proxy does), without any proxy of its own."""
+
+    def __init__(self, forward=False):
+        import urllib.request
+
+        self.requests = []
+        proxy = self
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append((self.requestline, dict(self.headers)))
+                if not forward:
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                request = urllib.request.Request(self.path, data=body, headers=dict(self.headers), method="POST")
+                with direct.open(request, timeout=10) as response:
+                    data, status = response.read(), response.status
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_CONNECT = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _chat_reply(content):
+    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+    return (200, [("Content-Type", "application/json")], body)
+
+
+@pytest.mark.parametrize("forward", [False, True], ids=["environment-proxy-ignored", "explicit-loopback-proxy-used"])
+def test_the_key_goes_through_no_proxy_it_was_not_given(forward, tmp_path):
+    """A real `slam annotate` process (urllib reads proxy variables when it starts) with every proxy variable set to
+    a recording proxy: the proxy gets nothing unless named by `--proxy` (allowed: it is on loopback)."""
+    import os
+    import subprocess
+    import sys
+
+    proxy = RecordingProxy(forward=forward)
+    server = FakeEndpoint(Counter())
+    env = {key: value for key, value in os.environ.items() if key.lower() != "no_proxy"}
+    env.update({name: proxy.url for name in PROXY_VARIABLES}, OPENAI_API_KEY=KEY)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    argv = [sys.executable, "-m", "slam_trainer.cli", *_annotate_argv(tmp_path, server.base_url)]
+    finished = subprocess.run(
+        [*argv, *(("--proxy", proxy.url) if forward else ())], env=env, capture_output=True, text=True, timeout=240
+    )
+    server.close(), proxy.close()
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert len(server.authorizations) == 4 and set(server.authorizations) == {f"Bearer {KEY}"}
+    if forward:  # asked for explicitly, on loopback: every request went through it
+        assert len(proxy.requests) == 4 and all(line.startswith("POST http://127.0.0.1") for line, _ in proxy.requests)
+    else:  # only in the environment: never used
+        assert proxy.requests == []
+    assert KEY not in finished.stdout + finished.stderr
+
+
+ECHOED = f"I cannot do that with key {KEY} (also {OTHER_KEY}) at https://h/v1?sig=Sig{KEY[-8:]}"
+ECHO_CASES = [
+    # (id, what the endpoint answers, base URL suffix, fragment of the stored or printed failure)
+    ("200-content-not-json", _chat_reply(ECHOED), "", "reply is not a JSON object"),
+    ("200-body-not-json", (200, [("Content-Type", "text/plain")], ECHOED.encode()), "", "malformed chat-completions"),
+    ("200-content-a-dict-echo", _chat_reply({"echo": ECHOED}), "", "reply has no text content"),
+    ("404-query-key", (404, [], b"not found"), f"?key={KEY[-10:]}", "HTTP 404"),
+    ("404-query-code", (404, [], b"not found"), f"?code={KEY[-10:]}", "HTTP 404"),
+    ("404-query-sig", (404, [], b"not found"), f"?x=1&sig={KEY[-10:]}", "HTTP 404"),
+    ("404-query-token", (404, [], b"not found"), f"?token={KEY[-10:]}", "HTTP 404"),
+    (
+        "400-body-echoes-url",
+        (400, [], f"bad request to http://u:{KEY[-10:]}@h/?t={KEY[-9:]}".encode()),
+        "",
+        "HTTP 400",
+    ),
+]
+
+
+@pytest.mark.parametrize("answer, suffix, fragment", [case[1:] for case in ECHO_CASES], ids=[c[0] for c in ECHO_CASES])
+def test_what_the_endpoint_echoes_is_redacted_wherever_it_is_stored_or_shown(
+    answer, suffix, fragment, tmp_path, secret_run
+):
+    run, check = secret_run
+    server = FakeEndpoint(Counter(), answer=answer)
+    code, out, err = run(_annotate_argv(tmp_path, server.base_url + suffix, "--concurrency", "1"))
+    server.close()
+    failures = tmp_path / "out" / "annotations.jsonl.failures.jsonl"
+    shown = err + (failures.read_text(encoding="utf-8") if failures.exists() else "")
+    assert code == 2 and fragment in shown, shown
+    for piece in (KEY, OTHER_KEY, KEY[-8:], KEY[-9:], KEY[-10:]):  # the whole key, and the parts in URLs
+        assert piece not in shown
+    check(out, err)
+
+
+LEAKED = "Zq8xR2vLmN4pK7wY1cB3Qs9T"  # a key-shaped value typed where it does not belong
+ARGUMENT_CASES = [
+    # (id, extra arguments to a valid `slam annotate`, fragment of the one-line error)
+    ("key-as-variable-name", ("--api_key_env", f"sk-{LEAKED}"), "takes the NAME of the variable"),
+    ("bare-key-as-variable-name", ("--api_key_env", LEAKED), "takes the NAME of the variable"),
+    ("dashed-api-key-flag", ("--api-key", LEAKED.lower()), "unrecognized arguments: --api-key [redacted]"),
+    ("openai-api-key-flag", (f"--openai_api_key={LEAKED.lower()}",), "unrecognized arguments: [redacted]"),
+    ("stray-positional-key", (LEAKED,), "unrecognized arguments: [redacted]"),
+    ("key-in-an-int-option", ("--concurrency", f"sk-{LEAKED}"), "invalid int value"),
+    ("credentials-one-slash", ("--base_url", f"http:/user:{LEAKED}@host/v1"), "carries credentials"),
+    ("credentials-no-scheme", ("--base_url", f"user:{LEAKED}@host/v1"), "carries credentials"),
+    ("credentials-backslashes", ("--base_url", f"http:\\\\user:{LEAKED}@host\\v1"), "carries credentials"),
+    ("credentials-well-formed", ("--base_url", f"http://user:{LEAKED}@127.0.0.1/v1"), "carries credentials"),
+    ("query-in-a-bad-url", ("--base_url", f"localhost:8000/v1?key={LEAKED}"), "must be an http(s) URL"),
+    ("proxy-credentials", ("--proxy", f"http://user:{LEAKED}@127.0.0.1:9"), "`proxy` carries credentials"),
+]
+
+
+@pytest.mark.parametrize("extra, fragment", [case[1:] for case in ARGUMENT_CASES], ids=[c[0] for c in ARGUMENT_CASES])
+def test_argument_errors_never_repeat_a_key(extra, fragment, tmp_path, capsys, monkeypatch):
+    from slam_trainer.cli.main import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(_annotate_argv(tmp_path, "http://127.0.0.1:9/v1", *extra)) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and LEAKED not in err and LEAKED.lower() not in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything was sent or written
+
+
+def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it(tmp_path, capsys, monkeypatch):
+    from slam_trainer.cli.main import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-café" + LEAKED)
+    assert main(_annotate_argv(tmp_path, "http://127.0.0.1:9/v1")) == 2
+    err = capsys.readouterr().err
+    assert "non-ASCII" in err and "malformed" not in err and LEAKED not in err
+
+
+REDACTION_CASES = [
+    # (text, what must not survive, what must survive)
+    (f"key {KEY} failed", KEY, "key"),
+    (f"https://h.example/v1?key={LEAKED}&x=1", LEAKED, "https://h.example/v1?[redacted]"),
+    (f"https://user:{LEAKED}@h.example/v1", LEAKED, "@h.example/v1"),
+    (f"http:/user:{LEAKED}@h/v1", LEAKED, "@h/v1"),
+    (f"user:{LEAKED}@h/v1", LEAKED, "@h/v1"),
+    (f"openai_api_key={LEAKED}", LEAKED, "openai_api_key="),
+    (f'{{"access_token": "{LEAKED}"}}', LEAKED, "access_token"),
+    (f"Authorization: Basic {LEAKED}", LEAKED, "Authorization: Basic"),
+    (f"hf_{LEAKED}", LEAKED, ""),
+    ("model hf-internal-testing/tiny-random-LlamaForCausalLM: no such model", "[redacted]", "hf-internal-testing"),
+    ("`--output_dir` /tmp/run-2026/baseline holds work done with other settings", "[redacted]", "/tmp/run-2026"),
+    ("HTTP 429 from http://127.0.0.1:8000/v1/chat/completions", "[redacted]", "http://127.0.0.1:8000/v1/chat"),
+]
+
+
+@pytest.mark.parametrize("text, gone, kept", REDACTION_CASES, ids=[str(i) for i in range(len(REDACTION_CASES))])
+def test_redaction_removes_secrets_and_keeps_the_rest_readable(text, gone, kept):
+    from slam_trainer.redaction import redact
+
+    shown = redact(text, KEY)
+    assert gone not in shown and kept in shown, shown

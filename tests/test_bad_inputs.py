@@ -14,6 +14,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ class Cli:
     expected: str
     files: tuple = ()
     prepare: Callable | None = None
+    early: bool = False  # must fail before any model weights load (loading is refused in the row)
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,59 @@ def l2(*extra, data="{tmp}/rows.jsonl", source="o1"):
     return ("l2-build", "--data", data, "--source", source, "--output_dir", "{tmp}/sets", *extra)
 
 
-def merge(*extra, delta="{delta}", out="{tmp}/merged"):
-    return ("merge", "{base}", delta, out, *extra)
+def merge(*extra, delta="{delta}", out="{tmp}/merged", base="{base}"):
+    return ("merge", base, delta, out, *extra)
 
 
-def train(*extra, data="{tmp}/train.jsonl"):
-    argv = ("train", "--model_name_or_path", "tiny:llama", "--output_dir", "{tmp}/run", "--dataset_name", data)
+def tiny_folder(architecture, folder, **overrides):
+    from slam_trainer.tiny import build_tiny_model
+
+    build_tiny_model(architecture, **overrides).save_pretrained(folder)
+
+
+def delta_of_layer(layer, folder):
+    """A delta of a tiny Llama's FFN in `layer` only."""
+    from slam_trainer.delta import save_ffn_delta
+    from slam_trainer.freezing import freeze_except_ffn
+    from slam_trainer.tiny import build_tiny_model
+
+    model = build_tiny_model("llama")
+    freeze_except_ffn(model, [layer])
+    save_ffn_delta(model, str(folder))
+
+
+class _Payload:
+    """What a poisoned pickle runs when loaded without `weights_only`: here, nothing harmful (torch must refuse it)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+def poisoned_model(folder):
+    """A saved tiny Llama whose weights are a pickle holding a call instead of tensors."""
+    tiny_folder("llama", folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"model.embed_tokens.weight": _Payload()}, folder / "pytorch_model.bin")
+
+
+def poisoned_checkpoint(folder):
+    """A checkpoint folder that looks complete, with a poisoned model file."""
+    poisoned_model(folder)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
+
+
+def train(*extra, data="{tmp}/train.jsonl", model="tiny:llama"):
+    argv = ("train", "--model_name_or_path", model, "--output_dir", "{tmp}/run", "--dataset_name", data)
     return (*argv, "--max_steps", "1", "--use_cpu", "true", "--bf16", "false", "--report_to", "none", *extra)
 
 
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")
+)  # 9**9 values once expanded, from 350 bytes
+
+MIX_ROW = {"id": 1, "lang": "en", "question": "What is 2 + 2?", "answer": "4", "cot": "2 + 2 = 4."}
 PARALLEL_ROW = {"id": 1, "lang": "en", "question": "q", "answer": "1", "steps": ["s"]}
 
 CLI_CASES = [
@@ -124,6 +170,47 @@ CLI_CASES = [
         "expected text, got False; quote it",
         (("c.yaml", "seed: s.jsonl\nlanguages: [zh, no]\nmodel: m\noutput: o.jsonl"),),
     ),
+    Cli(
+        "config-duplicate-key",
+        annotate("--config", "{tmp}/c.yaml"),
+        "duplicate key 'concurrency'",
+        (("c.yaml", "concurrency: 2\nconcurrency: 4\n"),),
+    ),
+    Cli(
+        "train-config-duplicate-key",
+        train("--config", "{tmp}/c.yaml"),
+        "duplicate key 'learning_rate'",
+        (("c.yaml", "learning_rate: 1.0e-4\nlearning_rate: 1.0e-5\n"),),
+    ),
+    Cli("config-alias-bomb", annotate("--config", "{tmp}/c.yaml"), "expand to more than", (("c.yaml", ALIAS_BOMB),)),
+    Cli(
+        "train-config-alias-bomb", train("--config", "{tmp}/c.yaml"), "expand to more than", (("c.yaml", ALIAS_BOMB),)
+    ),
+    Cli(
+        "config-recursive-alias",
+        annotate("--config", "{tmp}/c.yaml"),
+        "refers to the node that holds it",
+        (("c.yaml", "seed: &a [*a]\n"),),
+    ),
+    Cli(
+        "config-list-for-a-scalar-is-cut",
+        annotate("--config", "{tmp}/c.yaml"),
+        "`seed` takes a single value, got ['xxxxxxxxxx', ",
+        (("c.yaml", "seed: [" + ", ".join(["xxxxxxxxxx"] * 500) + "]\n"),),
+    ),
+    Cli(
+        "train-config-list-for-a-scalar",
+        train("--config", "{tmp}/c.yaml"),
+        "`learning_rate` takes a single value, got a list [0.0001, 2e-05]",
+        (("c.yaml", "learning_rate: [1.0e-4, 2.0e-5]\n"),),
+    ),
+    Cli(
+        "train-config-mapping-for-a-scalar",
+        train("--config", "{tmp}/c.yaml"),
+        "`gradient_accumulation_steps` takes a single value, got a mapping",
+        (("c.yaml", "gradient_accumulation_steps: {a: 1}\n"),),
+    ),
+    Cli("config-not-utf8", annotate("--config", "{tmp}/c.yaml"), "not UTF-8", (("c.yaml", b"seed: \xff\xfe\n"),)),
     Cli("train-config-bad-yaml", ("train", "--config", "{tmp}/c.yaml"), "expected ',' or ']'", (("c.yaml", "a: [1"),)),
     # --- slam annotate: seed file, options, endpoint, output paths ---
     Cli("annotate-seed-missing", annotate(seed="{tmp}/none.jsonl"), "No such data file"),
@@ -180,6 +267,18 @@ CLI_CASES = [
         "l2-unknown-language", l2("--languages", "zz"), "Unknown language code", (("rows.jsonl", jsonl(PARALLEL_ROW)),)
     ),
     Cli(
+        "l2-language-not-in-the-data",
+        l2("--languages", "en", "fr"),
+        "`--languages` asks for fr, but no row is in it: the data holds en",
+        (("rows.jsonl", jsonl(PARALLEL_ROW)),),
+    ),
+    Cli(
+        "l2-steps-a-string",
+        l2(),
+        "`steps` must be a list of texts, got a string",
+        (("rows.jsonl", jsonl({**PARALLEL_ROW, "steps": "one long step"})),),
+    ),
+    Cli(
         "l2-nothing-valid", l2(), "No valid parallel example", (("rows.jsonl", jsonl({**PARALLEL_ROW, "steps": []})),)
     ),
     # --- slam demo (checked before any model loads) ---
@@ -231,6 +330,26 @@ CLI_CASES = [
         Cli(f"merge-delta-{name}", merge(), expected, prepare=lambda tmp, d=damage: d(tmp / "delta"))
         for name, damage, expected in DAMAGES
     ],
+    Cli(
+        "merge-base-another-architecture",
+        merge(base="{tmp}/gpt2"),
+        "trained on a LlamaForCausalLM (an unnamed model), but `base` ",
+        prepare=lambda tmp: tiny_folder("gpt2", tmp / "gpt2"),
+        early=True,
+    ),
+    Cli(
+        "merge-base-too-shallow",
+        merge(base="{tmp}/shallow", delta="{tmp}/delta3"),
+        "The delta holds layer 3 but `base` ",
+        prepare=lambda tmp: (tiny_folder("llama", tmp / "shallow", num_layers=2), delta_of_layer(3, tmp / "delta3")),
+        early=True,
+    ),
+    Cli(
+        "merge-base-weights-poisoned",
+        merge(base="{tmp}/poisoned"),
+        "a weights file holds code or objects other than tensors",
+        prepare=lambda tmp: poisoned_model(tmp / "poisoned"),
+    ),
     Cli("merge-base-missing", ("merge", "./no-such-base", "{delta}", "{tmp}/merged"), "no such model directory"),
     Cli("merge-out-is-a-file", merge(out="{tmp}/o.txt"), "is a file; choose a new directory", (("o.txt", "x"),)),
     Cli("merge-out-not-empty", merge(out="{tmp}"), "exists and is not empty"),
@@ -247,6 +366,93 @@ CLI_CASES = [
         train(data="{tmp}/t.json"),
         "t.json:2: not valid JSON",
         (("t.json", '[{"text": "a"},\n{]'),),
+    ),
+    Cli(
+        "train-dataset-latin1-csv",
+        train(data="{tmp}/t.csv"),
+        "t.csv:3: not UTF-8 text (byte 0xe9",
+        (("t.csv", "prompt,completion\nWhat is 2+2?,4\nCaf\xe9 prices?,5\n".encode("latin-1")),),
+    ),
+    Cli("train-layers-absurd-range", train("--slam_layers", "0-10000000000"), "beyond 100,000"),
+    Cli("train-extra-trainable-bad-regex", train("--slam_extra_trainable", "("), "not a valid one"),
+    Cli(
+        "train-ffn-modules-bad-json", train("--slam_ffn_modules", "{{bad json"), "`slam_ffn_modules` is not valid JSON"
+    ),
+    Cli(
+        "train-full-with-slam-layers",
+        train("--training", "full", "--slam_layers", "0-1"),
+        "`--training full` trains every parameter, so --slam_layers",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-full-with-save-delta",
+        train("--training", "full", "--slam_save_delta", "true"),
+        "so --slam_save_delta (SLAM's choice of what trains) would not apply",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-full-with-extra-trainable",
+        train("--training", "full", "--slam_extra_trainable", "embeddings", "lm_head"),
+        "--slam_extra_trainable",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-layer-beyond-the-model",
+        train("--slam_layers", "0,40"),
+        "`slam_layers` has index 40 but tiny:llama has 4 decoder layers (valid: -4..3)",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-layer-beyond-a-saved-model",
+        train("--slam_layers", "[0, 99999999999]", model="{base}"),
+        "has index 99999999999 but",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-l2-mode-with-text-rows",
+        train("--l2_mode", "mixed"),
+        "`l2_mode` needs parallel rows",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        early=True,
+    ),
+    Cli(
+        "train-languages-not-in-the-data",
+        train("--languages", "en", "fr"),
+        "`--languages` asks for fr, but no row is in it: the data holds en, zh",
+        (("train.jsonl", jsonl(MIX_ROW, {**MIX_ROW, "lang": "zh"})),),
+        early=True,
+    ),
+    Cli(
+        "train-duplicate-id-lang",
+        train(),
+        "rows 1 and 3 are both id 1 in language 'en'",
+        (("train.jsonl", jsonl(MIX_ROW, {**MIX_ROW, "lang": "zh"}, {**MIX_ROW, "cot": "Other."})),),
+        early=True,
+    ),
+    Cli(
+        "train-float-option-given-text",
+        train("--learning_rate", "fast"),
+        "argument --learning_rate/--learning-rate: invalid float value: 'fast'",
+        early=True,
+    ),
+    Cli(
+        "train-model-weights-poisoned",
+        train("--slam_layers", "0", model="{tmp}/poisoned"),
+        "a weights file holds code or objects other than tensors, which torch refuses to load (it refused",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        prepare=lambda tmp: poisoned_model(tmp / "poisoned"),
+    ),
+    Cli(
+        "train-resume-checkpoint-poisoned",
+        train("--resume_from_checkpoint", "{tmp}/run/checkpoint-1", "--max_steps", "2", "--slam_layers", "0"),
+        "checkpoint-1: a file there holds code or objects other than tensors",
+        (("train.jsonl", jsonl({"text": "a"})),),
+        prepare=lambda tmp: poisoned_checkpoint(tmp / "run" / "checkpoint-1"),
     ),
     Cli(
         "train-resume-true-nothing-to-resume",
@@ -283,6 +489,43 @@ def tiny_frozen():
     return model
 
 
+PARALLEL_EXAMPLE = {
+    "id": "q1",
+    "question": {"en": "What is 2 + 2?", "zh": "二加二是多少？"},
+    "steps": {"en": ["Add 2 and 2.", "It is 4."], "zh": ["二加二。", "是四。"]},
+    "answer": "4",
+}
+
+
+def tagged_tokenizer():
+    from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    add_language_tokens(tokenizer, None, ["en", "zh"])
+    return tokenizer
+
+
+def collator(**overrides):
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    return public("slam_trainer.l2.collator", "L2DataCollator")(build_tiny_tokenizer(), ["en", "zh"], **overrides)
+
+
+def switch(**overrides):
+    return public("slam_trainer.l2.decoding", "LanguageSwitchLogitsProcessor")(
+        tagged_tokenizer(), ["en", "zh"], **overrides
+    )
+
+
+def build_parallel(rows, **kwargs):
+    return public("slam_trainer.l2.parallel", "build_parallel_dataset")(rows, **kwargs)
+
+
+def slam_mix(rows):
+    return public("slam_trainer.data.slam_mix", "build_slam_training_set")(rows)
+
+
 def write(tmp, name, data):
     (tmp / name).write_bytes(data if isinstance(data, bytes) else data.encode())
     return tmp / name
@@ -297,6 +540,14 @@ API_CASES = [
         ValueError,
         "allow_insecure_http",
     ),
+    Api(
+        "endpoint-proxy-remote-for-plain-http",
+        lambda m, t: endpoint(proxy="http://10.1.2.3:3128"),
+        ValueError,
+        "the proxy would read the key in clear",
+    ),
+    Api("endpoint-proxy-not-http", lambda m, t: endpoint(proxy="socks5://127.0.0.1:1080"), ValueError, "`proxy`"),
+    Api("endpoint-key-not-ascii", lambda m, t: endpoint(api_key="sk-caf\u00e9-123"), ValueError, "non-ASCII"),
     Api("endpoint-model-empty", lambda m, t: endpoint(model=" "), ValueError, "`model` must be the model name"),
     Api("endpoint-timeout-negative", lambda m, t: endpoint(timeout=-1), ValueError, "`timeout` must be a positive"),
     Api("endpoint-temperature-nan", lambda m, t: endpoint(temperature=float("nan")), ValueError, "`temperature`"),
@@ -342,6 +593,125 @@ API_CASES = [
         lambda m, t: public("slam_trainer.l2.annotation", "AnnotationCache")(t),
         IsADirectoryError,
         "Is a directory",
+    ),
+    # --- slam_trainer.l2.collator: L2DataCollator (refused at init or at the batch, never mid-training) ---
+    Api("collator-max-length-text", lambda m, t: collator(max_length="96"), ValueError, "`max_length` must be a"),
+    Api("collator-max-length-float", lambda m, t: collator(max_length=96.5), ValueError, "`max_length` must be a"),
+    Api("collator-pad-multiple-float", lambda m, t: collator(pad_to_multiple_of=8.0), ValueError, "positive integer"),
+    Api("collator-pad-multiple-bool", lambda m, t: collator(pad_to_multiple_of=True), ValueError, "positive integer"),
+    Api("collator-seed-text", lambda m, t: collator(seed="1"), ValueError, "`seed` must be an integer"),
+    Api("collator-ratio-text", lambda m, t: collator(mixed_ratio="0.5"), ValueError, "`mixed_ratio` must be a number"),
+    Api(
+        "collator-template-unknown-field",
+        lambda m, t: collator(prompt_template="{question} in {lang}"),
+        ValueError,
+        "`prompt_template` has field(s) {lang}",
+    ),
+    Api(
+        "collator-template-positional-field",
+        lambda m, t: collator(prompt_template="{question} {}"),
+        ValueError,
+        "`prompt_template` has field(s)",
+    ),
+    Api(
+        "collator-template-broken-brace",
+        lambda m, t: collator(prompt_template="{question"),
+        ValueError,
+        "not a valid format string",
+    ),
+    Api("collator-tag-format-unknown-field", lambda m, t: collator(tag_format="<{lang}{x}>"), ValueError, "{x}"),
+    Api("collator-empty-batch", lambda m, t: collator()([]), ValueError, "got an empty batch"),
+    Api(
+        "collator-steps-a-string",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "steps": {"en": "Add 2 and 2.", "zh": "加。"}}]),
+        ValueError,
+        "must be a list of texts, got a string",
+    ),
+    Api(
+        "collator-step-whitespace",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "steps": {"en": ["Add.", " \n"], "zh": ["加。", "四。"]}}]),
+        ValueError,
+        "step(s) [1] in 'en' are empty",
+    ),
+    Api(
+        "collator-question-blank",
+        lambda m, t: collator()([{**PARALLEL_EXAMPLE, "question": {"en": " ", "zh": "问"}}]),
+        ValueError,
+        "the question in 'en' is not a non-empty text",
+    ),
+    # --- slam_trainer.l2.parallel and the SLAM mix: steps, cot, duplicate (id, lang), absent languages ---
+    Api(
+        "parallel-steps-a-string",
+        lambda m, t: build_parallel([{**PARALLEL_ROW, "steps": "Add 2 and 2."}]),
+        ValueError,
+        "`steps` must be a list of texts, got a string",
+    ),
+    Api(
+        "parallel-cot-not-text",
+        lambda m, t: build_parallel([{**{k: v for k, v in PARALLEL_ROW.items() if k != "steps"}, "cot": 5}]),
+        ValueError,
+        "`cot` must be a text",
+    ),
+    Api(
+        "parallel-duplicate-id-lang",
+        lambda m, t: build_parallel([PARALLEL_ROW, {**PARALLEL_ROW, "answer": "2"}]),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "parallel-language-absent",
+        lambda m, t: build_parallel([PARALLEL_ROW], languages=["en", "fr"]),
+        ValueError,
+        "`languages` asks for fr, but no row is in it: the data holds en",
+    ),
+    Api(
+        "slam-mix-cot-whitespace",
+        lambda m, t: slam_mix([{**MIX_ROW, "lang": "zh", "cot": " \n "}, MIX_ROW]),
+        ValueError,
+        "has no `cot` (or a blank one)",
+    ),
+    Api(
+        "slam-mix-duplicate-id-lang",
+        lambda m, t: slam_mix([MIX_ROW, {**MIX_ROW, "cot": "Other."}]),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "benchmark-duplicate-id-lang",
+        lambda m, t: public("slam_trainer.evaluation.benchmark", "load_benchmark")(
+            write(t, "b.jsonl", jsonl({**MIX_ROW, "answer": "4"}, {**MIX_ROW, "answer": "4"}))
+        ),
+        ValueError,
+        "rows 1 and 2 are both id 1 in language 'en'",
+    ),
+    Api(
+        "probe-duplicate-id-lang",
+        lambda m, t: public("slam_trainer.probe.parallel", "load_parallel_texts")(
+            [
+                {"id": 1, "lang": "en", "text": "a"},
+                {"id": 1, "lang": "zh", "text": "b"},
+                {"id": 1, "lang": "en", "text": "c"},
+            ]
+        ),
+        ValueError,
+        "rows 1 and 3 are both id 1 in language 'en'",
+    ),
+    # --- slam_trainer.l2.decoding: LanguageSwitchLogitsProcessor ---
+    Api("switch-alpha-none", lambda m, t: switch(alpha=None), ValueError, "`alpha` is a probability"),
+    Api("switch-alpha-text", lambda m, t: switch(alpha="0.5"), ValueError, "`alpha` is a probability"),
+    Api("switch-beta-text", lambda m, t: switch(beta="2"), ValueError, "`beta` is a logit shift size"),
+    Api("switch-seed-float", lambda m, t: switch(seed=0.5), ValueError, "`seed` must be an integer"),
+    Api(
+        "switch-weights-a-string",
+        lambda m, t: switch(policy="weighted", weights="1 1"),
+        ValueError,
+        "`weights` must be a list of numbers",
+    ),
+    Api(
+        "switch-logits-narrower-than-tags",
+        lambda m, t: switch()(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 8)),
+        ValueError,
+        "the model was not resized for the tags",
     ),
     # --- slam_trainer.data.loaders ---
     Api(
@@ -405,6 +775,39 @@ API_CASES = [
         FileNotFoundError,
         "No FFN delta at",
     ),
+    # --- slam_trainer.precision (the policy is checked when the trainer is built, before training) ---
+    Api(
+        "trainable-dtype-unknown",
+        lambda m, t: public("slam_trainer.config", "SelectiveFFNConfig")(
+            str(t), use_cpu=True, bf16=False, slam_trainable_dtype="float64"
+        ),
+        ConfigError,
+        "`slam_trainable_dtype` must be 'float32'",
+    ),
+    Api(
+        "callback-trainable-dtype-unknown",
+        lambda m, t: public("slam_trainer.callback", "SelectiveFFNCallback")([0], trainable_dtype="bf16"),
+        ConfigError,
+        "`trainable_dtype` must be 'float32'",
+    ),
+    Api(
+        "bf16-model-without-autocast",
+        lambda m, t: half_trainer(t, torch.bfloat16, bf16=False),
+        ConfigError,
+        "Set `bf16=True` (`--bf16 true`)",
+    ),
+    Api(
+        "fp16-trained-tensors-under-fp16",
+        lambda m, t: half_trainer(t, torch.float16, fp16=True, slam_trainable_dtype="model"),
+        ConfigError,
+        "the gradient scaler refuses float16 gradients",
+    ),
+    Api(
+        "fsdp-half-trained-fused-tensor",
+        lambda m, t: under_fsdp(lambda: fused_up_only_trainer(t)),
+        ConfigError,
+        "FSDP cannot train half of the fused tensor(s) model.layers.0.mlp.gate_up_proj.weight",
+    ),
     # --- slam_trainer.checkpoints ---
     Api(
         "resume-true-nothing-there",
@@ -419,6 +822,45 @@ API_CASES = [
         "must be a bool or a checkpoint path",
     ),
 ]
+
+
+def under_fsdp(call):
+    """`call()` with the variable `accelerate launch` sets for an FSDP config (the process itself stays unsharded)."""
+    import os
+
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    try:
+        return call()
+    finally:
+        del os.environ["ACCELERATE_USE_FSDP"]
+
+
+def fused_up_only_trainer(tmp):
+    """`Trainer` over a tiny Phi-3 (fused gate_up_proj) with a `SelectiveFFNCallback` training only `up` of layer 0."""
+    from transformers import Trainer
+
+    from slam_trainer.callback import SelectiveFFNCallback
+    from slam_trainer.tiny import build_tiny_model
+    from tests.conftest import cpu_config
+
+    callback = SelectiveFFNCallback([0], ["up"])
+    return Trainer(
+        model=build_tiny_model("phi3"), args=cpu_config(tmp / "out", weight_decay=0.0), callbacks=[callback]
+    )
+
+
+def half_trainer(tmp, dtype, **overrides):
+    """A `SelectiveFFNTrainer` over a tiny Llama cast to `dtype`, on CPU, with `overrides` of `cpu_config`."""
+    from datasets import Dataset
+
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+    from slam_trainer.trainer import SelectiveFFNTrainer
+    from tests.conftest import cpu_config
+
+    model = build_tiny_model("llama").to(dtype)
+    dataset = Dataset.from_dict({"prompt": ["1+2="], "completion": [" 3"]})
+    args = cpu_config(tmp / "out", **overrides)
+    return SelectiveFFNTrainer(model, args=args, train_dataset=dataset, processing_class=build_tiny_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -454,12 +896,21 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(case, material, tmp_path, c
         shutil.copytree(material["delta"], tmp_path / "delta")
     if case.prepare is not None:
         case.prepare(tmp_path)
+    if case.early:
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("model weights were loaded before the input was checked")
+
+        monkeypatch.setattr("slam_trainer.loading._load_weights", refuse)
+        monkeypatch.setattr("slam_trainer.tiny.build_tiny_model", refuse)
     status = main([arg.format(**places) for arg in case.argv])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("slam")]
     assert status == 2 and "Traceback" not in err, err
     assert len(errors) == 1 and ": error: " in errors[0], err
-    assert case.expected in errors[0]
+    if case.argv[0] in ("annotate", "l2-build"):  # nothing loads before these fail: the error is all there is
+        assert [line for line in err.splitlines() if line.strip()] == errors, err
+    assert case.expected in errors[0] and len(errors[0]) < 1_100  # a bounded line, never a whole file
 
 
 @pytest.mark.parametrize("case", API_CASES, ids=lambda case: case.id)
@@ -473,3 +924,53 @@ def test_api_bad_input_raises_a_clear_error(case, material, tmp_path):
 def test_every_case_id_is_unique(table):
     ids = [case.id for case in table]
     assert len(ids) == len(set(ids))
+
+
+SUBPROCESS_CASES = [
+    # (id, argv after `slam`, fragment): run as a real process, where warnings reach stderr (pytest captures them
+    # in-process), so that nothing but the error line is printed
+    ("train-empty-dataset", train(), "train.jsonl is empty"),
+    ("train-key-as-argument", train("--api-key", "sk-Zq8xR2vLmN4pK7wY1cB3Qs9T"), "not used by the HfArgumentParser"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", [c[1:] for c in SUBPROCESS_CASES], ids=[c[0] for c in SUBPROCESS_CASES])
+def test_a_slam_error_is_its_only_line_in_a_real_process(argv, expected, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "train.jsonl").write_text("\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONWARNINGS": "default"}
+    command = [sys.executable, "-m", "slam_trainer.cli", *(arg.format(tmp=tmp_path) for arg in argv)]
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in finished.stderr.splitlines() if line.strip()]
+    assert finished.returncode == 2 and len(lines) == 1 and expected in lines[0], finished.stderr
+    assert "Zq8xR2vLmN4pK7wY1cB3Qs9T" not in finished.stderr
+
+
+def test_an_interrupted_merge_leaves_no_half_model_and_the_rerun_works(material, tmp_path, monkeypatch, capsys):
+    """`slam merge` writes into a hidden folder renamed into place: stopped mid-save (here: after the first file),
+    nothing is at OUT, and a rerun, even over a leftover hidden folder of a killed run, writes the whole model."""
+    from transformers import AutoModelForCausalLM, PreTrainedModel
+
+    out = tmp_path / "merged"
+    original = PreTrainedModel.save_pretrained
+
+    def save_then_die(self, folder, *args, **kwargs):
+        (Path(folder) / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # as a kill mid-write, the rest never comes
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_then_die)
+    assert main(["merge", material["base"], material["delta"], str(out)]) == 130
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", original)
+    (tmp_path / ".merged.partial").mkdir()  # what a kill -9 leaves
+    (tmp_path / ".merged.partial" / "config.json").write_text("{}")
+    assert main(["merge", material["base"], material["delta"], str(out)]) == 0, capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["merged"]
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert float(merged.model.layers[0].mlp.up_proj.weight.mean()) != float(
+        AutoModelForCausalLM.from_pretrained(material["base"]).model.layers[0].mlp.up_proj.weight.mean()
+    )

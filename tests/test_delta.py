@@ -173,7 +173,23 @@ def _damage_cases():
         data = (directory / DELTA_WEIGHTS_NAME).read_bytes()
         (directory / DELTA_WEIGHTS_NAME).write_bytes(data[: len(data) // 2])
 
+    def edit_metadata(directory, **changes):
+        values = json.loads((directory / DELTA_CONFIG_NAME).read_text())
+        (directory / DELTA_CONFIG_NAME).write_text(json.dumps({**values, **changes}))
+
     return [
+        (
+            "edited-layers",
+            lambda d: edit_metadata(d, layers=[5]),
+            "lists layers [5] but its tensors are in layers",
+        ),
+        ("edited-layers-text", lambda d: edit_metadata(d, layers="0"), "`layers` must be a list of layer indices"),
+        (
+            "edited-projections",
+            lambda d: edit_metadata(d, projections=["router"]),
+            "and projections ['router'], but its tensors are layers",
+        ),
+        ("unknown-projection", lambda d: edit_metadata(d, projections=["mlp"]), "`projections` must list roles"),
         ("broadcastable-shape", lambda d: rewrite(d, broadcastable), "has shape [1, 32]"),
         ("nan", lambda d: rewrite(d, poisoned, fix_checksums=True), "NaN or infinite"),
         ("flipped-byte", flipped, "does not match the checksum"),

@@ -1,9 +1,11 @@
-"""SLAM under DeepSpeed ZeRO-2 and ZeRO-3 with 2 CPU ranks, launched with the recipes in recipes/accelerate/.
+"""SLAM under DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 with 2 CPU ranks, launched with the recipes in recipes/accelerate/.
 
 Each launch trains a tiny saved Llama for 4 steps (global batch 4: 2 ranks x 2), saves checkpoints with FFN deltas,
 the full model and a delta, then resumes a second run from checkpoint-2. The same script run as one process with
 batch 4 is the reference. Trained tensors must match it within ATOL (fp32; only the order of the reductions
 differs), frozen tensors must be bitwise the initial ones, and the resumed run must end bitwise where the first did.
+Under FSDP2 the `slam train` command also runs on a bf16-loaded model with `--bf16 true` and auto layers: the precision
+policy under accelerate's `MixedPrecisionPolicy`. The test-machine shims are tests/distributed_scripts/cpu_*.py.
 Run alone with `pytest -m distributed`.
 """
 
@@ -18,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from slam_trainer.delta import DeltaMetadata, load_ffn_delta
-from slam_trainer.tiny import build_tiny_model
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 pytestmark = pytest.mark.distributed
@@ -45,6 +47,7 @@ def run(command, output_dir):
 def base(tmp_path_factory):
     path = tmp_path_factory.mktemp("base")
     build_tiny_model("llama").save_pretrained(path)
+    build_tiny_tokenizer().save_pretrained(path)  # for the auto-layer probe of `slam train`
     return path
 
 
@@ -73,8 +76,8 @@ def launch(recipe, base, out):
     )
 
 
-@pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml"])
-def test_zero_training_saving_and_resuming(recipe, base, reference, tmp_path):
+@pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml", "fsdp2.yaml"])
+def test_sharded_training_saving_and_resuming(recipe, base, reference, tmp_path):
     out = launch(recipe, base, tmp_path)
     initial = load_file(base / "model.safetensors")
     final = load_file(out / "final" / "model.safetensors")
@@ -94,7 +97,7 @@ def test_zero_training_saving_and_resuming(recipe, base, reference, tmp_path):
         torch.testing.assert_close(final[name], single[name], atol=ATOL, rtol=0)
         assert torch.equal(delta[name], final[name])  # the gathered delta is the saved model's tensor
 
-    # The ZeRO delta and the single-process delta describe the same tensors on the same base.
+    # The sharded run's delta and the single-process delta describe the same tensors on the same base.
     zero_meta, single_meta = DeltaMetadata.read(out / "final_delta"), DeltaMetadata.read(reference / "final_delta")
     assert zero_meta.base_fingerprint == single_meta.base_fingerprint and zero_meta.tensors == single_meta.tensors
     single_delta = load_file(reference / "final_delta" / "ffn_delta.safetensors")
@@ -112,3 +115,36 @@ def test_zero_training_saving_and_resuming(recipe, base, reference, tmp_path):
     rebuilt = load_ffn_delta(AutoModelForCausalLM.from_pretrained(base), str(checkpoint / "ffn_delta")).state_dict()
     saved = load_file(checkpoint / "model.safetensors")
     assert all(torch.equal(rebuilt[name], saved[name]) for name in saved)
+
+
+@pytest.mark.parametrize("recipe", ["fsdp2.yaml", "zero2.yaml"])
+def test_slam_train_in_bf16_keeps_the_precision_policy_and_shares_auto_layers(recipe, base, tmp_path):
+    """`accelerate launch --config_file recipes/accelerate/RECIPE slam train` on a bf16-loaded model with `--bf16 true`
+    and `--slam_layers auto`: exactly the layers the main process chose train, their delta holds float32 values (FSDP2:
+    accelerate's float32 shards; ZeRO-2: DeepSpeed's float32 master copies), and every other tensor is saved
+    bfloat16 and bitwise the loaded one. The saved model holds the trained tensors in float32 under FSDP2 and rounded
+    to DeepSpeed's bf16 working copy under ZeRO-2."""
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}"]
+    cli = ["tests/distributed_scripts/slam_cli.py", "train", "--config", "recipes/slam_tiny_cpu.yaml"]
+    run(
+        [*accelerate, "--num_processes", "2", *cli, "--model_name_or_path", str(base), "--dtype", "bfloat16",
+         "--bf16", "true", "--slam_layers", "auto", "--slam_num_layers", "2", "--slam_save_delta", "true",
+         "--max_steps", "2", "--per_device_train_batch_size", "2", "--synthetic_problems", "4",
+         "--output_dir", str(tmp_path)],
+        tmp_path,
+    )  # fmt: skip
+    chosen = json.loads((tmp_path / "language_layers.json").read_text())["chosen_layers"]
+    expected = {f"model.layers.{i}.mlp.{p}_proj.weight" for i in chosen for p in ("up", "down")}
+    initial = load_file(base / "model.safetensors")
+    final = load_file(tmp_path / "model.safetensors")
+    delta = load_file(tmp_path / "ffn_delta" / "ffn_delta.safetensors")
+    assert len(chosen) == 2 and set(delta) == expected
+    saved_dtype = torch.float32 if recipe == "fsdp2.yaml" else torch.bfloat16
+    for name in initial:
+        if name in expected:
+            assert delta[name].dtype == torch.float32 and final[name].dtype == saved_dtype, name
+            assert torch.equal(final[name], delta[name].to(saved_dtype))
+            assert not torch.equal(final[name].to(torch.bfloat16), initial[name].to(torch.bfloat16)), name
+        else:
+            assert final[name].dtype == torch.bfloat16, name
+            assert torch.equal(final[name], initial[name].to(torch.bfloat16)), f"frozen {name} changed"

@@ -6,6 +6,7 @@ every API case must raise the named error with the fragment.
 
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -47,6 +48,8 @@ CLI_CASES = [
     ("boolean id", ["--data", bad_row(id=True)], "`id` is True"),
     ("number as lang", ["--data", bad_row(lang=5)], "`lang` is 5"),
     ("answer not a number", ["--data", bad_row(answer="many")], "is not a number"),
+    ("answer NaN", ["--data", bad_row(answer=math.nan)], "row id 0 (en): the gold answer nan is not a finite"),
+    ("answer Infinity", ["--data", bad_row(answer=math.inf)], "is not a finite number"),
     ("missing answer column", ["--data", bad_row(drop="answer")], "missing column(s) answer"),
     ("data not JSON", ["--data", "{bad_data:not json}"], "not valid JSON"),
     ("nan switch_beta", ["--switch_beta", "nan"], "`beta` is a logit shift size and must be a finite number"),
@@ -62,6 +65,7 @@ CLI_CASES = [
     ("absent CUDA", ["--device", "cuda:0"], "no CUDA device is available"),
     ("empty stop string", ["--stop_strings", ""], "`stop_strings` must be a list of non-empty strings"),
     ("chat style without template", ["--prompt_style", "chat", "--chat_template", "off"], "cannot go with"),
+    ("custom code without the flag", ["--model", "{model:remote-code}"], "runs only with --trust_remote_code"),
     ("model absent", ["--model", "no-such-model"], "`model` no-such-model: no tokenizer there"),
     ("chat template absent", ["--model", "{model:no-template}", "--chat_template", "on"], "the tokenizer has none"),
     (
@@ -125,7 +129,7 @@ def models(tmp_path_factory):
     and without tags."""
     root = tmp_path_factory.mktemp("models")
     folders = {}
-    for name in ("default", "no-template", "tags-not-resized", "no-tags"):
+    for name in ("default", "no-template", "tags-not-resized", "no-tags", "remote-code"):
         tokenizer, model = build_tiny_tokenizer(), build_tiny_model()
         if name in ("default", "no-template"):
             add_language_tokens(tokenizer, model, ["en", "zh", "de"])
@@ -135,8 +139,28 @@ def models(tmp_path_factory):
             tokenizer.chat_template = None
         tokenizer.save_pretrained(root / name)
         model.save_pretrained(root / name)
+        if name == "remote-code":
+            _with_own_modelling_code(root / name)
         folders[name] = str(root / name)
     return folders
+
+
+def _with_own_modelling_code(folder):
+    """Make a saved tiny Llama a custom-code model: its config names classes defined in files of its folder."""
+    (folder / "configuration_remote.py").write_text(
+        "from transformers import LlamaConfig\n\n\nclass RemoteConfig(LlamaConfig):\n    model_type = 'remote-llama'\n"
+    )
+    (folder / "modeling_remote.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_remote import RemoteConfig\n\n\n"
+        "class RemoteForCausalLM(LlamaForCausalLM):\n    config_class = RemoteConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="remote-llama", architectures=["RemoteForCausalLM"])
+    config["auto_map"] = {
+        "AutoConfig": "configuration_remote.RemoteConfig",
+        "AutoModelForCausalLM": "modeling_remote.RemoteForCausalLM",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
 
 
 @pytest.fixture
@@ -208,3 +232,114 @@ def test_intervention_with_a_copied_tokenizer_is_checked_against_the_model(model
             intervention=InterventionSettings(beta=1.0, languages=["en", "zh"]),
             progress=False,
         )
+
+
+# ------------------------------------------------- resuming: never two models, two data files or two writers in a run
+
+
+def _retrain(folder):
+    """The model in `folder` trained further: same files, same shapes, other weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.mul_(1.01)
+    model.save_pretrained(folder)
+
+
+def _other_model(folder, models):
+    """Another model of the same architecture and size written into `folder` (as after a kill and a new download)."""
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(os.path.join(models["no-tags"], name), folder / name)
+
+
+def _cut_inside_a_character(run):
+    predictions = run / "baseline" / "predictions.jsonl"
+    lines = predictions.read_bytes().splitlines(keepends=True)
+    torn = lines[-1][: lines[-1].index(b'"output"')] + '"output": "小'.encode()[:-1]  # inside a character's bytes
+    predictions.write_bytes(b"".join(lines[:-1]) + torn)
+    (run / "baseline" / "results.json").unlink()
+
+
+def _tear_settings(run):
+    path = run / "baseline" / "settings.json"
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _edit_data(data):
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    rows[0]["answer"] = "8"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+# (case, what happens to (model folder, data file, run folder) after a first run, fragment of the ResumeError; None:
+# the second run resumes and ends with the first run's results)
+RESUME_CASES = [
+    ("same everything", lambda model, data, run: None, None),
+    ("retrained model, same folder", lambda model, data, run: _retrain(model), "(model_fingerprint)"),
+    ("another model, same folder", lambda model, data, run: _other_model(model, MODELS), "model_fingerprint"),
+    ("data edited, same path", lambda model, data, run: _edit_data(data), "(data_sha256)"),
+    ("predictions cut inside a character", lambda model, data, run: _cut_inside_a_character(run), None),
+    ("settings.json torn", lambda model, data, run: _tear_settings(run), "settings.json is unreadable"),
+    (
+        "predictions line damaged mid-file",
+        lambda model, data, run: (run / "baseline" / "predictions.jsonl").write_text('{"id": 0}\n{"x\n'),
+        "predictions.jsonl:1: not a prediction record",
+    ),
+    ("output_dir a file", lambda model, data, run: shutil.rmtree(run) or run.write_text("x"), "is a file"),
+]
+MODELS = {}
+
+
+@pytest.mark.parametrize(("case", "change", "message"), RESUME_CASES, ids=[case[0] for case in RESUME_CASES])
+def test_resume_checks_the_model_weights_the_data_and_the_files(case, change, message, models, tmp_path):
+    from slam_trainer.errors import ResumeError
+
+    MODELS.update(models)
+    model = tmp_path / "model"
+    shutil.copytree(models["default"], model)
+    data = tmp_path / "bench.jsonl"
+    rows = [
+        {"id": i, "lang": lang, "question": f"{q} {i}", "answer": str(i)}
+        for i in range(2)
+        for lang, q in (("en", "How many apples?"), ("zh", "小明有几个苹果？"))
+    ]
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    settings = EvalSettings(str(model), str(data), max_new_tokens=4, batch_size=1, device="cpu", dtype="float32")
+    run = tmp_path / "run"
+    first = run_evaluation(settings, run, progress=False)[0]
+    change(model, data, run)
+    if message is None:
+        again = run_evaluation(settings, run, progress=False)[0]
+        assert again["scores"] == first["scores"] and again["settings"] == first["settings"]
+        return
+    with pytest.raises(ResumeError) as raised:
+        run_evaluation(settings, run, progress=False)
+    assert message in str(raised.value)
+
+
+def test_a_second_writer_on_one_output_dir_is_refused(models, tmp_path, no_model_loading):
+    from slam_trainer.errors import ResumeError
+    from slam_trainer.resume import exclusive_lock
+
+    data = tmp_path / "bench.jsonl"
+    data.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    settings = EvalSettings(models["default"], str(data), device="cpu")
+    with exclusive_lock(tmp_path / "out"):  # a first `slam eval` still writing there
+        with pytest.raises(ResumeError, match=r"is in use by process \d+"):
+            run_evaluation(settings, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "baseline").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "identify"])
+def test_trust_remote_code_is_a_flag_of_the_commands_whose_refusal_names_it(command, models, tmp_path, capsys):
+    data = tmp_path / "bench.jsonl"
+    data.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    model = ["--model", models["remote-code"], "--output_dir", str(tmp_path / "out")]
+    if command == "eval":
+        argv = ["eval", *model, "--data", str(data), "--max_new_tokens", "2", "--device", "cpu"]
+    else:
+        argv = ["identify", *model, "--num_layers", "1", "--resamples", "0", "--region", "all"]
+    assert slam(argv) == 2 and "runs only with --trust_remote_code" in capsys.readouterr().err
+    assert slam([*argv, "--trust_remote_code"]) == 0, capsys.readouterr().err

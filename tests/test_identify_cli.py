@@ -125,6 +125,8 @@ EARLY_CASES = [
     (["--resamples", "-1"], "`resamples` must be an integer >= 0, got -1"),
     (["--num_layers", "0"], "`num_layers` must be an integer >= 1, got 0"),
     (["--max_items", "0"], "--max_items must be at least 1, got 0"),
+    (["--output_dir", "/dev/null"], "`--output_dir` /dev/null is a file; give a folder"),
+    (["--output_dir", "/dev/null/report"], "lies under /dev/null, which is a file"),
 ]
 
 
@@ -178,3 +180,28 @@ def test_identify_reads_mgsm(model_dir, tmp_path):
     assert main(argv) == 0
     report = json.loads((out / JSON_NAME).read_text())
     assert len(report["languages"]) == 11 and report["settings"]["items"] == 6 and report["pivot"] == "en"
+
+
+def test_items_longer_than_the_context_window_are_dropped_not_a_crash(tmp_path, capsys, caplog):
+    """GPT-2 has 1,024 positions; an item of ~1,500 tokens under the default --max_length (2,048) used to reach the
+    forward pass and fail there (IndexError). --max_length is lowered to the window, with a warning."""
+    from transformers.utils import logging as hf_logging
+
+    from slam_trainer.tiny import build_tiny_model
+
+    model = tmp_path / "gpt2"
+    build_tiny_model("gpt2").save_pretrained(model)
+    build_tiny_tokenizer().save_pretrained(model)
+    rows = [{"id": 0, "lang": lang, "text": f"{lang} word " * 200} for lang in ("en", "zh")]  # ~1,600 tokens
+    rows += [{"id": i, "lang": lang, "text": f"{lang} short item {i}"} for i in range(1, 6) for lang in ("en", "zh")]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    hf_logging.enable_propagation()
+    try:
+        argv = ["identify", "--model", str(model), "--data", str(data), "--num_layers", "1", "--resamples", "0"]
+        assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    finally:
+        hf_logging.disable_propagation()
+    assert "longer than the model's context window of 1024 tokens" in caplog.text
+    report = json.loads((tmp_path / "out" / JSON_NAME).read_text())
+    assert report["settings"]["items"] == 5  # the long item dropped from both languages

@@ -38,8 +38,10 @@ def test_builder_rejects_bad_rows_and_arguments():
         build_parallel_dataset([{"id": 1, "lang": "en", "question": "q", "answer": "1"}])
     with pytest.raises(ValueError, match="`on_invalid`"):
         build_parallel_dataset(_rows(), on_invalid="ignore")
+    with pytest.raises(ValueError, match="`languages` asks for zh, but no row is in it"):
+        build_parallel_dataset(_rows()[4:5], languages=["en", "zh"])  # not blamed on the data: the flag names zh
     with pytest.raises(ValueError, match="No valid parallel example"):
-        build_parallel_dataset(_rows()[4:5], languages=["en", "zh"])
+        build_parallel_dataset(_rows()[3:5], languages=["en", "zh"])
 
 
 def test_loader_names_the_line_and_missing_column(tmp_path):

@@ -168,10 +168,10 @@ def test_l2_recipes_train_on_real_tokenizer_and_chat_template(recipe, base_tenso
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml"])
-def test_slam_train_under_accelerate_deepspeed_on_two_ranks(recipe, base_tensors, tmp_path):
-    """The README's `accelerate launch --config_file recipes/accelerate/zero*.yaml -m slam_trainer.cli train` line on
-    2 CPU ranks (gloo): under ZeRO-2 and ZeRO-3 the saved model differs from the base in exactly the chosen FFNs."""
+@pytest.mark.parametrize("recipe", ["zero2.yaml", "zero3.yaml", "fsdp2.yaml"])
+def test_slam_train_under_accelerate_on_two_ranks(recipe, base_tensors, tmp_path):
+    """The README's `accelerate launch --config_file recipes/accelerate/RECIPE -m slam_trainer.cli train` line on 2 CPU
+    ranks (gloo): under ZeRO-2, ZeRO-3 and FSDP2 the saved model differs from the base in exactly the chosen FFNs."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}",
                 "--num_processes", "2", "tests/distributed_scripts/slam_cli.py"]  # fmt: skip
     slam("train", "--config", "recipes/slam_tiny_cpu.yaml", "--model_name_or_path", MODEL, *CPU_FLAGS,

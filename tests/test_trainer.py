@@ -426,7 +426,7 @@ def test_model_init_kwargs_of_a_model_loaded_by_name_are_used_and_not_called_ign
     init_kwargs = {"dtype": "bfloat16", "attn_implementation": "eager"}
     with caplog.at_level(logging.WARNING):
         trainer = SelectiveFFNTrainer(
-            str(path), args=cpu_args(model_init_kwargs=init_kwargs), train_dataset=arithmetic_dataset
+            str(path), args=cpu_args(model_init_kwargs=init_kwargs, bf16=True), train_dataset=arithmetic_dataset
         )
     assert trainer.model.dtype == torch.bfloat16 and trainer.model.config._attn_implementation == "eager"
     assert trainer.processing_class.chat_template == tokenizer.chat_template  # loaded from the same folder
@@ -466,7 +466,9 @@ def test_a_model_loaded_by_name_draws_missing_weights_from_the_seed(tmp_path, to
 
 @pytest.mark.real_model
 def test_a_real_model_loads_by_offline_short_name_with_its_init_kwargs(arithmetic_dataset, cpu_args, smollm2_path):
-    args = cpu_args(slam_layers=[0], model_init_kwargs={"dtype": "bfloat16", "attn_implementation": "eager"})
+    args = cpu_args(
+        slam_layers=[0], bf16=True, model_init_kwargs={"dtype": "bfloat16", "attn_implementation": "eager"}
+    )
     trainer = SelectiveFFNTrainer("smollm2-135m-instruct", args=args, train_dataset=arithmetic_dataset)
     assert trainer.model.config._name_or_path == smollm2_path
     assert trainer.model.dtype == torch.bfloat16 and trainer.model.config._attn_implementation == "eager"

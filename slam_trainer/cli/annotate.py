@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 from slam_trainer.cli.errors import CommandError
 from slam_trainer.l2.endpoint import DEFAULT_TIMEOUT
@@ -47,6 +48,13 @@ def make_parser(subparsers):
         "--allow_insecure_http",
         action="store_true",
         help="Allow plain http:// to a host that is not loopback (key and data cross the network unencrypted).",
+    )
+    parser.add_argument(
+        "--proxy",
+        default=None,
+        help="http://host:port proxy for the requests. Proxy environment variables (https_proxy, ...) are ignored "
+        '(ours: they would reroute the key unasked); pass one here, e.g. --proxy "$https_proxy". An http:// base '
+        "URL only through a loopback proxy (it would read the key in clear).",
     )
     parser.add_argument("--output", required=True, help="JSON-lines file for the rows (seed + annotations).")
     parser.add_argument("--cache", default=None, help="Request cache (default: OUTPUT.cache.jsonl).")
@@ -90,6 +98,24 @@ def _check_paths(seed, output, cache) -> None:
         raise CommandError(f"`--cache` and `--output` are the same file ({output}).")
 
 
+def _read_key(variable: str) -> str | None:
+    """The key in the environment variable `variable` (None when the default one is unset); a value that is not a
+    variable name (a key typed in its place, say) is refused without being repeated."""
+    from slam_trainer.errors import ConfigError
+    from slam_trainer.redaction import looks_like_key
+
+    if looks_like_key(variable) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        shown = "" if looks_like_key(variable) or len(variable) > 64 else f" {variable!r}"
+        raise ConfigError(
+            f"`--api_key_env`{shown} is not an environment variable's name: it takes the NAME of the variable that "
+            f"holds the key (such as {DEFAULT_KEY_VARIABLE}), never the key itself (not shown here)."
+        )
+    api_key = os.environ.get(variable) or None
+    if api_key is None and variable != DEFAULT_KEY_VARIABLE:
+        raise ConfigError(f"`--api_key_env` {variable}: that environment variable is not set or empty.")
+    return api_key
+
+
 def main(args) -> None:
     from pathlib import Path
 
@@ -102,9 +128,7 @@ def main(args) -> None:
             "`--api_key` is not accepted: a key given as a flag shows in process listings and shell history. Put it "
             f"in the environment variable {DEFAULT_KEY_VARIABLE} (or the one named by `--api_key_env`)."
         )
-    api_key = os.environ.get(args.api_key_env) or None
-    if api_key is None and args.api_key_env != DEFAULT_KEY_VARIABLE:
-        raise CommandError(f"`--api_key_env` {args.api_key_env}: that environment variable is not set or empty.")
+    api_key = _read_key(args.api_key_env)
     seed = load_jsonl_rows(args.seed, required=("id", "question", "answer"))
     endpoint = Endpoint(
         base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
@@ -113,6 +137,7 @@ def main(args) -> None:
         temperature=args.temperature,
         timeout=args.timeout,
         allow_insecure_http=args.allow_insecure_http,
+        proxy=args.proxy,
     )
     output = Path(args.output)
     cache = Path(args.cache or f"{args.output}.cache.jsonl")

@@ -86,6 +86,11 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
         help="auto: bf16 on a GPU that supports it, else fp32.",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Run the model's own modelling code from its folder or Hub repo (off by default: it is arbitrary code).",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Start runs again instead of resuming them.")
     parser.add_argument(
         "--compare",
@@ -94,6 +99,11 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
         metavar="RESULTS_JSON",
         help="results.json files of other runs to show in the table and PNG.",
     )
+    _add_intervention_flags(parser)
+    return parser
+
+
+def _add_intervention_flags(parser) -> None:
     group = parser.add_argument_group("L² decoding intervention (any of these adds a `switch` run)")
     group.add_argument("--switch_alpha", type=float, default=None, help="Probability of boosting (default 0.5).")
     group.add_argument("--switch_beta", type=float, default=None, help="Logit shift (default 2.0).")
@@ -104,7 +114,6 @@ def make_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--switch_boundary", default=None, choices=["newline", "any"])
     group.add_argument("--switch_languages", nargs="+", default=None, help="Tag languages (default: --languages).")
     group.add_argument("--skip_baseline", action="store_true", help="Run only with the intervention.")
-    return parser
 
 
 def main(args: argparse.Namespace) -> None:

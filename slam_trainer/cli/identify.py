@@ -78,9 +78,31 @@ def make_parser(subparsers):
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
     parser.add_argument("--device_map", default=None, help="e.g. auto (shard over GPUs), cuda, cpu (default: cpu).")
     parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Run the model's own modelling code from its folder or Hub repo (off by default: it is arbitrary code).",
+    )
+    parser.add_argument(
         "--output_dir", default="slam-identify", help="Where the JSON and PNG go (default: ./slam-identify)."
     )
     return parser
+
+
+def _check_output_dir(output_dir: str) -> None:
+    """The folder the report goes to must be a folder, or creatable: checked before the probe, not after it."""
+    from pathlib import Path
+
+    from slam_trainer.errors import ConfigError
+    from slam_trainer.probe.report import JSON_NAME, PNG_NAME
+
+    path = Path(output_dir)
+    existing = next(parent for parent in (path, *path.parents) if parent.exists() or parent == parent.parent)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise ConfigError(f"`--output_dir` {output_dir} {where}; give a folder.")
+    for name in (JSON_NAME, PNG_NAME):
+        if (path / name).is_dir():
+            raise ConfigError(f"`--output_dir` {output_dir} holds a folder named {name}, where the report goes.")
 
 
 def _check_arguments(args) -> None:
@@ -90,21 +112,43 @@ def _check_arguments(args) -> None:
 
     if args.max_items is not None and args.max_items < 1:
         raise CommandError(f"--max_items must be at least 1, got {args.max_items}.")
-    check_probe_settings(
-        num_layers=args.num_layers,
-        score=args.score,
-        region=args.region,
-        top_rate=args.top_rate,
-        activation_bar_ratio=args.activation_bar_ratio,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        resamples=args.resamples,
+    _check_output_dir(args.output_dir)
+    try:
+        check_probe_settings(
+            num_layers=args.num_layers,
+            score=args.score,
+            region=args.region,
+            top_rate=args.top_rate,
+            activation_bar_ratio=args.activation_bar_ratio,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            resamples=args.resamples,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _fitting_max_length(max_length: int, window: int | None) -> int:
+    """`--max_length`, lowered to the model's context window (a longer item would fail mid-forward), with a note."""
+    if window is None or max_length <= window:
+        return max_length
+    from transformers.utils import logging
+
+    logging.get_logger(__name__).warning(
+        "--max_length %d is longer than the model's context window of %d tokens: items longer than %d tokens are "
+        "dropped instead (pass --max_length %d or less to silence this).",
+        max_length,
+        window,
+        window,
+        window,
     )
+    return window
 
 
 def main(args) -> None:
     _check_arguments(args)
 
+    from slam_trainer.evaluation.loading import context_window
     from slam_trainer.loading import load_model_and_tokenizer, read_model_config
     from slam_trainer.probe import identify_language_layers
     from slam_trainer.probe.corpus import load_probe_corpus
@@ -114,9 +158,11 @@ def main(args) -> None:
     data = load_probe_corpus() if args.data is None else args.data
     parallel = load_parallel_texts(data, languages=args.languages, text_column=args.text_column)
     texts = {lang: items[: args.max_items] for lang, items in parallel.texts.items()}
-    total = read_model_config(args.model).get_text_config().num_hidden_layers
-    candidate_layers(total, args.num_layers, args.region)  # fail before loading the weights
+    config = read_model_config(args.model, trust_remote_code=args.trust_remote_code).get_text_config()
+    candidate_layers(config.num_hidden_layers, args.num_layers, args.region)  # fail before loading the weights
+    max_length = _fitting_max_length(args.max_length, context_window(config, None))
     model_init_kwargs = {"dtype": args.dtype, "device_map": args.device_map}
+    model_init_kwargs["trust_remote_code"] = args.trust_remote_code
     model, tokenizer = load_model_and_tokenizer(args.model, model_init_kwargs)
     report = identify_language_layers(
         model,
@@ -129,7 +175,7 @@ def main(args) -> None:
         top_rate=args.top_rate,
         activation_bar_ratio=args.activation_bar_ratio,
         batch_size=args.batch_size,
-        max_length=args.max_length,
+        max_length=max_length,
         resamples=args.resamples,
         seed=args.seed,
         progress=True,

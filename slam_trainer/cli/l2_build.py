@@ -1,7 +1,7 @@
 """`slam l2-build`: turn a seed set and its annotations into an L² training set, named as the paper does.
 
 Usage:
-    slam l2-build --data seed.jsonl annotations.jsonl --source o1 --output_dir data/
+    slam l2-build --data annotations.jsonl --source o1 --output_dir data/   # slam annotate writes seed + translations
     slam l2-build --data ../shared/data/mgsm/exemplars.jsonl --source mgsm-exemplars --languages en zh ja
 
 Rows are MGSM-style (`id`, `lang`, `question`, `answer`, `steps` or `cot`; a row without `lang` is English). The set is
@@ -56,7 +56,7 @@ def main(args) -> None:
     from pathlib import Path
 
     from slam_trainer.data.loaders import load_jsonl_rows
-    from slam_trainer.l2.parallel import build_parallel_dataset, dataset_name, parallel_statistics
+    from slam_trainer.l2.parallel import build_parallel_dataset, dataset_name, parallel_statistics, select_languages
 
     if not SOURCE_NAME.fullmatch(args.source):
         raise CommandError(
@@ -72,8 +72,7 @@ def main(args) -> None:
             rows.append({"lang": "en", **row})
     if not rows:
         raise CommandError(f"`--data` {' '.join(args.data)}: the file(s) hold no rows.")
-    if args.languages:
-        rows = [row for row in rows if row["lang"] in args.languages]
+    rows = select_languages(rows, args.languages or None, "--languages")
     dataset, report = build_parallel_dataset(
         rows, languages=args.languages, on_invalid=args.on_invalid, segmentation=args.segmentation
     )

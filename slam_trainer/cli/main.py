@@ -18,13 +18,19 @@ its subclasses, a missing file); anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import re
 import sys
+import types
+import typing
+import warnings
 
 import yaml
 
 from slam_trainer.cli.errors import CommandError
 from slam_trainer.errors import SlamTrainerError
+from slam_trainer.redaction import REDACTED, looks_like_key, redact
 
 
 # Sub-command name -> module. Modules are imported only when their command runs (or for --help).
@@ -84,45 +90,145 @@ class SlamArgumentParser(argparse.ArgumentParser):
         raise CommandError(f"{message} (see `{self.prog} --help`).")
 
 
-def _config_value(action: argparse.Action, value, where: str):
-    """A YAML value checked and converted as argparse would treat the same value given as a flag."""
-    if action.nargs == 0:  # store_true / store_false / store_const
-        if not isinstance(value, bool):
-            raise CommandError(f"{where} is a flag: give true or false, got {value!r}.")
-        return value
-    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
-    if isinstance(value, dict) or (isinstance(value, list) and not many):
-        raise CommandError(f"{where} takes a single value, got {value!r}.")
-    items = value if isinstance(value, list) else [value]
-    converted = []
-    for item in items:
-        if isinstance(item, (list, dict)) or item is None:
-            raise CommandError(f"{where}: expected a list of plain values, got {value!r}.")
-        if action.type is None:
-            if not isinstance(item, str):  # YAML reads `no` as false and `1e-3` as text: say so instead of guessing
-                raise CommandError(f"{where}: expected text, got {item!r}; quote it in the YAML file.")
-        else:
-            try:
-                item = action.type(item if isinstance(item, str) else str(item))
-            except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
-                raise CommandError(f"{where}: invalid value {item!r} ({error}).") from None
-        if action.choices is not None and item not in action.choices:
-            choices = ", ".join(map(str, action.choices))
-            raise CommandError(f"{where} must be one of {choices}; got {item!r}.")
-        converted.append(item)
-    return converted if many else converted[0]
+MAX_CONFIG_NODES = 10_000  # ours: YAML values after alias expansion; a recipe holds tens, an alias bomb billions
+MAX_SHOWN = 120  # ours: characters of a value repeated in an error message
+MAX_MESSAGE = 1_000  # ours: characters of one error line
 
 
-def apply_config_file(parser: SlamArgumentParser, path: str) -> None:
-    """Make the YAML file's keys the parser's defaults: checked as flags are, unknown keys fail, required ones met."""
+def shown(value) -> str:
+    """`repr(value)`, cut to `MAX_SHOWN` characters: a message repeats a value, never a whole file."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a mapping with the same key twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # `<<` merges may override; a non-scalar key is refused by PyYAML itself
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {shown(key)}: give it once (YAML would keep the last)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_nodes(node, counted: dict, open_nodes: set) -> int:
+    """How many nodes `node` holds once every alias is expanded, counting each shared node once per use."""
+    if id(node) in counted:
+        return counted[id(node)]
+    if id(node) in open_nodes:
+        raise CommandError("an alias refers to the node that holds it (a recursive structure); remove it.")
+    open_nodes.add(id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else ()
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, counted, open_nodes)
+        if total > MAX_CONFIG_NODES:
+            break
+    open_nodes.discard(id(node))
+    counted[id(node)] = total
+    return total
+
+
+def load_config_file(path: str):
+    """The YAML document in `path`: duplicate keys refused, aliases expanding past `MAX_CONFIG_NODES` refused."""
     try:
         with open(path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle)
+            loader = _ConfigLoader(handle)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                try:
+                    size = _expanded_nodes(node, {}, set())
+                except CommandError as error:
+                    raise CommandError(f"--config {path}: {error}") from None
+                if size > MAX_CONFIG_NODES:
+                    raise CommandError(
+                        f"--config {path}: its aliases (*name) expand to more than {MAX_CONFIG_NODES} values, far "
+                        "more than any recipe holds; write the values out instead."
+                    )
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
+    except UnicodeDecodeError as error:
+        raise CommandError(f"--config {path}: not UTF-8 ({error.reason} at byte {error.start}).") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
         raise CommandError(f"--config {path}: not valid YAML{where} ({problem}).") from None
+
+
+def _config_value(action: argparse.Action, value, where: str):
+    """A YAML value checked and converted as argparse would treat the same value given as a flag."""
+    if action.nargs == 0:  # store_true / store_false / store_const
+        if not isinstance(value, bool):
+            raise CommandError(f"{where} is a flag: give true or false, got {shown(value)}.")
+        return value
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if isinstance(value, dict) or (isinstance(value, list) and not many):
+        raise CommandError(f"{where} takes a single value, got {shown(value)}.")
+    items = value if isinstance(value, list) else [value]
+    converted = []
+    for item in items:
+        if isinstance(item, (list, dict)) or item is None:
+            raise CommandError(f"{where}: expected a list of plain values, got {shown(value)}.")
+        if action.type is None:
+            if not isinstance(item, str):  # YAML reads `no` as false and `1e-3` as text: say so instead of guessing
+                raise CommandError(f"{where}: expected text, got {shown(item)}; quote it in the YAML file.")
+        else:
+            try:
+                item = action.type(item if isinstance(item, str) else str(item))
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+                raise CommandError(f"{where}: invalid value {shown(item)} ({error}).") from None
+        if action.choices is not None and item not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise CommandError(f"{where} must be one of {choices}; got {shown(item)}.")
+        converted.append(item)
+    return converted if many else converted[0]
+
+
+def _accepts(hint, kind: type) -> bool:
+    """Whether a field annotated `hint` can take a YAML value of type `kind` (list or dict)."""
+    origin = typing.get_origin(hint)
+    if hint is typing.Any or hint is kind or origin is kind or (kind is list and origin in (tuple, list)):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(member, kind) for member in typing.get_args(hint))
+    return isinstance(hint, type) and issubclass(hint, kind)
+
+
+def check_config_shapes(values: dict, dataclass_types, path: str) -> None:
+    """Refuse a YAML list or mapping given for a field that takes one value (a dataclass parser, e.g. TRL's, would
+    store it as is and fail, or misbehave, much later)."""
+    for cls in dataclass_types:
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation that cannot be resolved: leave its fields to the parser
+            continue
+        for field in dataclasses.fields(cls):
+            value = values.get(field.name)
+            kind = list if isinstance(value, list) else dict if isinstance(value, dict) else None
+            if kind is not None and field.name in hints and not _accepts(hints[field.name], kind):
+                what = "a list" if kind is list else "a mapping"
+                raise CommandError(f"--config {path}: `{field.name}` takes a single value, got {what} {shown(value)}.")
+
+
+def apply_config_file(parser: SlamArgumentParser, path: str) -> None:
+    """Make the YAML file's keys the parser's defaults: checked as flags are, unknown keys fail, required ones met."""
+    values = load_config_file(path)
     if values is None:
         return
     if not isinstance(values, dict):
@@ -131,9 +237,9 @@ def apply_config_file(parser: SlamArgumentParser, path: str) -> None:
     options = {
         dest: action for dest, action in parser.actions_by_dest.items() if dest not in (argparse.SUPPRESS, "config")
     }
-    unknown = sorted(str(key) for key in values if key not in options)
+    unknown = sorted(str(key)[:MAX_SHOWN] for key in values if key not in options)
     if unknown:
-        raise CommandError(f"--config {path}: unknown option(s) {', '.join(unknown)} for `{parser.prog}`.")
+        raise CommandError(f"--config {path}: unknown option(s) {', '.join(unknown[:10])} for `{parser.prog}`.")
     defaults = {}
     for key, value in values.items():
         action = options[key]
@@ -171,9 +277,17 @@ def _config_path(command: str, argv: list[str]) -> str | None:
 
 def run(argv: list[str]) -> None:
     """Parse `argv` and run the sub-command; bad input raises one of `EXPECTED_ERRORS`."""
+    # TRL's configs set the deprecated `gradient_checkpointing` field themselves: a warning the user can do nothing
+    # about, printed above every `slam train` error (which must be one line).
+    warnings.filterwarnings("ignore", message=r"`gradient_checkpointing` is deprecated", category=FutureWarning)
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]])
         if hasattr(module, "parse_own_arguments"):  # e.g. `slam train`, parsed by TRL's TrlParser
+            config = _config_path(argv[0], argv[1:])
+            if config is not None:  # duplicate keys, alias bombs and misplaced lists refused before TRL reads it
+                values = load_config_file(config)
+                if isinstance(values, dict) and hasattr(module, "make_parser"):
+                    check_config_shapes(values, module.make_parser().dataclass_types, config)
             module.parse_own_arguments(argv[1:])
             return
         parser, commands = make_parser({argv[0]: module})
@@ -186,6 +300,32 @@ def run(argv: list[str]) -> None:
     args._main(args)
 
 
+_SECRET_OPTION = re.compile(r"(?i)^--?[a-z0-9_\-]*(?:key|token|secret|password|passwd|credentials?|auth)$")
+
+
+def secret_arguments(argv: list[str]) -> list[str]:
+    """The command-line values an error must not repeat: those that look like a key, the value of an option named
+    like a secret (`--api-key X`, `--hf_token=X`; not `--api_key_env`, which takes a variable's name)."""
+    found = []
+    for index, token in enumerate(argv):
+        name, equals, value = token.partition("=")
+        if equals and _SECRET_OPTION.match(name):
+            found.append(value)
+        elif _SECRET_OPTION.match(token) and index + 1 < len(argv):
+            found.append(argv[index + 1])
+        found.extend(part for part in (token, value) if part and looks_like_key(part))
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
+def error_line(message: str, argv: list[str]) -> str:
+    """`message` as `slam` prints it: without the secrets in `argv` or anything shaped like a key or a signed URL,
+    and at most `MAX_MESSAGE` characters."""
+    for secret in secret_arguments(argv):
+        message = message.replace(secret, REDACTED)
+    message = redact(message)
+    return message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = f"slam {argv[0]}" if argv and argv[0] in COMMANDS else "slam"
@@ -193,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         run(argv)
     except EXPECTED_ERRORS as error:
         message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(message, argv)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -27,9 +27,17 @@ def make_parser(subparsers=None):
         )
     from trl import ModelConfig, TrlParser
 
+    from slam_trainer.cli.errors import CommandError
     from slam_trainer.config import SelectiveFFNConfig
 
-    return TrlParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
+    class TrainParser(TrlParser):
+        """TRL's parser whose argparse errors are one `slam train: error: ...` line (printed by `slam`, which leaves
+        out any value that looks like a key), not the whole usage followed by the raw value."""
+
+        def error(self, message: str):
+            raise CommandError(f"{message} (see `slam train --help`).")
+
+    return TrainParser((TrainScriptArguments, SelectiveFFNConfig, ModelConfig))
 
 
 def parse_own_arguments(argv: list[str]) -> None:
@@ -53,11 +61,22 @@ def main(args: argparse.Namespace) -> None:  # pragma: no cover - `slam train` i
 
 def run(script_args, training_args, model_args):
     """Train as the arguments say (`slam_trainer.pipelines.training`), print what SLAM trains, save and push."""
+    import pickle
+
+    from slam_trainer.errors import ResumeError
+    from slam_trainer.loading import refused_global
     from slam_trainer.pipelines.training import finish_training, prepare_training
 
     trainer, resume = prepare_training(script_args, training_args, model_args)
     if script_args.training == "slam":
         print(trainer.slam_report)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except pickle.UnpicklingError as error:  # torch's weights_only loader refused a file of the checkpoint
+        raise ResumeError(
+            f"`resume_from_checkpoint` {resume}: a file there holds code or objects other than tensors, which torch "
+            f"refuses to load ({refused_global(error)}); it is damaged or not from a source you trust. Resume from "
+            "another checkpoint, or start again without it."
+        ) from None
     finish_training(trainer, script_args)
     return trainer

@@ -70,6 +70,21 @@ def load_jsonl_rows(path, *, required=REQUIRED_COLUMNS, languages=None) -> list[
     return [row for _, row in iter_jsonl_rows(path, required=required) if keep is None or row.get("lang") in keep]
 
 
+def check_unique_rows(rows, where: str) -> None:
+    """One rule for every command (ours): a file holds each (`id`, `lang`) pair once. A repeated pair is refused,
+    naming both rows: keeping either would be a guess (the later silently winning, or one dropped)."""
+    seen = {}
+    for number, row in enumerate(rows, start=1):
+        key = (str(row.get("id")), str(row.get("lang")))
+        if key in seen:
+            example_id, lang = row.get("id"), row.get("lang")
+            raise DataError(
+                f"{where}: rows {seen[key]} and {number} are both id {example_id!r} in language {lang!r}; each "
+                "(id, lang) pair must be one row. Remove or renumber one of them."
+            )
+        seen[key] = number
+
+
 def _json_document_rows(path: Path) -> int:
     """Rows of a file holding one JSON document (an array of rows, or an object of columns), as `datasets` reads
     `.json` files that are not JSON lines."""
@@ -80,6 +95,22 @@ def _json_document_rows(path: Path) -> int:
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
     return len(document) if isinstance(document, (list, dict)) else 0
+
+
+def _utf8_lines(path: Path) -> int:
+    """The non-blank lines of a text file, each checked to be UTF-8 (`datasets` fails mid-read, naming no line)."""
+    count = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x}; a Latin-1 or Windows-1252 "
+                    "export?); save the file as UTF-8."
+                ) from None
+            count += bool(line.strip())
+    return count
 
 
 def check_data_file(path) -> None:
@@ -101,6 +132,8 @@ def check_data_file(path) -> None:
                 rows = _json_document_rows(path)  # an object of columns spread over lines
             except ValueError:
                 raise line_error from None
+    elif path.suffix == ".csv":
+        rows = _utf8_lines(path)
     else:
         rows = path.stat().st_size
     if not rows:

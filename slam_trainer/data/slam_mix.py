@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from datasets import Dataset
 
+from slam_trainer.data.loaders import check_unique_rows
 from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.languages import get_language
 
@@ -58,11 +59,13 @@ def build_slam_training_set(
     if answer_language not in ("same", "pivot"):
         raise ConfigError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
     by_id: dict = defaultdict(dict)
-    for row in rows:
+    rows = list(rows)
+    for number, row in enumerate(rows, start=1):
         missing = [key for key in ("id", "lang", "question") if key not in row]
         if missing:
-            raise DataError(f"Row {row!r} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
+            raise DataError(f"Row {number} lacks {', '.join(missing)}; rows need id, lang, question (and cot).")
         by_id[row["id"]][row["lang"]] = row
+    check_unique_rows(rows, "The training data")
     examples = []
     for example_id, by_lang in by_id.items():
         pivot_row = by_lang.get(pivot)
@@ -74,9 +77,9 @@ def build_slam_training_set(
                 )
             if "answer" in tasks:
                 source = row if answer_language == "same" else pivot_row
-                if source is None or not source.get("cot"):
+                if source is None or not isinstance(source.get("cot"), str) or not source["cot"].strip():
                     raise DataError(
-                        f"Example {example_id!r} ({lang}) has no `cot` in language "
+                        f"Example {example_id!r} ({lang}) has no `cot` (or a blank one) in language "
                         f"{lang if answer_language == 'same' else pivot!r} for the answer task; add worked "
                         "solutions or drop 'answer' from `tasks`."
                     )

@@ -6,9 +6,10 @@ each other. Few-shot exemplars use the same format plus `cot`, a worked answer (
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from slam_trainer.data.loaders import REQUIRED_COLUMNS, load_jsonl_rows
+from slam_trainer.data.loaders import REQUIRED_COLUMNS, check_unique_rows, load_jsonl_rows
 from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.evaluation.extraction import parse_gold
 from slam_trainer.languages import LANGUAGES, validate_languages
@@ -60,13 +61,17 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
     for lang in sorted(languages, key=list(LANGUAGES).index):
         lang_rows = [row for row in rows if row["lang"] == lang][:limit]
         selected.extend(lang_rows)
-    keys = [(row["lang"], row["id"]) for row in selected]
-    if len(set(keys)) != len(keys):
-        raise DataError(
-            f"`data` {path} repeats an (`lang`, `id`) pair; each row must be one question in one language."
-        )
-    for row in selected:
-        parse_gold(row["answer"])  # fails now, not after generation, on an answer that is not a number
+    check_unique_rows(rows, f"`data` {path}")
+    for row in selected:  # fails now, not after generation, on an answer that is not a finite number
+        try:
+            gold = parse_gold(row["answer"])
+        except ValueError as error:
+            raise DataError(f"`data` {path} row id {row['id']!r} ({row['lang']}): {error}") from None
+        if not math.isfinite(gold):
+            raise DataError(
+                f"`data` {path} row id {row['id']!r} ({row['lang']}): the gold answer {row['answer']!r} is not a "
+                "finite number (NaN or infinity); fix or drop the row."
+            )
     return selected
 
 

@@ -25,8 +25,13 @@ from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
+from slam_trainer.errors import ResumeError
 from slam_trainer.evaluation.sampling import PerExampleSampler
+
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -173,19 +178,30 @@ def cut_at_stops(text: str, stop_strings: list[str]) -> str:
 
 
 def read_predictions(path: str | Path) -> list[dict]:
-    """The complete records of a predictions file; a line cut short by an interruption is dropped from the file."""
+    """The records of a predictions file. A last line cut short by a kill (no newline: half a record, or half a UTF-8
+    character) is cut off the file, so that appended records start on a fresh line; a damaged complete line is a
+    `ResumeError` naming it, since the file was edited or another writer mixed into it."""
     path = Path(path)
     if not path.exists():
         return []
-    records, clean = [], True
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    data = path.read_bytes()
+    complete = data.rfind(b"\n") + 1  # everything up to the last newline was written whole
+    if complete < len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(complete)
+        logger.warning("%s: removed a last line cut short by an interrupted write; its row is generated again.", path)
+    records = []
+    for number, line in enumerate(data[:complete].split(b"\n")[:-1], start=1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            clean = False
-        clean = clean and line.endswith("\n")
-    if not clean:  # rewrite so that appended records start on a fresh line
-        path.write_text("".join(json_line(record) for record in records), encoding="utf-8")
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if not isinstance(record, dict) or not {"id", "lang"} <= record.keys():
+            raise ResumeError(
+                f"{path}:{number}: not a prediction record (the file was edited or damaged); delete the line, or pass "
+                "--overwrite to start the run again."
+            )
+        records.append(record)
     return records
 
 

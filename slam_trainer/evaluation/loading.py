@@ -43,11 +43,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def read_model_config(model: str):
+def read_model_config(model: str, trust_remote_code: bool = False):
     """The text config of `model` (read without loading weights), for checks made before the model loads."""
     from slam_trainer.loading import read_model_config as read_config
 
-    return read_config(model).get_text_config()
+    return read_config(model, trust_remote_code=trust_remote_code).get_text_config()
 
 
 def context_window(config, tokenizer) -> int | None:
@@ -60,11 +60,11 @@ def context_window(config, tokenizer) -> int | None:
     return limit if isinstance(limit, int) and limit < 10**8 else None
 
 
-def load_tokenizer(model: str, tokenizer: str | None = None):
+def load_tokenizer(model: str, tokenizer: str | None = None, trust_remote_code: bool = False):
     """The tokenizer of `model` (or of `tokenizer`; `slam_trainer.loading`), set up for left-padded generation."""
     from slam_trainer.loading import load_tokenizer as load
 
-    loaded = load(model, tokenizer)
+    loaded = load(model, tokenizer, trust_remote_code=trust_remote_code)
     loaded.padding_side = "left"
     if loaded.pad_token is None:
         if loaded.eos_token is None:
@@ -76,7 +76,9 @@ def load_tokenizer(model: str, tokenizer: str | None = None):
     return loaded
 
 
-def load_model(model: str, *, delta: str | None = None, dtype: str = "auto", device: str = "auto"):
+def load_model(
+    model: str, *, delta: str | None = None, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False
+):
     """The causal LM to evaluate, in eval mode on `device`, loaded by `slam_trainer.loading.load_model`.
 
     Parameters:
@@ -90,9 +92,12 @@ def load_model(model: str, *, delta: str | None = None, dtype: str = "auto", dev
             supports it, else float32, not the checkpoint's dtype).
         device (`str`, *optional*, defaults to `"auto"`):
             `auto`, `cpu`, `cuda` or `cuda:N`.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Run the model's own modelling code (`slam eval --trust_remote_code`).
     """
     from slam_trainer.loading import load_model as load
 
     device = resolve_device(device)
-    loaded = load(model, {"dtype": resolve_dtype(dtype, device), "device_map": None}, delta=delta)
+    kwargs = {"dtype": resolve_dtype(dtype, device), "device_map": None, "trust_remote_code": trust_remote_code}
+    loaded = load(model, kwargs, delta=delta)
     return loaded.to(device).eval()

@@ -11,6 +11,7 @@ runs the model twice — `baseline` and `switch` — so that token counts with a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from transformers.utils import logging
 
-from slam_trainer.errors import ConfigError, ModelError, ResumeError
+from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.evaluation.benchmark import load_benchmark, load_exemplars
 from slam_trainer.evaluation.generation import (
     GenerationStats,
@@ -32,6 +33,7 @@ from slam_trainer.evaluation.loading import resolve_device
 from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, check_style, stop_strings
 from slam_trainer.evaluation.sampling import example_seed
 from slam_trainer.evaluation.scoring import judge, score_records
+from slam_trainer.resume import claim_settings, exclusive_lock, read_settings, write_json_atomic
 
 
 logger = logging.get_logger(__name__)
@@ -66,6 +68,8 @@ class EvalSettings:
             uses the prompt style's (and the chat template's end of turn), `[]` none.
         context_overflow (`str`, defaults to `"error"`): A prompt plus `max_new_tokens` longer than the model's
             context window is an `"error"` (listing the rows) or a `"warn"`ing.
+        trust_remote_code (`bool`, defaults to `False`): Run the model's own modelling code (arbitrary code from
+            its folder or repo); needed only by models transformers does not implement.
     """
 
     model: str
@@ -89,6 +93,7 @@ class EvalSettings:
     chat_template: bool | None = None
     stop_strings: list[str] | None = None
     context_overflow: str = "error"
+    trust_remote_code: bool = False
 
     def __post_init__(self):
         for name in ("max_new_tokens", "batch_size", "num_beams", "num_shots", "seed", "limit"):
@@ -144,6 +149,21 @@ class InterventionSettings:
     languages: list[str] | None = field(default=None)
 
 
+@dataclass
+class _Inputs:
+    """Everything checked and built before the model loads."""
+
+    rows: list[dict]
+    languages: list[str]
+    tokenizer: object
+    config: object
+    prompts: list[str]
+    lengths: list[int]
+    chat_template: bool
+    end_of_turn: str | None
+    stops: dict[str, list[str]]
+
+
 def run_evaluation(
     settings: EvalSettings,
     output_dir: str | Path,
@@ -155,6 +175,9 @@ def run_evaluation(
 ) -> list[dict]:
     """Evaluate, writing one directory per run under `output_dir`; returns each run's results (see `results.json`).
 
+    A run directory is resumed only by the same settings, data, prompts and model weights (their fingerprint,
+    checked once the model is loaded); while a run writes, `output_dir` is locked against a second one.
+
     Parameters:
         settings (`EvalSettings`): The evaluation.
         output_dir (`str` or `Path`): Where runs are written; an existing run with the same settings is resumed.
@@ -162,18 +185,75 @@ def run_evaluation(
         skip_baseline (`bool`, defaults to `False`): With an intervention, run only `switch`.
         overwrite (`bool`, defaults to `False`): Delete existing run files instead of resuming them.
     """
-    from transformers import LogitsProcessorList
-
-    from slam_trainer.evaluation.loading import context_window, load_model, load_tokenizer, read_model_config
-    from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
+    from slam_trainer.evaluation.loading import load_model
 
     if skip_baseline and intervention is None:
         raise ConfigError("`skip_baseline` leaves nothing to run without an intervention (`--switch_beta` etc.).")
+    inputs = _prepare_inputs(settings)
+    runs = _build_runs(settings, intervention, inputs, skip_baseline)
+    recorded = {
+        "chat_template_applied": inputs.chat_template,
+        "stop_strings_used": inputs.stops,
+        "data_sha256": _file_sha256(settings.data),
+        "prompts_sha256": hashlib.sha256(json.dumps(inputs.prompts, ensure_ascii=False).encode()).hexdigest(),
+    }
+    run_settings = {name: _run_settings(settings, name, intervention, recorded) for name, _ in runs}
+    with exclusive_lock(output_dir):
+        for name, recorded_settings in run_settings.items():
+            run_dir = Path(output_dir) / name
+            if overwrite and run_dir.exists():
+                shutil.rmtree(run_dir)
+            claim_settings(run_dir, recorded_settings, pending=("model_fingerprint",), write=False)
+
+        model = load_model(
+            settings.model,
+            delta=settings.delta,
+            dtype=settings.dtype,
+            device=settings.device,
+            trust_remote_code=settings.trust_remote_code,
+        )
+        fingerprint = weights_fingerprint(model)
+        for name, recorded_settings in run_settings.items():  # the weights, checked now that they are loaded
+            claim_settings(Path(output_dir) / name, {**recorded_settings, "model_fingerprint": fingerprint})
+        return [
+            _generate_run(settings, inputs, model, name, processors, Path(output_dir) / name, progress)
+            for name, processors in runs
+        ]
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 over every parameter's name and shape and a strided sample of its values (rounded to bfloat16, so the
+    same weights loaded in float32 or bfloat16 agree): another checkpoint in the same folder, a retrained model or an
+    applied delta changes it, without hashing all of a 7B model (ours: 4,096 values per tensor)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        flat = param.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        sample = torch.cat([flat[::step], flat[-1:]]).to("cpu", torch.bfloat16).contiguous()
+        digest.update(f"{name}:{list(param.shape)};".encode())
+        digest.update(sample.view(torch.int16).numpy().tobytes())
+    return "sha256-sampled-bf16:" + digest.hexdigest()
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prepare_inputs(settings: EvalSettings) -> _Inputs:
+    """Read and check the data, tokenizer and prompts (against the context window) before the model loads."""
+    from slam_trainer.evaluation.loading import context_window, load_tokenizer, read_model_config
+
     rows = load_benchmark(settings.data, settings.languages, settings.limit)
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
-    tokenizer = load_tokenizer(settings.model, settings.tokenizer)
-    config = read_model_config(settings.model)
+    tokenizer = load_tokenizer(settings.model, settings.tokenizer, settings.trust_remote_code)
+    config = read_model_config(settings.model, settings.trust_remote_code)
     chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
     chat_template = chat_template or settings.prompt_style == "chat"
     prompts = build_prompts(
@@ -188,58 +268,61 @@ def run_evaluation(
     check_context(rows, lengths, settings.max_new_tokens, context_window(config, tokenizer), settings.context_overflow)
     end_of_turn = chat_end_of_turn(tokenizer) if chat_template else None
     stops = _stop_strings(settings, languages, end_of_turn)
+    return _Inputs(rows, languages, tokenizer, config, prompts, lengths, chat_template, end_of_turn, stops)
+
+
+def _build_runs(settings: EvalSettings, intervention, inputs: _Inputs, skip_baseline: bool) -> list[tuple]:
+    """(name, logits processors) per run: `baseline`, and `switch` with the intervention (its tags checked)."""
+    from transformers import LogitsProcessorList
+
+    from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
 
     runs = [] if skip_baseline else [("baseline", None)]
     if intervention is not None:
         processor_kwargs = {key: value for key, value in asdict(intervention).items() if key != "languages"}
         processor = LanguageSwitchLogitsProcessor(
-            tokenizer, intervention.languages or languages, seed=settings.seed, **processor_kwargs
+            inputs.tokenizer, intervention.languages or inputs.languages, seed=settings.seed, **processor_kwargs
         )
-        if int(processor.tag_ids.max()) >= config.vocab_size:
+        if int(processor.tag_ids.max()) >= inputs.config.vocab_size:
             raise ModelError(
                 f"The language tags are token ids up to {int(processor.tag_ids.max())} but the model has "
-                f"{config.vocab_size} embedding rows: the tags were added to the tokenizer and the model was not "
-                "resized. Call `model.resize_token_embeddings(len(tokenizer))` (and train the new rows) before saving."
+                f"{inputs.config.vocab_size} embedding rows: the tags were added to the tokenizer and the model was "
+                "not resized. Call `model.resize_token_embeddings(len(tokenizer))` (and train the new rows) before "
+                "saving."
             )
         runs.append(("switch", LogitsProcessorList([processor])))
-    recorded = {"chat_template_applied": chat_template, "stop_strings_used": stops}
-    run_dirs = [
-        _prepare_run_dir(Path(output_dir) / name, _run_settings(settings, name, intervention, recorded), overwrite)
-        for name, _ in runs
-    ]
+    return runs
 
-    model = load_model(settings.model, delta=settings.delta, dtype=settings.dtype, device=settings.device)
-    seeds = [example_seed(settings.seed, row["lang"], row["id"]) for row in rows]
-    batches = batch_order(rows, lengths, settings.batch_size)
-    results = []
-    for (name, processors), run_dir in zip(runs, run_dirs):
-        backend = TransformersBackend(
-            model,
-            tokenizer,
-            extra_eos_token_ids=_single_token_ids(tokenizer, end_of_turn),
-            add_special_tokens=add_special_tokens,
-            logits_processor=processors,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            num_beams=settings.num_beams,
-        )
-        stats = generate_predictions(
-            backend,
-            rows,
-            prompts,
-            seeds,
-            batches,
-            run_dir / "predictions.jsonl",
-            stop_strings=stops,
-            judge=lambda row, text: judge(
-                text, row["answer"], row["lang"], question=row["question"], prompt_style=settings.prompt_style
-            ),
-            progress=progress,
-        )
-        results.append(_write_results(run_dir, name, rows, stats, settings.prompt_style))
-    return results
+
+def _generate_run(settings: EvalSettings, inputs: _Inputs, model, name, processors, run_dir: Path, progress) -> dict:
+    """Generate the run's missing predictions (appended to `predictions.jsonl`), then score them."""
+    backend = TransformersBackend(
+        model,
+        inputs.tokenizer,
+        extra_eos_token_ids=_single_token_ids(inputs.tokenizer, inputs.end_of_turn),
+        add_special_tokens=not inputs.chat_template,
+        logits_processor=processors,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        num_beams=settings.num_beams,
+    )
+    rows = inputs.rows
+    stats = generate_predictions(
+        backend,
+        rows,
+        inputs.prompts,
+        [example_seed(settings.seed, row["lang"], row["id"]) for row in rows],
+        batch_order(rows, inputs.lengths, settings.batch_size),
+        run_dir / "predictions.jsonl",
+        stop_strings=inputs.stops,
+        judge=lambda row, text: judge(
+            text, row["answer"], row["lang"], question=row["question"], prompt_style=settings.prompt_style
+        ),
+        progress=progress,
+    )
+    return _write_results(run_dir, name, rows, stats, settings.prompt_style)
 
 
 def check_context(
@@ -307,29 +390,11 @@ def _run_settings(
     return recorded
 
 
-def _prepare_run_dir(run_dir: Path, recorded: dict, overwrite: bool) -> Path:
-    """Create `run_dir`, or check that the run it holds asked for the same settings (so it can be resumed)."""
-    settings_path = run_dir / "settings.json"
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if settings_path.exists():
-        previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        differing = sorted(key for key in recorded.keys() | previous.keys() if recorded.get(key) != previous.get(key))
-        if differing:
-            raise ResumeError(
-                f"`output_dir` {run_dir} holds a run with other settings ({', '.join(differing)}); pass a new "
-                "`--output_dir` or `--overwrite` to start again."
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings_path.write_text(json.dumps(recorded, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return run_dir
-
-
 def _write_results(run_dir: Path, name: str, rows: list[dict], stats: GenerationStats, prompt_style: str) -> dict:
     """Score the run's predictions (in benchmark order) into `results.json`; `stats` is reported, not stored."""
     by_key = {(record["lang"], record["id"]): record for record in read_predictions(run_dir / "predictions.jsonl")}
     records = [{**by_key[(row["lang"], row["id"])], "question": row["question"]} for row in rows]
-    settings = json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))
+    settings = read_settings(run_dir, "--output_dir")
     result = {"run": name, "settings": settings, "scores": score_records(records, prompt_style=prompt_style)}
     steered = [record["steered_steps"] for record in records if "steered_steps" in record]
     if steered:
@@ -341,6 +406,5 @@ def _write_results(run_dir: Path, name: str, rows: list[dict], stats: Generation
                 "(train with `l2_special_tokens` until it writes them), `top_k` is too small, or `beta` is 0.",
                 name,
             )
-    pretty = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    (run_dir / "results.json").write_text(pretty, encoding="utf-8")
+    write_json_atomic(run_dir / "results.json", result)
     return {**result, "throughput": asdict(stats) | {"tokens_per_second": stats.tokens_per_second}}

@@ -27,6 +27,7 @@ from slam_trainer.l2.endpoint import Endpoint, EndpointError, FatalEndpointError
 from slam_trainer.l2.segmentation import MODES as SEGMENTATION_MODES
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import get_language, validate_languages
+from slam_trainer.redaction import redact
 
 
 __all__ = ["AnnotationCache", "AnnotationReport", "Endpoint", "InvalidReplyError", "annotate", "seed_steps"]
@@ -68,17 +69,18 @@ def request_key(model: str, messages: list[dict]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def parse_translation(content, num_steps: int) -> tuple[str, list[str]]:
-    """The question and steps of a reply; `InvalidReplyError` when it is not the JSON asked for."""
+def parse_translation(content, num_steps: int, secret: str | None = None) -> tuple[str, list[str]]:
+    """The question and steps of a reply; `InvalidReplyError` when it is not the JSON asked for (its message quotes
+    the reply redacted: without `secret` or anything shaped like a key)."""
     if not isinstance(content, str):
-        raise InvalidReplyError(f"reply has no text content (content is {content!r})")
+        raise InvalidReplyError(f"reply has no text content (content is {redact(repr(content), secret)[:120]})")
     start, end = content.find("{"), content.rfind("}")
     try:
         reply = json.loads(content[start : end + 1]) if start >= 0 else None
     except json.JSONDecodeError:
         reply = None
     if not isinstance(reply, dict):
-        raise InvalidReplyError(f"reply is not a JSON object: {content[:120]!r}")
+        raise InvalidReplyError(f"reply is not a JSON object: {redact(content, secret)[:120]!r}")  # redact, then cut
     question, steps = reply.get("question"), reply.get("steps")
     if not isinstance(question, str) or not question.strip():
         raise InvalidReplyError("reply has no question")
@@ -217,6 +219,112 @@ def _check_at_least(name: str, value, minimum) -> None:
         raise ConfigError(f"`{name}` must be a number of at least {minimum}, got {value!r}.")
 
 
+def _check_options(endpoint, concurrency, max_retries, invalid_retries, backoff, max_backoff, segmentation) -> None:
+    if not isinstance(endpoint, Endpoint):
+        raise ConfigError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
+    for name, value, minimum in (
+        ("concurrency", concurrency, 1),
+        ("max_retries", max_retries, 0),
+        ("invalid_retries", invalid_retries, 0),
+    ):
+        _check_at_least(name, value, minimum)
+        if not isinstance(value, int):
+            raise ConfigError(f"`{name}` must be an integer, got {value!r}.")
+    _check_at_least("backoff", backoff, 0)
+    _check_at_least("max_backoff", max_backoff, 0)
+    if segmentation not in SEGMENTATION_MODES:
+        raise ConfigError(f"`segmentation` must be one of {', '.join(SEGMENTATION_MODES)}, got {segmentation!r}.")
+
+
+def _plan_requests(examples, languages, model, report: AnnotationReport):
+    """The English rows (added to `report`), the jobs (row, lang, key) of the output rows, and the distinct
+    requests (key -> (id, lang, messages, number of steps)): the same text is sent once."""
+    jobs, requests = [], {}
+    for row, steps in examples:
+        report.rows.append(
+            {"id": row["id"], "lang": "en", "question": row["question"], "steps": steps, "answer": row["answer"]}
+        )
+        for lang in languages:
+            messages = request_messages(row["question"], steps, lang)
+            key = request_key(model, messages)
+            jobs.append((row, lang, key))
+            requests.setdefault(key, (row["id"], lang, messages, len(steps)))
+    return jobs, requests
+
+
+def _send_requests(todo: dict, endpoint: Endpoint, cache: AnnotationCache, settings: dict) -> dict[str, str]:
+    """Send `todo` concurrently, caching each valid answer as it comes; the failure reason (redacted) per request key.
+
+    Raises the first `FatalEndpointError` once the requests in flight finish; no request is sent after it.
+    """
+    stop = threading.Event()
+    invalid_retries = settings.pop("invalid_retries")
+    concurrency, progress = settings.pop("concurrency"), settings.pop("progress")
+
+    def run(key, row_id, lang, messages, num_steps):
+        for attempt in range(invalid_retries + 1):
+            try:
+                content = chat_completion(endpoint, messages, stop=stop, **settings)
+            except FatalEndpointError:
+                stop.set()  # here, not in the loop below: the next queued request must see it before it is sent
+                raise
+            try:
+                question, steps = parse_translation(content, num_steps, endpoint.api_key)
+                break
+            except InvalidReplyError:
+                if attempt == invalid_retries:
+                    raise
+        cache.add(
+            {"key": key, "id": row_id, "lang": lang, "model": endpoint.model, "question": question, "steps": steps}
+        )
+
+    failed, fatal = {}, None
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = {pool.submit(run, key, *request): key for key, request in todo.items()}
+
+        def halt():  # send nothing more; what is finished stays cached
+            stop.set()
+            for pending in futures:
+                pending.cancel()
+
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
+                try:
+                    future.result()
+                except CancelledError:
+                    continue
+                except FatalEndpointError as error:
+                    if fatal is None:
+                        fatal = error
+                        halt()
+                except EndpointError as error:  # every text from the endpoint is redacted before it is kept
+                    failed[futures[future]] = redact(str(error), endpoint.api_key)
+        except BaseException:  # e.g. Ctrl-C: without this the queued requests would still be sent
+            halt()
+            raise
+    if fatal is not None:
+        raise FatalEndpointError(redact(str(fatal), endpoint.api_key))
+    return failed
+
+
+def _collect_rows(report: AnnotationReport, jobs, cache: AnnotationCache, failed: dict[str, str]) -> None:
+    """Add each job's annotated row (from the cache) or its failure to `report`, in seed order."""
+    for row, lang, key in jobs:
+        entry = cache.entries.get(key)
+        if entry is not None:
+            report.rows.append(
+                {
+                    "id": row["id"],
+                    "lang": lang,
+                    "question": entry["question"],
+                    "steps": entry["steps"],
+                    "answer": row["answer"],
+                }
+            )
+        elif key in failed:
+            report.failures.append({"id": row["id"], "lang": lang, "reason": failed[key]})
+
+
 def annotate(
     seed_rows: list[dict],
     languages: list[str],
@@ -255,96 +363,18 @@ def annotate(
         `FatalEndpointError`: at the first 401/403/404 or redirect, after the requests in flight finish; no further
         request is sent, and finished ones stay cached.
     """
-    if not isinstance(endpoint, Endpoint):
-        raise ConfigError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
-    for name, value, minimum in (
-        ("concurrency", concurrency, 1),
-        ("max_retries", max_retries, 0),
-        ("invalid_retries", invalid_retries, 0),
-    ):
-        _check_at_least(name, value, minimum)
-        if not isinstance(value, int):
-            raise ConfigError(f"`{name}` must be an integer, got {value!r}.")
-    _check_at_least("backoff", backoff, 0)
-    _check_at_least("max_backoff", max_backoff, 0)
-    if segmentation not in SEGMENTATION_MODES:
-        raise ConfigError(f"`segmentation` must be one of {', '.join(SEGMENTATION_MODES)}, got {segmentation!r}.")
+    _check_options(endpoint, concurrency, max_retries, invalid_retries, backoff, max_backoff, segmentation)
     languages = [lang for lang in validate_languages(languages) if lang != "en"]
     if not languages:
         raise ConfigError("`languages` names no language besides English (the seed's), so there is nothing to do.")
     examples = _seed_examples(seed_rows, segmentation)
     report = AnnotationReport()
-    jobs, requests = [], {}  # jobs: (row, lang, key) per output row; requests: key -> (messages, number of steps)
-    for row, steps in examples:
-        report.rows.append(
-            {"id": row["id"], "lang": "en", "question": row["question"], "steps": steps, "answer": row["answer"]}
-        )
-        for lang in languages:
-            messages = request_messages(row["question"], steps, lang)
-            key = request_key(endpoint.model, messages)
-            jobs.append((row, lang, key))
-            requests.setdefault(key, (row["id"], lang, messages, len(steps)))  # the same text is sent once
+    jobs, requests = _plan_requests(examples, languages, endpoint.model, report)
     cache = AnnotationCache(cache_path)
     todo = {key: request for key, request in requests.items() if key not in cache.entries}
     report.cached, report.requested = len(requests) - len(todo), len(todo)
-    stop = threading.Event()
-
-    def run(key, row_id, lang, messages, num_steps):
-        for attempt in range(invalid_retries + 1):
-            try:
-                content = chat_completion(
-                    endpoint, messages, max_retries=max_retries, backoff=backoff, max_backoff=max_backoff, stop=stop
-                )
-            except FatalEndpointError:
-                stop.set()  # here, not in the loop below: the next queued request must see it before it is sent
-                raise
-            try:
-                question, steps = parse_translation(content, num_steps)
-                break
-            except InvalidReplyError:
-                if attempt == invalid_retries:
-                    raise
-        entry = {"key": key, "id": row_id, "lang": lang, "model": endpoint.model, "question": question, "steps": steps}
-        cache.add(entry)
-
-    failed, fatal = {}, None
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(run, key, *request): key for key, request in todo.items()}
-
-        def halt():  # send nothing more; what is finished stays cached
-            stop.set()
-            for pending in futures:
-                pending.cancel()
-
-        try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="Annotating", disable=not progress):
-                try:
-                    future.result()
-                except CancelledError:
-                    continue
-                except FatalEndpointError as error:
-                    if fatal is None:
-                        fatal = error
-                        halt()
-                except EndpointError as error:
-                    failed[futures[future]] = str(error)
-        except BaseException:  # e.g. Ctrl-C: without this the queued requests would still be sent
-            halt()
-            raise
-    if fatal is not None:
-        raise fatal
-    for row, lang, key in jobs:
-        entry = cache.entries.get(key)
-        if entry is not None:
-            report.rows.append(
-                {
-                    "id": row["id"],
-                    "lang": lang,
-                    "question": entry["question"],
-                    "steps": entry["steps"],
-                    "answer": row["answer"],
-                }
-            )
-        elif key in failed:
-            report.failures.append({"id": row["id"], "lang": lang, "reason": failed[key]})
+    settings = {"concurrency": concurrency, "max_retries": max_retries, "invalid_retries": invalid_retries}
+    settings.update(backoff=backoff, max_backoff=max_backoff, progress=progress)
+    failed = _send_requests(todo, endpoint, cache, settings)
+    _collect_rows(report, jobs, cache, failed)
     return report

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import string
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -142,6 +143,7 @@ class L2DataCollator(DataCollatorMixin):
 
     def __post_init__(self):
         self.languages = validate_languages(self.languages)
+        self._check_types()
         if self.mode not in MODES:
             raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
         if not 0.0 <= self.mixed_ratio <= 1.0:
@@ -169,10 +171,6 @@ class L2DataCollator(DataCollatorMixin):
             self.padding_side = self.tokenizer.padding_side
         if self.padding_side not in ("left", "right"):
             raise ConfigError(f"`padding_side` must be 'left' or 'right', got {self.padding_side!r}.")
-        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
-            raise ConfigError(f"`pad_to_multiple_of` must be a positive integer, got {self.pad_to_multiple_of}.")
-        if self.max_length is not None and self.max_length < 1:
-            raise ConfigError(f"`max_length` must be a positive integer, got {self.max_length}.")
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id
@@ -185,13 +183,37 @@ class L2DataCollator(DataCollatorMixin):
                 "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
                 "`use_chat_template=False` to use `prompt_template`."
             )
-        if "{question}" not in self.prompt_template:
-            raise ConfigError(f"`prompt_template` must contain '{{question}}', got {self.prompt_template!r}.")
+        _check_format("prompt_template", self.prompt_template, "question")
+        if self.tag_format:
+            _check_format("tag_format", self.tag_format, "lang")
         self._tags = {lang: language_tag(lang, self.tag_format) if self.tag_format else "" for lang in self.languages}
         self._tag_lengths = {lang: len(self._encode(tag)) for lang, tag in self._tags.items()}
         self._separator_length = len(self._encode(self.step_separator))
         eos = self.tokenizer.eos_token_id
         self._eos_ids = [] if eos is None else [eos]
+
+    def _check_types(self) -> None:
+        """Refuse at once the values that would otherwise fail (or silently misbehave) in the middle of training."""
+        for name in ("max_length", "pad_to_multiple_of"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"`{name}` must be a positive integer or None, got {value!r}.")
+        for name in ("seed", "epoch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"`{name}` must be an integer, got {value!r}.")
+        for name in ("mixed_ratio", "switch_probability"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"`{name}` must be a number in [0, 1], got {value!r}.")
+        for name in ("prompt_template", "step_separator"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"`{name}` must be a string, got {type(getattr(self, name)).__name__}.")
+        if self.tag_format is not None and not isinstance(self.tag_format, str):
+            raise ConfigError(f"`tag_format` must be a string or None, got {type(self.tag_format).__name__}.")
+        if self.language_weights is not None and not isinstance(self.language_weights, dict):
+            kind = type(self.language_weights).__name__
+            raise ConfigError(f"`language_weights` must be a dict of language code to weight, got {kind}.")
 
     # -- tokenization, once per dataset ------------------------------------------------------------------------
 
@@ -230,6 +252,11 @@ class L2DataCollator(DataCollatorMixin):
                     f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
                     "`languages` (or change `pivot_language`) or rebuild the dataset with it."
                 )
+        for lang in self.languages:
+            _check_steps(example["id"], lang, steps[lang])
+        for lang in self._question_languages:
+            if not isinstance(questions[lang], str) or not questions[lang].strip():
+                raise DataError(f"Example id {example['id']!r}: the question in {lang!r} is not a non-empty text.")
         counts = {lang: len(steps[lang]) for lang in self.languages}
         if len(set(counts.values())) != 1 or not next(iter(counts.values())):
             raise DataError(
@@ -345,6 +372,9 @@ class L2DataCollator(DataCollatorMixin):
         return {key: torch.from_numpy(value) for key, value in self.numpy_call(features).items()}
 
     def numpy_call(self, features: list[dict]) -> dict[str, np.ndarray]:
+        if not isinstance(features, (list, tuple)) or not features:
+            got = "an empty batch" if isinstance(features, (list, tuple)) else type(features).__name__
+            raise DataError(f"L2DataCollator takes a non-empty list of examples, got {got}.")
         draws = self._draws(features)
         completions = self.tokenizer([text for _, text in draws], add_special_tokens=False)["input_ids"]
         sequences, truncated = [], []
@@ -379,6 +409,40 @@ class L2DataCollator(DataCollatorMixin):
             labels[row, start + len(prompt) : start + size] = completion
             attention_mask[row, start : start + size] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _check_format(name: str, template: str, field: str) -> None:
+    """A format string must hold `{field}` and no other field (`str.format` would fail mid-training otherwise)."""
+    try:
+        fields = {parsed for _, parsed, _, _ in string.Formatter().parse(template) if parsed is not None}
+    except ValueError as error:
+        raise ConfigError(f"`{name}` is not a valid format string ({error}): {template!r}.") from None
+    if field not in fields:
+        raise ConfigError(f"`{name}` must contain '{{{field}}}', got {template!r}.")
+    unknown = sorted(fields - {field})
+    if unknown:
+        raise ConfigError(
+            f"`{name}` has field(s) {', '.join('{' + other + '}' for other in unknown)}; only {{{field}}} is filled "
+            "in (write a literal brace as {{ or }})."
+        )
+    try:
+        template.format(**{field: ""})
+    except (ValueError, IndexError, KeyError, AttributeError) as error:
+        raise ConfigError(f"`{name}` cannot be filled in ({error}): {template!r}.") from None
+
+
+def _check_steps(example_id, lang: str, steps) -> None:
+    """Steps must be a list of non-blank texts: a string would become one-character steps, a blank step an empty
+    completion to learn."""
+    if not isinstance(steps, (list, tuple)):
+        kind = "a string (it would become one-character steps)" if isinstance(steps, str) else type(steps).__name__
+        raise DataError(f"Example id {example_id!r}: `steps` in {lang!r} must be a list of texts, got {kind}.")
+    blank = [index for index, step in enumerate(steps) if not isinstance(step, str) or not step.strip()]
+    if blank:
+        raise DataError(
+            f"Example id {example_id!r}: step(s) {blank[:10]} in {lang!r} are empty, blank or not text; every step "
+            "must say something (rebuild with `build_parallel_dataset`, which drops such examples)."
+        )
 
 
 class L2EpochCallback(TrainerCallback):

@@ -34,13 +34,17 @@ import math
 import torch
 from transformers import LogitsProcessor
 
-from slam_trainer.errors import ConfigError
+from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import validate_languages
 
 
 TARGET_POLICIES = ("fixed", "switch", "weighted")
 BOUNDARIES = ("newline", "any")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class LanguageSwitchLogitsProcessor(LogitsProcessor):
@@ -96,14 +100,16 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         seed: int = 0,
     ):
         self.languages = validate_languages(languages)
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"`alpha` is a probability and must lie in [0, 1], got {alpha}.")
-        if not (math.isfinite(beta) and beta >= 0):
+        if not _is_number(alpha) or not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"`alpha` is a probability and must lie in [0, 1], got {alpha!r}.")
+        if not (_is_number(beta) and math.isfinite(beta) and beta >= 0):
             raise ConfigError(
-                f"`beta` is a logit shift size and must be a finite number >= 0, got {beta}; `alpha` picks the sign."
+                f"`beta` is a logit shift size and must be a finite number >= 0, got {beta!r}; `alpha` picks the sign."
             )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"`top_k` must be a positive integer, got {top_k!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"`seed` must be an integer, got {seed!r}.")
         if boundary not in BOUNDARIES:
             raise ConfigError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
         self.alpha, self.beta, self.top_k, self.policy, self.boundary = alpha, float(beta), top_k, policy, boundary
@@ -144,7 +150,9 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
                 raise ConfigError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
             return torch.nn.functional.one_hot(torch.tensor(self.languages.index(target)), len(self.languages)).float()
         if policy == "weighted":
-            finite = all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights)
+            if not isinstance(weights, (list, tuple)):
+                raise ConfigError(f"`weights` must be a list of numbers, one per language, got {weights!r}.")
+            finite = all(_is_number(w) and math.isfinite(w) for w in weights)
             if len(weights) != len(self.languages) or not finite or min(weights) < 0 or sum(weights) <= 0:
                 raise ConfigError(
                     f"`weights` must be {len(self.languages)} finite non-negative numbers (one per language) with a "
@@ -174,6 +182,17 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         return languages.gather(1, last[:, None]).squeeze(1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.dim() != 2 or input_ids.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
+            raise ConfigError(
+                f"Expected `input_ids` (batch, length) and `scores` (batch, vocabulary) with one batch size, got "
+                f"shapes {tuple(input_ids.shape)} and {tuple(scores.shape)}."
+            )
+        if int(self.tag_ids.max()) >= scores.shape[-1]:
+            raise ModelError(
+                f"The scores cover {scores.shape[-1]} token ids but the language tags are ids up to "
+                f"{int(self.tag_ids.max())}: the model was not resized for the tags. Call "
+                "`model.resize_token_embeddings(len(tokenizer))` (and train the new rows) before generating."
+            )
         device = scores.device
         tag_ids, _, newline = self._buffers(device, scores.shape[-1])
         rows = scores.shape[0]

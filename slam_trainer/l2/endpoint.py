@@ -2,11 +2,16 @@
 
 The key (a bearer token) goes to the configured address only:
 
+- no proxy from the environment (`http_proxy`, `https_proxy`, ...): urllib would send the request, `Authorization`
+  header included, to whatever such a variable names, in clear for an `http://` address. A proxy is used only when
+  given as `proxy`, and an `http://` address (whose request the proxy reads in clear) only through a loopback proxy;
 - redirects are never followed: urllib would re-send the `Authorization` header to wherever a 3xx points (another
   port, another host); a redirect stops the run with the address to configure instead;
 - plain `http://` is refused for a host that is not loopback unless `allow_insecure_http=True`;
-- every message built here (server error bodies, which may echo the key, included) passes through `redact`, which
-  removes the key and anything shaped like a key; `repr(Endpoint)` leaves the key out.
+- every text shown or stored (server bodies, which may echo the key, included) passes through `redact`, which
+  removes the key and anything shaped like a key, and shows every URL without its user:password and query string
+  (`shown_url`); a URL carrying credentials, well-formed or not, is refused without being shown; `repr(Endpoint)`
+  leaves the key out.
 
 Retries (ours): 429 and 5xx and connection errors and timeouts are retried with exponential backoff and jitter,
 honouring `Retry-After`; 401, 403 and 404 mean every request would fail the same way (a bad key, a wrong URL or model
@@ -21,26 +26,21 @@ import ipaddress
 import json
 import math
 import random
-import re
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from slam_trainer.errors import ConfigError
+from slam_trainer.redaction import carries_credentials, redact, shown_url
 
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 FATAL_STATUS = (401, 403, 404)
 DEFAULT_TIMEOUT = 60.0  # ours: long enough for a long chain of thought, short enough that a dead server shows soon
 _MAX_ERROR_BODY = 200  # characters of a server's error body kept in a failure reason (after redaction)
-REDACTED = "[redacted]"
-_TOKEN = re.compile(r"\b(?:sk|pk|rk|hf|ghp|gho|ghs|ghu|xox[abp])[-_][A-Za-z0-9_\-]{8,}")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+")
-_ASSIGNED = re.compile(
-    r"(?i)\b(api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}&]+"
-)
 
 
 class EndpointError(Exception):
@@ -49,15 +49,6 @@ class EndpointError(Exception):
 
 class FatalEndpointError(EndpointError):
     """A failure every request would share (bad key, redirect, wrong URL or model): the run stops at the first."""
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """`text` without `secret` and without anything shaped like a key (`sk-...`, `Bearer ...`, `api_key=...`)."""
-    if secret:
-        text = text.replace(secret, REDACTED)
-    text = _TOKEN.sub(REDACTED, text)
-    text = _BEARER.sub(lambda match: match.group(1) + REDACTED, text)
-    return _ASSIGNED.sub(lambda match: match.group(1) + match.group(2) + REDACTED, text)
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,6 +62,21 @@ def _is_loopback(host: str) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_url(name: str, url) -> urllib.parse.SplitResult:
+    """The parts of an http(s) URL without credentials; refused (never shown whole) otherwise."""
+    if not isinstance(url, str):
+        raise ConfigError(f"`{name}` must be a string, got {type(url).__name__}.")
+    if carries_credentials(url):  # the URL itself is secret, well-formed or not: not shown
+        raise ConfigError(
+            f"`{name}` carries credentials (user:password@host); remove them and pass the key as `api_key` "
+            "(on the command line: in the environment variable named by --api_key_env)."
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "\\" in url or not url.isprintable():
+        raise ConfigError(f"`{name}` must be an http(s) URL such as http://localhost:8000/v1, got {shown_url(url)!r}.")
+    return parts
 
 
 @dataclass
@@ -92,6 +98,11 @@ class Endpoint:
         allow_insecure_http (`bool`, *optional*, defaults to `False`):
             Allow plain `http://` to a host that is not loopback, where the key and the data cross the network
             unencrypted (e.g. a vLLM server on a trusted private network).
+        proxy (`str`, *optional*):
+            An `http://host:port` proxy to send the requests through. Proxy environment variables are ignored (ours:
+            they would silently reroute the key); give one here to use it. An `https://` base URL reaches its host
+            through the proxy in an encrypted tunnel; an `http://` one is read by the proxy in clear, so it is
+            allowed through a loopback proxy only.
     """
 
     base_url: str
@@ -100,37 +111,51 @@ class Endpoint:
     temperature: float = 0.0
     timeout: float = DEFAULT_TIMEOUT
     allow_insecure_http: bool = False
+    proxy: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.base_url, str):
-            raise ConfigError(f"`base_url` must be a string, got {type(self.base_url).__name__}.")
-        parts = urllib.parse.urlsplit(self.base_url)
-        if parts.username is not None or parts.password is not None:  # the URL itself is secret: not shown
-            raise ConfigError(
-                "`base_url` carries credentials (user:password@host); remove them and pass the key as `api_key` "
-                "(on the command line: in the environment variable named by --api_key_env)."
-            )
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"`base_url` must be an http(s) URL such as http://localhost:8000/v1, got {redact(self.base_url)!r}."
-            )
+        parts = _check_url("base_url", self.base_url)
         if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
             raise ConfigError(
-                f"`base_url` {redact(self.base_url)!r} is plain http to {parts.hostname}, which is not a loopback "
+                f"`base_url` {shown_url(self.base_url)!r} is plain http to {parts.hostname}, which is not a loopback "
                 "address: the key and the data would cross the network unencrypted. Use https, or allow it "
                 "explicitly with `allow_insecure_http=True` (--allow_insecure_http) on a network you trust."
             )
+        if self.proxy is not None:
+            self._check_proxy(parts)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"`model` must be the model name the endpoint serves, got {self.model!r}.")
-        if self.api_key is not None and not isinstance(self.api_key, str):
-            raise ConfigError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
-        self.api_key = self.api_key or None
-        if self.api_key is not None and any(c.isspace() or not c.isprintable() for c in self.api_key):
-            raise ConfigError("`api_key` contains whitespace or control characters; check where it came from.")
+        self._check_key()
         if not _is_number(self.temperature) or not 0 <= self.temperature <= 2:
             raise ConfigError(f"`temperature` must be a number from 0 to 2, got {self.temperature!r}.")
         if not _is_number(self.timeout) or self.timeout <= 0:
             raise ConfigError(f"`timeout` must be a positive number of seconds, got {self.timeout!r}.")
+
+    def _check_proxy(self, target: urllib.parse.SplitResult) -> None:
+        proxy = _check_url("proxy", self.proxy)
+        if proxy.scheme != "http":
+            raise ConfigError(
+                f"`proxy` must be an http://host:port address (urllib's), got {shown_url(self.proxy)!r}."
+            )
+        if target.scheme == "http" and not _is_loopback(proxy.hostname):
+            raise ConfigError(
+                f"`proxy` {shown_url(self.proxy)!r} is not a loopback address, and the base URL is plain http: the "
+                "proxy would read the key in clear. Use an https base URL through it, or no proxy."
+            )
+
+    def _check_key(self) -> None:
+        if self.api_key is not None and not isinstance(self.api_key, str):
+            raise ConfigError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
+        self.api_key = self.api_key or None
+        if self.api_key is None:
+            return
+        if any(c.isspace() or not c.isprintable() for c in self.api_key):
+            raise ConfigError("`api_key` contains whitespace or control characters; check where it came from.")
+        if not self.api_key.isascii():
+            raise ConfigError(
+                "`api_key` contains non-ASCII characters, which an HTTP header cannot carry (a quote or dash copied "
+                "with it?); check where it came from."
+            )
 
     @property
     def url(self) -> str:
@@ -144,7 +169,21 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
+@lru_cache(maxsize=8)
+def _opener(proxy: str | None) -> urllib.request.OpenerDirector:
+    """An opener that follows no redirect and uses `proxy` or none (never the environment's: an explicit, empty
+    `ProxyHandler` replaces the default one, which reads `http_proxy` and friends)."""
+    proxies = {"http": proxy, "https": proxy} if proxy else {}
+    return urllib.request.build_opener(_RefuseRedirects, urllib.request.ProxyHandler(proxies))
+
+
+def _content(raw: bytes, shown: str, secret: str | None):
+    """The assistant `content` of a 200 reply; `EndpointError` (with a redacted excerpt) when it has none."""
+    try:
+        return json.loads(raw)["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        excerpt = redact(raw.decode(errors="replace"), secret)[:_MAX_ERROR_BODY]  # redact, then cut
+        raise EndpointError(f"malformed chat-completions response from {shown}: {excerpt!r}") from None
 
 
 def _sleep(seconds: float, stop: threading.Event | None) -> None:
@@ -171,7 +210,7 @@ def chat_completion(
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
     url = endpoint.url
-    shown = redact(url, endpoint.api_key)
+    shown = shown_url(url)
     reason = "no attempt made"
     for attempt in range(max_retries + 1):
         if stop is not None and stop.is_set():
@@ -179,9 +218,9 @@ def chat_completion(
         delay = min(max_backoff, backoff * 2**attempt) * (0.5 + random.random() / 2)
         try:
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            with _OPENER.open(request, timeout=endpoint.timeout) as response:
-                reply = json.loads(response.read())
-            return reply["choices"][0]["message"]["content"]
+            with _opener(endpoint.proxy).open(request, timeout=endpoint.timeout) as response:
+                raw = response.read()
+            return _content(raw, shown, endpoint.api_key)
         except urllib.error.HTTPError as error:
             try:
                 raw = error.read(4096)
@@ -190,8 +229,7 @@ def chat_completion(
             detail = redact(raw.decode(errors="replace"), endpoint.api_key)[:_MAX_ERROR_BODY]  # redact, then cut
             if 300 <= error.code < 400:
                 target = urllib.parse.urlsplit(urllib.parse.urljoin(url, error.headers.get("Location", "")))
-                origin = target.netloc.rpartition("@")[2]  # no user:password, no query string
-                where = redact(f"{target.scheme}://{origin}{target.path}", endpoint.api_key)
+                where = redact(shown_url(target.geturl()), endpoint.api_key)
                 raise FatalEndpointError(
                     f"HTTP {error.code} from {shown} redirects to {where}: not followed, so that the key goes to "
                     "no other address. Set the base URL to the address that answers."
@@ -213,8 +251,6 @@ def chat_completion(
                 reason = f"no answer within {endpoint.timeout:g} s"
             else:
                 reason = f"connection error: {redact(str(cause), endpoint.api_key)}"
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise EndpointError(f"malformed chat-completions response from {shown}") from None
         if attempt < max_retries:
             _sleep(delay, stop)
     raise EndpointError(f"gave up after {max_retries + 1} attempts ({reason})")

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from slam_trainer.data.loaders import check_unique_rows
 from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.segmentation import split_steps
 from slam_trainer.languages import validate_languages
@@ -48,7 +49,7 @@ def _check(example_id, by_lang: dict[str, dict], languages: list[str]) -> list[t
         if lang not in by_lang:
             continue
         row = by_lang[lang]
-        if not str(row["question"]).strip():
+        if not isinstance(row["question"], str) or not row["question"].strip():
             problems.append(_problem(example_id, lang, "empty question"))
         if not row["steps"]:
             problems.append(_problem(example_id, lang, "no steps"))
@@ -96,11 +97,12 @@ def build_parallel_dataset(
 
     if on_invalid not in ON_INVALID:
         raise ConfigError(f"`on_invalid` must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
-    grouped, duplicates = _group_rows(rows, segmentation, cues)
+    grouped = _group_rows(rows, segmentation, cues)
     if languages is None:
         languages = sorted({lang for group in grouped.values() for lang in group})
     languages = validate_languages(languages)
-    examples, report = _validated_examples(grouped, duplicates, languages)
+    check_languages_present(languages, {lang for group in grouped.values() for lang in group})
+    examples, report = _validated_examples(grouped, languages)
     if report.problems and on_invalid == "raise":
         shown = "\n  ".join(report.problems[:20])
         more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
@@ -118,10 +120,30 @@ def build_parallel_dataset(
     return Dataset.from_list(examples), report
 
 
-def _group_rows(rows, segmentation: str, cues) -> tuple[dict[str, dict[str, dict]], dict[str, list]]:
-    """Rows grouped by `id`, then language (`cot` text cut into steps), and the duplicate rows met per `id`."""
+def check_languages_present(languages: list[str], present, flag: str = "languages") -> None:
+    """Refuse languages no row is in, naming the ones the data holds (instead of filtering every row away and then
+    blaming the data)."""
+    absent = [lang for lang in languages if lang not in present]
+    if absent:
+        raise ConfigError(
+            f"`{flag}` asks for {', '.join(absent)}, but no row is in {'it' if len(absent) == 1 else 'them'}: the "
+            f"data holds {', '.join(sorted(map(str, present))) or 'no language'}. Drop {', '.join(absent)} from "
+            f"`{flag}` or add rows in {'it' if len(absent) == 1 else 'them'}."
+        )
+
+
+def select_languages(rows: list[dict], languages, flag: str = "languages") -> list[dict]:
+    """The rows in `languages` (all when None); a language no row is in is refused (`check_languages_present`)."""
+    if languages is None:
+        return rows
+    check_languages_present(validate_languages(languages), {row.get("lang") for row in rows}, flag)
+    return [row for row in rows if row.get("lang") in languages]
+
+
+def _group_rows(rows, segmentation: str, cues) -> dict[str, dict[str, dict]]:
+    """Rows grouped by `id`, then language (`cot` text cut into steps); a repeated (id, lang) pair is refused."""
+    rows = list(rows)
     grouped: dict[str, dict[str, dict]] = {}
-    duplicates: dict[str, list[tuple[str, str]]] = {}
     for number, row in enumerate(rows):
         missing = [key for key in ("id", "lang", "question", "answer") if key not in row]
         if "steps" not in row and "cot" not in row:
@@ -133,24 +155,35 @@ def _group_rows(rows, segmentation: str, cues) -> tuple[dict[str, dict[str, dict
             )
         example_id, lang = str(row["id"]), row["lang"]
         validate_languages([lang], argument=f"lang of row {number}")
-        steps = (
-            row["steps"]
-            if "steps" in row
-            else split_steps(row["cot"], lang, mode=segmentation, cues=(cues or {}).get(lang))
-        )
-        group = grouped.setdefault(example_id, {})
-        if lang in group:
-            duplicates.setdefault(example_id, []).append(_problem(example_id, lang, "duplicate row"))
-        group[lang] = {"question": row["question"], "steps": [str(step) for step in steps], "answer": row["answer"]}
-    return grouped, duplicates
+        grouped.setdefault(example_id, {})[lang] = {
+            "question": row["question"],
+            "steps": _row_steps(row, number, segmentation, cues),
+            "answer": row["answer"],
+        }
+    check_unique_rows(rows, "The parallel rows")
+    return grouped
 
 
-def _validated_examples(grouped, duplicates, languages: list[str]) -> tuple[list[dict], BuildReport]:
+def _row_steps(row: dict, number: int, segmentation: str, cues) -> list[str]:
+    """A row's steps: its `steps` (a list of texts; a string would become one-character steps) or its `cot` cut."""
+    where = f"Row {number} (id {row['id']!r}, lang {row['lang']!r})"
+    if "steps" in row:
+        steps = row["steps"]
+        if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
+            kind = "a string (it would become one-character steps)" if isinstance(steps, str) else repr(steps)[:80]
+            raise DataError(f"{where}: `steps` must be a list of texts, got {kind}; or give the text as `cot`.")
+        return list(steps)
+    if not isinstance(row["cot"], str):
+        raise DataError(f"{where}: `cot` must be a text, got {type(row['cot']).__name__}.")
+    return split_steps(row["cot"], row["lang"], mode=segmentation, cues=(cues or {}).get(row["lang"]))
+
+
+def _validated_examples(grouped, languages: list[str]) -> tuple[list[dict], BuildReport]:
     """The valid examples in the parallel schema, and the report of what was dropped and why."""
     report = BuildReport()
     examples = []
     for example_id, by_lang in grouped.items():
-        problems = _check(example_id, by_lang, languages) + duplicates.get(example_id, [])
+        problems = _check(example_id, by_lang, languages)
         if problems:
             report.dropped += 1
             report.reasons.update(reason for reason, _ in problems)

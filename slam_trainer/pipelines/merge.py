@@ -8,9 +8,12 @@ on; the delta is checked and applied, and only then is the model cast to `dtype`
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from slam_trainer.errors import ConfigError
+from slam_trainer.errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,6 @@ def merge_ffn_delta(
     import torch
 
     from slam_trainer.delta import resolve_delta_directory, verify_ffn_delta
-    from slam_trainer.errors import ModelError
     from slam_trainer.loading import load_model, load_tokenizer
 
     check_merge_output(out)
@@ -73,17 +75,57 @@ def merge_ffn_delta(
     delta_dir = resolve_delta_directory(delta, delta_revision)
     metadata = verify_ffn_delta(delta_dir)  # a missing, damaged or incomplete delta fails before the base loads
     revision = revision or metadata.base_revision
+    check_base_config(base, metadata, revision, trust_remote_code)  # config.json: architecture and depth
     model_init_kwargs = dict(revision=revision, dtype="auto", trust_remote_code=trust_remote_code, device_map=None)
     model = load_model(base, model_init_kwargs, delta=delta_dir)
     if dtype != "auto":
         model.to(getattr(torch, dtype))
-    model.save_pretrained(out)
     try:
         tokenizer = load_tokenizer(base, revision=revision, trust_remote_code=trust_remote_code)
     except (ModelError, ValueError):
-        tokenizer_saved = False
-    else:
-        tokenizer.save_pretrained(out)
-        tokenizer_saved = True
+        tokenizer = None
+    with _writing(out) as folder:  # whole or not at all: a kill leaves no half model at `out`
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
     saved_dtype = str(model.dtype).removeprefix("torch.")
-    return MergeResult(out, len(metadata.tensors), list(metadata.layers), saved_dtype, tokenizer_saved)
+    return MergeResult(out, len(metadata.tensors), list(metadata.layers), saved_dtype, tokenizer is not None)
+
+
+def check_base_config(base: str, metadata, revision: str | None, trust_remote_code: bool) -> None:
+    """The base's config (no weights) must declare the delta's architecture and hold its layers."""
+    import transformers
+
+    from slam_trainer.loading import read_model_config
+
+    config = read_model_config(base, revision, trust_remote_code)
+    declared = (getattr(config, "architectures", None) or [""])[0]
+    if hasattr(transformers, declared) and declared != metadata.architecture:  # the class `load_model` would pick
+        raise ModelError(
+            f"The delta was trained on a {metadata.architecture} ({metadata.base_model or 'an unnamed model'}), but "
+            f"`base` {base} is a {declared} (its config.json); pass the base the delta was trained on."
+        )
+    total = getattr(config.get_text_config(), "num_hidden_layers", None)
+    if isinstance(total, int) and metadata.layers and max(metadata.layers) >= total:
+        raise ModelError(
+            f"The delta holds layer {max(metadata.layers)} but `base` {base} has {total} decoder layers; pass the "
+            "base the delta was trained on."
+        )
+
+
+@contextmanager
+def _writing(out: str) -> Iterator[str]:
+    """A hidden folder beside `out` to write into, renamed to `out` when the block ends without an error; one left by
+    a killed run is removed first (it is ours by its name)."""
+    parent, name = os.path.split(os.path.abspath(out))
+    partial = os.path.join(parent, f".{name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    try:
+        yield partial
+        if os.path.isdir(out):
+            os.rmdir(out)  # empty: `check_merge_output` said so
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -130,19 +130,12 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
     from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
     from slam_trainer.freezing import EXTRA_ALIASES
     from slam_trainer.l2.collator import L2DataCollator
-    from slam_trainer.l2.parallel import build_parallel_dataset
+    from slam_trainer.l2.parallel import build_parallel_dataset, select_languages
     from slam_trainer.l2.tags import add_language_tokens
 
-    fmt = script_args.dataset_format
-    if fmt == "auto":
-        fmt = "parallel" if {"id", "lang", "question"} <= set(dataset.column_names) else "trl"
-    if script_args.l2_mode != "off" and fmt != "parallel":
-        raise ConfigError(
-            "`l2_mode` needs parallel rows (id, lang, question, answer, cot/steps); see --dataset_format."
-        )
-    if fmt != "parallel":
+    if check_training_data(dataset, script_args) != "parallel":
         return dataset, None
-    rows = [row for row in dataset if script_args.languages is None or row["lang"] in script_args.languages]
+    rows = select_languages(list(dataset), script_args.languages, "--languages")
     chat = script_args.prompt_format == "chat" or (
         script_args.prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None))
     )
@@ -223,12 +216,69 @@ def build_trainer(training, model, args, train_dataset, collator, tokenizer, pef
     )
 
 
-def check_script_arguments(script_args: TrainScriptArguments) -> None:
-    """The choices a YAML file can get wrong (the command line checks them too), before anything loads."""
+def check_script_arguments(script_args: TrainScriptArguments, training_args=None) -> None:
+    """The choices a YAML file can get wrong (the command line checks them too), and SLAM options given with
+    `--training full` (which would silently not apply), before anything loads."""
     if script_args.l2_mode not in L2_MODES:
         raise ConfigError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ConfigError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    if script_args.training != "full" or training_args is None:
+        return
+    given = {
+        "--slam_layers": getattr(training_args, "slam_layers", "auto") != "auto",
+        "--slam_save_delta": getattr(training_args, "slam_save_delta", False),
+        "--slam_extra_trainable": getattr(training_args, "slam_extra_trainable", None) is not None,
+        "--slam_push delta": getattr(training_args, "slam_push", "full") == "delta",
+    }
+    ignored = [flag for flag, set_ in given.items() if set_]
+    if ignored:
+        raise ConfigError(
+            f"`--training full` trains every parameter, so {', '.join(ignored)} (SLAM's choice of what trains) would "
+            "not apply; drop them, or use `--training slam`."
+        )
+
+
+def check_training_data(dataset, script_args: TrainScriptArguments) -> str:
+    """The data format ("parallel" or "trl"), checked against `l2_mode` and `languages` before the model loads."""
+    from slam_trainer.data.loaders import check_unique_rows
+    from slam_trainer.l2.parallel import check_languages_present
+
+    fmt = script_args.dataset_format
+    if fmt == "auto":
+        fmt = "parallel" if {"id", "lang", "question"} <= set(dataset.column_names) else "trl"
+    if script_args.l2_mode != "off" and fmt != "parallel":
+        raise ConfigError(
+            "`l2_mode` needs parallel rows (id, lang, question, answer, cot/steps); see --dataset_format."
+        )
+    if fmt == "parallel" and {"id", "lang"} <= set(dataset.column_names):
+        check_unique_rows(
+            dataset.select_columns(["id", "lang"]).to_list(), f"`dataset_name` {script_args.dataset_name}"
+        )
+        if script_args.languages is not None:
+            check_languages_present(script_args.languages, set(dataset["lang"]), "--languages")
+    return fmt
+
+
+def check_layers_fit(training_args, model_args) -> None:
+    """Layer indices against the model's depth, read from its config (no weights), before the model loads."""
+    from slam_trainer.loading import read_model_config
+
+    layers = getattr(training_args, "slam_layers", "auto")
+    if layers == "auto" or not isinstance(layers, list):
+        return
+    config = read_model_config(
+        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
+    ).get_text_config()
+    total = getattr(config, "num_hidden_layers", None)
+    if not isinstance(total, int):
+        return  # an architecture that names its depth otherwise: checked on the model
+    wrong = [index for index in layers if not -total <= index < total]
+    if wrong:
+        raise ConfigError(
+            f"`slam_layers` has index {wrong[0]} but {model_args.model_name_or_path} has {total} decoder layers "
+            f"(valid: {-total}..{total - 1})."
+        )
 
 
 def prepare_training(script_args, training_args, model_args):
@@ -238,10 +288,12 @@ def prepare_training(script_args, training_args, model_args):
 
     from slam_trainer.checkpoints import resolve_resume_checkpoint
 
-    check_script_arguments(script_args)
+    check_script_arguments(script_args, training_args)
     # true/false as TRL's parser reads booleans; incomplete checkpoints (a kill during a save) are skipped
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     dataset = load_rows(script_args)  # a bad data file fails before the model loads
+    check_training_data(dataset, script_args)
+    check_layers_fit(training_args, model_args)  # everything the config and the data tell, before the weights
     model, tokenizer = load_training_model(model_args, training_args)
     train_dataset, collator = build_training_data(dataset, script_args, tokenizer, model, training_args)
     trainer = build_trainer(

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from slam_trainer.data.loaders import load_jsonl_rows
+from slam_trainer.data.loaders import check_unique_rows, load_jsonl_rows
 from slam_trainer.errors import ConfigError, DataError
 
 
@@ -62,6 +62,7 @@ def _from_rows(rows: list[Mapping], text_column: str | None) -> dict[str, dict]:
             f"The probe data rows have columns {sorted(columns)}; they need `id`, `lang` and a text column "
             f"({' or '.join(TEXT_COLUMNS)}, or name it with `text_column`)."
         )
+    check_unique_rows(rows, "The probe data")
     by_lang: dict[str, dict] = {}
     for row in rows:
         by_lang.setdefault(row["lang"], {})[row["id"]] = row[text_column]

@@ -8,6 +8,7 @@ package's own entry point, unchanged.
 import sys
 
 import cpu_deepspeed  # noqa: F401  (first: see its docstring)
+import cpu_fsdp  # noqa: F401  (likewise)
 
 from slam_trainer.cli.main import main
 

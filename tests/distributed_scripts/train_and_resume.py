@@ -16,6 +16,7 @@ import json
 import os
 
 import cpu_deepspeed  # noqa: F401  (first: see its docstring)
+import cpu_fsdp  # noqa: F401  (likewise)
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM
