@@ -1,34 +1,35 @@
-"""Evidence: SLAM's and L²'s claims measured on a real pretrained model, with ablations, in one resumable run.
+"""Evidence: SLAM's and L²'s claims on real pretrained models, powered and bracketed, resumable unit by unit.
 
 Usage:
-    python benchmarks/bench_evidence.py                             # SmolLM2-135M-Instruct: the full run, ~2 h
-    python benchmarks/bench_evidence.py --model gemma3-270m --work_dir evidence-gemma --results_dir evidence-gemma
-    python benchmarks/bench_evidence.py --quick --model tiny:llama   # the plumbing only, on a random tiny model
+    python benchmarks/bench_evidence.py --dry_run                      # the plan and its time estimate, nothing runs
+    python benchmarks/bench_evidence.py                                # SmolLM2-135M-Instruct, the whole design
+    python benchmarks/bench_evidence.py --model gemma3-270m            # Gemma-3-270M, the reduced design
+    python benchmarks/bench_evidence.py --report                       # evidence.md/json/png from the records so far
+    python benchmarks/bench_evidence.py --quick --model tiny:llama     # the plumbing only, on a random tiny model
 
-What it measures (issue 11). Arms, all on the same training data (SLAM's one-stage set: question translation X→en +
-worked answers in every language, from the package's synthetic world), steps and batch:
+The design (issue 20; every number is ours, see `evidence_design.py`):
 
-    base         nothing trains (zero-shot or few-shot prompt, whichever scores better on the validation split)
-    full         every parameter (plain `trl.SFTTrainer`)
-    slam-auto    up+down of the layers `slam_layers="auto"` picks (`resolve_auto_layers`, once, as the trainer does)
-    slam-low     up+down of layers 0-5 (the paper's fixed choice; 0..N-1 with --slam_num_layers N)
-    slam-top     up+down of the top 6 layers
-    slam-random  up+down of 6 random layers (a fixed draw)
-    lora         LoRA on every linear layer, rank chosen so that it trains about as many parameters as SLAM
-    slam-lora    SLAM + LoRA on the auto layers (same rank)
+- Task: the synthetic `one-step-wide` world (one + or - with numbers up to 20), problems drawn from a seed no earlier
+  run used; 200 training problems, 50 validation and 100 test problems per language, no equation shared between
+  training and held-out problems or between two held-out problems; validation and test disjoint.
+- Arms: base (no training), full, slam-auto (`slam_layers="auto"`'s default choice: the parallel training
+  questions probed), slam-random (a new draw per seed), slam-low (layers 0-5), lora (the rank that trains as many
+  parameters as SLAM); L² (full fine-tuning): en-cot, l2-full, l2-mixed, with equal training tokens.
+- Budgets: 20, 60 and 180 optimizer steps of batch 8 are checkpoints of one run (constant rate after 4 warm-up steps).
+- Rates: each arm's grid holds two points per decade and grows by one point while its best validation score
+  (non-English mean, 0-shot, seed 0, middle budget) sits at an edge, so the chosen rate is interior.
+- Protocol: base and every arm are scored 0-shot and 3-shot on validation at the middle budget; each arm's test
+  headline uses the better one, and the other is scored on test at the middle budget too.
+- Seeds 0, 1, 2 at the chosen rate; the test problems are scored only for these runs, at every budget.
+- L²: the decoding intervention's alpha/beta/top-k chosen on validation among a few settings; test scored with and
+  without it at the last budget; tokens per correct answer and language fidelity per language.
+- Report: paired bootstrap 95% intervals over problems x seeds (`evidence_stats.py`).
 
-Each arm trains at every rate of its learning-rate grid on the first seed; the rate with the best mean accuracy on a
-validation split (held-out problems disjoint from both training and test problems) is selected, and only then run on
-the other seeds and evaluated on the test problems (and on a slice of MGSM). L²: English-CoT-only SFT vs L² full-chain
-vs L² mixed (`L2DataCollator`, full fine-tuning as the paper, at `full`'s selected rate), evaluated on the test
-problems with and without the decoding intervention (`LanguageSwitchLogitsProcessor`), with tokens per correct answer.
-
-Every training run is a fresh subprocess, so its peak memory (max RSS) is its own; its step time is the median
-optimizer step (forward, backward, update) after the first. Each finished run is appended to `runs.jsonl` in
-`--work_dir` and skipped when the command is run again: an interrupted run resumes where it stopped. Results:
-`evidence.md`, `evidence.json` and `evidence.png` in `--results_dir` (benchmarks/results for a full run).
-Every default below is ours. They were chosen to fit 90 minutes on 2 CPU cores from a pilot's timings; the first
-full run took ~2 h, and the plan and its time estimate (printed before anything trains) now say so.
+Every training run is a fresh subprocess (its max RSS is its own) that resumes from its last budget checkpoint.
+Each finished unit (a rate-search run with its validation score, a final run with its test scores, a base
+evaluation) is one JSON file under `--records_dir` (benchmarks/results/evidence_runs/<model>/), written whole:
+commit them, and a later run, on this machine or a fresh one, redoes only what has no file. Weights and checkpoints
+live in `--work_dir` (not committed; a unit whose checkpoint is gone trains again from step 0).
 """
 
 from __future__ import annotations
@@ -43,122 +44,47 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
-from evidence_report import eval_key, l2_key, markdown, mean_accuracy, plot, summarise, train_key
+from evidence_design import (
+    ARMS,
+    DESIGNS,
+    L2_ARMS,
+    QUICK,
+    SMOLLM2,
+    choose_rate,
+    estimate_minutes,
+    is_interior,
+    rate_of,
+    start_exponents,
+)
+from evidence_records import Records, base_key, check_design, final_key, search_key
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-MGSM = Path(__file__).resolve().parents[2] / "shared" / "data" / "mgsm" / "mgsm.jsonl"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
-# The arms: how each trains ("slam" arms name their layers).
-ARMS = {
-    "full": {"trainer": "sft"},
-    "slam-auto": {"trainer": "slam", "layers": "auto"},
-    "slam-low": {"trainer": "slam", "layers": "low"},
-    "slam-top": {"trainer": "slam", "layers": "top"},
-    "slam-random": {"trainer": "slam", "layers": "random"},
-    "lora": {"trainer": "sft", "lora": True},
-    "slam-lora": {"trainer": "slam", "layers": "auto", "lora": True},
-}
-# L²'s arms: the training languages of the collator (None: all) and its mode. English-CoT-only SFT is the collator
-# with English alone, i.e. the English seed data the L² paper starts from (our reading of its baseline).
-L2_ARMS = {"en-cot": (["en"], "full"), "l2-full": (None, "full"), "l2-mixed": (None, "mixed")}
-RANDOM_LAYERS_SEED = 0
+
+def training_pipeline() -> SimpleNamespace:
+    """The package's training pipeline (what `slam train` calls), named in this one place."""
+    from slam_trainer.pipelines.training import (
+        TrainScriptArguments,
+        build_trainer,
+        build_training_data,
+        load_training_model,
+    )
+
+    return SimpleNamespace(
+        TrainScriptArguments=TrainScriptArguments,
+        build_training_data=build_training_data,
+        build_trainer=build_trainer,
+        load_training_model=load_training_model,  # (ModelConfig, training args) -> (model, tokenizer)
+    )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run depends on; the defaults for a real model and for `--quick` are below (all ours)."""
-
-    languages: tuple[str, ...]  # English first: the pivot of SLAM's question translation and the retention check
-    world: str  # the synthetic world (`slam_trainer.data.synthetic.WORLDS`)
-    train_problems: int  # each in every language
-    val_problems: int  # per language, for the learning-rate selection
-    test_problems: int  # per language
-    steps: int  # optimizer steps per training run
-    batch_size: int
-    learning_rates: dict  # arm -> its grid; the keys are the arms that run
-    seeds: tuple[int, ...]  # the first one runs the grids
-    l2_seeds: tuple[int, ...]
-    slam_num_layers: int  # layers trained by every SLAM arm
-    few_shots: int  # exemplars in the base model's few-shot prompt
-    max_length: int  # training sequence limit, in tokens
-    max_new_tokens: int  # generation limit for a synthetic answer
-    eval_batch_size: int
-    mgsm_problems: int  # per language; 0 skips MGSM
-    mgsm_max_new_tokens: int
-
-    @property
-    def arms(self) -> tuple[str, ...]:
-        """The trained arms run (the keys of `learning_rates`; `full` always: it is every ratio's reference)."""
-        return tuple(self.learning_rates)
-
-
-# Languages: English, three other Latin-script languages of three families (es, de, sw), Cyrillic (ru), Han (zh) and
-# Japanese kana (ja). Thai and Bengali are left out for the budget: with SmolLM2's tokenizer a Thai or Bengali problem
-# is 3-4x the tokens of an English one (answers ~65 and ~80 tokens vs ~20; Japanese ~35), and as one batch pads to
-# its longest sequence, one Thai row in a batch of 8 makes the whole batch ~1.4x longer (steps and generation alike).
-# Learning rates: full fine-tuning moves every weight and takes ~10x smaller rates than a few FFNs or adapters.
-SLAM_RATES = (3e-4, 1e-3, 3e-3)
-REAL = Settings(
-    languages=("en", "es", "de", "ru", "zh", "ja", "sw"),
-    world="one-step",  # SmolLM2-135M scores 0% on the multi-step world even in English, before and after training
-    train_problems=100,
-    val_problems=8,
-    test_problems=20,
-    steps=20,
-    batch_size=8,
-    learning_rates={
-        "full": (3e-5, 1e-4, 3e-4),
-        "slam-auto": SLAM_RATES,
-        "slam-low": SLAM_RATES,
-        "slam-top": SLAM_RATES,
-        "slam-random": SLAM_RATES,
-        "lora": SLAM_RATES,
-        "slam-lora": SLAM_RATES,
-    },
-    seeds=(0, 1),
-    l2_seeds=(0,),
-    slam_num_layers=6,
-    few_shots=3,
-    max_length=384,
-    max_new_tokens=64,
-    eval_batch_size=16,
-    mgsm_problems=6,
-    mgsm_max_new_tokens=160,
-)
-QUICK = Settings(
-    languages=("en", "es", "zh"),
-    world="one-step",
-    train_problems=6,
-    val_problems=2,
-    test_problems=2,
-    steps=2,
-    batch_size=2,
-    learning_rates={arm: (1e-2,) for arm in ARMS} | {"full": (1e-3, 1e-2)},  # one sweep, to exercise selection
-    seeds=(0, 1),
-    l2_seeds=(0,),
-    slam_num_layers=2,
-    few_shots=1,
-    max_length=256,
-    max_new_tokens=8,
-    eval_batch_size=8,
-    mgsm_problems=1,
-    mgsm_max_new_tokens=8,
-)
-# For the time estimate only (scaled by model size): median seconds per optimizer step of each arm on SmolLM2-135M at
-# batch 8 of these sequences, measured in the first full run on 2 quiet cores (2026-11-22), per generated answer of
-# a trained model, and per training subprocess (imports, loading, saving). That run took ~2 h against the 89 min the
-# pilot constants promised: the defaults above exceed the 90-minute budget and the plan's warning says so.
-STEP_SECONDS = {"full": 9.1, "slam-auto": 4.6, "slam-low": 4.7, "slam-top": 3.5, "slam-random": 4.4, "lora": 6.8}
-STEP_SECONDS |= {"slam-lora": 4.7, "en-cot": 4.0, "l2-full": 11.6, "l2-mixed": 10.6}
-ANSWER_SECONDS, PROCESS_SECONDS = 0.6, 10.0
-
-
-# -- settings and plan --------------------------------------------------------------------------------------------
+# -- flags --------------------------------------------------------------------------------------------------------
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -167,174 +93,84 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="Offline short name, local folder, or tiny:<arch>.")
     parser.add_argument("--quick", action="store_true", help="Smoke-test sizes (use with --model tiny:llama).")
-    parser.add_argument("--work_dir", default=None, help="Runs, data and models (default: evidence-work[-quick]).")
+    parser.add_argument("--records_dir", default=None, help="Finished units (default: results/evidence_runs/<model>).")
+    parser.add_argument(
+        "--work_dir", default=None, help="Data, checkpoints, evaluations (default: evidence-work/<model>)."
+    )
     parser.add_argument(
         "--results_dir",
         default=None,
-        help="Where evidence.md/json/png go (default: benchmarks/results; --work_dir "
-        "with --quick, so a smoke test never overwrites the real results).",
+        help="evidence.md/json/png (default: benchmarks/results; --work_dir with --quick).",
     )
-    parser.add_argument("--languages", nargs="+", default=None, help="Languages, English first (default: see REAL).")
-    parser.add_argument("--world", choices=("one-step", "multi-step"), default=None, help="Synthetic world.")
-    for name in ("train_problems", "val_problems", "test_problems", "steps", "batch_size", "slam_num_layers"):
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, help="Trained arms, in run order.")
+    parser.add_argument("--l2_arms", nargs="*", choices=list(L2_ARMS), default=None, help="L² arms (none: skip L²).")
+    parser.add_argument("--languages", nargs="+", default=None, help="Languages, English first.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Training seeds (first: the rate search).")
+    parser.add_argument("--budgets", type=int, nargs="+", default=None, help="Step budgets, ascending (3 or more).")
+    for name in ("train_problems", "val_problems", "test_problems"):
         parser.add_argument(f"--{name}", type=int, default=None)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Training seeds (first: the LR sweep).")
-    parser.add_argument("--l2_seeds", type=int, nargs="+", default=None, help="Seeds of the L² runs.")
-    parser.add_argument(
-        "--arms", nargs="+", choices=list(ARMS), default=None, help="Trained arms to run (default: all; full always)."
-    )
-    parser.add_argument(
-        "--lr", action="append", default=[], metavar="ARM=LR,LR,...", help="Learning-rate grid of one arm (repeat)."
-    )
-    parser.add_argument("--max_new_tokens", type=int, default=None, help="Token limit per synthetic answer.")
-    parser.add_argument("--mgsm_problems", type=int, default=None, help="MGSM problems per language (0: skip).")
-    parser.add_argument("--mgsm", default=str(MGSM), help="MGSM file (default: ../shared/data/mgsm/mgsm.jsonl).")
-    parser.add_argument("--budget_minutes", type=float, default=90.0, help="Warn when the estimate exceeds this.")
-    parser.add_argument("--keep_models", action="store_true", help="Keep trained weights in --work_dir at the end.")
-    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a child process: one training run
+    parser.add_argument("--dry_run", action="store_true", help="Print the plan and the estimate, run nothing.")
+    parser.add_argument("--report", action="store_true", help="Only write the report from the records so far.")
+    parser.add_argument("--keep_models", action="store_true", help="Keep trained weights in --work_dir.")
+    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a child process: one training unit
     return parser
 
 
-INTEGER_FLAGS = ("train_problems", "val_problems", "test_problems", "steps", "batch_size", "slam_num_layers")
-
-
-def resolve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
-    """The defaults (`REAL` or `QUICK`) with the flags applied, checked before anything loads; a bad flag is one
-    line on stderr and exit status 2 (`parser.error`)."""
+def resolve_design(args, parser):
+    """The model's design with the flags applied, checked before anything loads (`parser.error`: exit 2)."""
     from slam_trainer.languages import validate_languages
 
-    settings = QUICK if args.quick else REAL
-    names = (*INTEGER_FLAGS, "world", "max_new_tokens", "mgsm_problems", "languages", "seeds", "l2_seeds")
-    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    overrides.update(
-        {name: tuple(overrides[name]) for name in ("languages", "seeds", "l2_seeds") if name in overrides}
-    )
-    rates = dict(settings.learning_rates)
-    for item in args.lr:
-        arm, _, values = item.partition("=")
-        try:
-            rates[arm] = tuple(float(value) for value in values.split(","))
-        except ValueError:
-            rates[arm] = ()
-        if arm not in ARMS or not rates[arm] or min(rates[arm]) <= 0:
-            parser.error(f"`--lr {item}`: give ARM=LR,LR,... with positive rates and ARM one of {', '.join(ARMS)}.")
-    arms = ["full", *(arm for arm in args.arms or ARMS if arm != "full")]
-    overrides["learning_rates"] = {arm: rates[arm] for arm in ARMS if arm in arms}
-    settings = replace(settings, **overrides)
+    design = QUICK if args.quick else DESIGNS.get(args.model, SMOLLM2)
+    overrides = {
+        name: tuple(getattr(args, name))
+        for name in ("arms", "l2_arms", "languages", "seeds", "budgets")
+        if getattr(args, name) is not None
+    }
+    overrides |= {
+        n: getattr(args, n)
+        for n in ("train_problems", "val_problems", "test_problems")
+        if getattr(args, n) is not None
+    }
+    design = replace(design, **overrides)
     try:
-        validate_languages(list(settings.languages), argument="--languages", min_count=2)
+        validate_languages(list(design.languages), argument="--languages", min_count=2)
     except ValueError as error:
         parser.error(str(error))
-    if settings.languages[0] != "en":
+    if design.languages[0] != "en":
         parser.error(
             "`--languages` must start with en (the pivot of the question translation and the retention check)."
         )
-    for name in INTEGER_FLAGS:
-        if getattr(settings, name) < 1:
-            parser.error(f"`--{name}` must be at least 1, got {getattr(settings, name)}.")
-    if settings.mgsm_problems < 0:
-        parser.error(f"`--mgsm_problems` must be 0 (skip) or more, got {settings.mgsm_problems}.")
-    return settings
+    budgets = list(design.budgets)
+    if len(budgets) < 3 or budgets != sorted(set(budgets)) or budgets[0] < 1:
+        parser.error(f"`--budgets` must be 3 or more distinct positive step counts, ascending; got {budgets}.")
+    if not design.seeds or len(set(design.seeds)) != len(design.seeds):
+        parser.error(f"`--seeds` must be distinct, got {list(design.seeds)}.")
+    for name in ("train_problems", "val_problems", "test_problems"):
+        if getattr(design, name) < 1:
+            parser.error(f"`--{name}` must be at least 1, got {getattr(design, name)}.")
+    if "full" not in design.arms:
+        parser.error("`--arms` must include full: it is the reference of every ratio and comparison.")
+    return design
 
 
-def estimate_minutes(settings: Settings, scale: float) -> dict[str, float]:
-    """Rough minutes per phase (see `STEP_SECONDS`), scaled by the model's size relative to SmolLM2-135M."""
-    languages = len(settings.languages)
-    val, test = languages * settings.val_problems, languages * settings.test_problems
-    mgsm = languages * settings.mgsm_problems * 3  # longer questions and answers
-
-    def run(arm, answers):
-        return scale * (settings.steps * STEP_SECONDS[arm] + answers * ANSWER_SECONDS) + PROCESS_SECONDS
-
-    seconds = {
-        "base": scale * (3 * val + 2 * test + mgsm) * ANSWER_SECONDS * 2,  # few-shot prompts; it rarely stops early
-        "sweep": sum(run(arm, val) for arm, rates in settings.learning_rates.items() for _ in rates),
-        "other seeds": sum(run(arm, 0) for arm in settings.arms) * (len(settings.seeds) - 1),
-        "L²": sum(run(arm, 2 * test) for arm in L2_ARMS) * len(settings.l2_seeds),
-        "test+MGSM": len(settings.arms) * scale * (len(settings.seeds) * test + mgsm) * ANSWER_SECONDS,
-    }
-    return {phase: value / 60 for phase, value in seconds.items()}
-
-
-def print_plan(settings: Settings, scale: float, budget_minutes: float) -> None:
-    sweep = sum(len(rates) for rates in settings.learning_rates.values())
-    seeds = len(settings.arms) * (len(settings.seeds) - 1)
-    l2 = len(L2_ARMS) * len(settings.l2_seeds)
-    runs = sweep + seeds + l2
-    print(
-        f"Plan: {sweep} sweep runs (seed {settings.seeds[0]}) + {seeds} runs at the selected rates (seeds "
-        f"{list(settings.seeds[1:])}) + {l2} L² runs = {runs} training runs x {settings.steps} steps of batch "
-        f"{settings.batch_size} ({runs * settings.steps} steps); {len(settings.languages)} languages, "
-        f"{settings.val_problems} validation / {settings.test_problems} test problems each, MGSM "
-        f"{settings.mgsm_problems} per language."
-    )
-    minutes = estimate_minutes(settings, scale)
+def print_plan(design, scale: float) -> None:
+    minutes = estimate_minutes(design, scale)
     total = sum(minutes.values())
     print(
-        "Estimated time: "
-        + ", ".join(f"{phase} {value:.0f} min" for phase, value in minutes.items())
-        + f"; total ~{total:.0f} min (2 quiet cores; a loaded machine is slower).",
+        f"Design: {len(design.languages)} languages ({', '.join(design.languages)}), {design.val_problems} "
+        f"validation / {design.test_problems} test problems each; arms {', '.join(design.arms)}"
+        + (f"; L² {', '.join(design.l2_arms)}" if design.l2_arms else "")
+        + f"; budgets {list(design.budgets)} steps of batch {design.batch_size}; seeds {list(design.seeds)}."
+    )
+    print(
+        "Estimate (one core, each rate search extended once): "
+        + ", ".join(f"{phase} {value / 60:.1f} h" for phase, value in minutes.items())
+        + f"; total ~{total / 60:.1f} h. Every unit is kept as it finishes: stop and resume at will.",
         flush=True,
     )
-    if total > budget_minutes:
-        print(f"WARNING: the estimate exceeds the {budget_minutes:.0f}-minute budget; lower --steps or the grids.")
 
 
-# -- resumable records --------------------------------------------------------------------------------------------
-
-
-class RunLog:
-    """`runs.jsonl`: one JSON record per finished unit of work, keyed, appended as soon as it exists, with the wall
-    time since the previous one (so that the time of a run resumed over several invocations adds up)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.last = time.perf_counter()
-        self.records: dict[str, dict] = {}
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by an interruption: that unit runs again
-                continue
-            self.records[record["key"]] = record
-        if text and not text.endswith("\n") or len(self.records) < len(text.splitlines()):
-            # Rewrite without the cut line, so that the next record starts on a line of its own.
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values()), "utf-8")
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.records
-
-    def __getitem__(self, key: str) -> dict:
-        return self.records[key]
-
-    def add(self, record: dict) -> dict:
-        now = time.perf_counter()
-        record = {**record, "wall_seconds": round(now - self.last, 1)}
-        self.last = now
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.records[record["key"]] = record
-        return record
-
-
-def check_work_dir(work: Path, model: str, settings: Settings) -> None:
-    """Refuse to resume a work directory that was started with other settings (its runs would not compare)."""
-    recorded = {"model": model, **json.loads(json.dumps(asdict(settings)))}
-    path = work / "settings.json"
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        differing = sorted(key for key in recorded.keys() | previous.keys() if recorded.get(key) != previous.get(key))
-        if differing:
-            raise SystemExit(
-                f"bench_evidence: error: `--work_dir` {work} holds runs with other settings ({', '.join(differing)});"
-                " pass a new --work_dir or delete it."
-            )
-    work.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
-
-
-# -- data ---------------------------------------------------------------------------------------------------------
+# -- data and the model's facts -------------------------------------------------------------------------------------
 
 
 def write_jsonl(path: Path, rows) -> str:
@@ -342,32 +178,28 @@ def write_jsonl(path: Path, rows) -> str:
     return str(path)
 
 
-def build_data(settings: Settings, data_dir: Path) -> dict[str, str]:
-    """Training rows (with worked answers), validation and test problems, few-shot exemplars, as JSONL files.
-
-    Validation and test problems are the held-out problems of `train_test_problems` (no (template, numbers) pair in
-    common with training), split in two; held-out problems are distinct from each other, so the splits are disjoint.
-    The data is drawn once (seed 0): seeds vary the training (order, LoRA initialisation), not the problems."""
+def build_data(design, data_dir: Path) -> dict[str, str]:
+    """Training rows, validation and test problems, few-shot exemplars, as JSONL files: the same on any machine."""
     from slam_trainer.data.synthetic import problem_rows, train_test_problems
 
     train, held_out = train_test_problems(
-        settings.train_problems,
-        settings.val_problems + settings.test_problems,
-        languages=list(settings.languages),
-        seed=0,
-        world=settings.world,
+        design.train_problems,
+        design.val_problems + design.test_problems,
+        languages=list(design.languages),
+        seed=design.data_seed,
+        world=design.world,
+        disjoint="equation",
     )
-    val, test = held_out[: settings.val_problems], held_out[settings.val_problems :]
+    val, test = held_out[: design.val_problems], held_out[design.val_problems :]
     data_dir.mkdir(parents=True, exist_ok=True)
     question_only = ("id", "lang", "question", "answer")
-    train_rows = problem_rows(train)
     return {
-        "train": write_jsonl(data_dir / "train.jsonl", train_rows),
+        "train": write_jsonl(data_dir / "train.jsonl", problem_rows(train)),
         "val": write_jsonl(data_dir / "val.jsonl", [{k: r[k] for k in question_only} for r in problem_rows(val)]),
         "test": write_jsonl(data_dir / "test.jsonl", [{k: r[k] for k in question_only} for r in problem_rows(test)]),
         "exemplars": write_jsonl(
             data_dir / "exemplars.jsonl",
-            [{k: r[k] for k in ("lang", "question", "cot")} for r in problem_rows(train[: settings.few_shots])],
+            [{k: r[k] for k in ("lang", "question", "cot")} for r in problem_rows(train[: design.few_shots])],
         ),
     }
 
@@ -387,111 +219,150 @@ def prepare_base(model: str, work: Path) -> str:
     return str(base)
 
 
-def setup(settings: Settings, base: str, work: Path) -> dict:
-    """What every arm needs from the model: its layers, the auto layers (identified once, exactly as
-    `slam_layers="auto"` does inside the trainer), the fixed random layers, the LoRA rank, the prompt style."""
-    import torch
+def read_rows(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
 
+
+def setup(design, base: str, data: dict, work: Path) -> dict:
+    """The model's facts every arm needs: its layers, auto mode's default choice on the training rows (probed as the
+    trainer probes them) with its bootstrap stability, the LoRA rank that matches SLAM's count, the prompt style, and
+    the mean training tokens per language (for L²'s equal-token budgets)."""
+    import torch
+    from datasets import Dataset
+
+    from slam_trainer.config import SelectiveFFNConfig
     from slam_trainer.freezing import plan_freeze
     from slam_trainer.loading import load_model_and_tokenizer
     from slam_trainer.probe.auto import resolve_auto_layers
 
     model, tokenizer = load_model_and_tokenizer(base, {"dtype": "float32", "device_map": None})
-    num_layers = model.config.num_hidden_layers
-    count = settings.slam_num_layers
+    num_layers, count = model.config.num_hidden_layers, design.slam_num_layers
     if count > num_layers:
-        raise SystemExit(
-            f"bench_evidence: error: `--slam_num_layers` {count} exceeds the model's {num_layers} layers."
-        )
-    auto, _ = resolve_auto_layers(model, tokenizer, None, count, str(work / "identify"))
-    layers = {
-        "auto": list(auto),
-        "low": list(range(count)),
-        "top": list(range(num_layers - count, num_layers)),
-        "random": sorted(random.Random(RANDOM_LAYERS_SEED).sample(range(num_layers), count)),
-    }
-    slam_params = plan_freeze(model, layers["low"]).report.trainable_params
-    # LoRA on every linear layer but the output head adds r x (in + out) parameters per layer: pick r to match SLAM.
-    head = model.get_output_embeddings()
-    per_rank = sum(
-        module.in_features + module.out_features
-        for module in model.modules()
-        if isinstance(module, torch.nn.Linear) and module is not head
+        raise SystemExit(f"bench_evidence: error: {count} SLAM layers exceed the model's {num_layers} layers.")
+    rows = read_rows(data["train"])
+    pipeline = training_pipeline()
+    args = SelectiveFFNConfig(output_dir=str(work / "identify"), use_cpu=True, report_to="none")
+    slam_set, _ = pipeline.build_training_data(
+        Dataset.from_list(rows), pipeline.TrainScriptArguments(dataset_format="parallel"), tokenizer, model, args
     )
+    auto, report = resolve_auto_layers(model, tokenizer, None, count, str(work / "identify"), train_dataset=slam_set)
+    slam_params = plan_freeze(model, list(range(count))).report.trainable_params
+    head = model.get_output_embeddings()
+    per_rank = sum(  # LoRA on every linear layer but the head adds r x (in + out) parameters per layer
+        m.in_features + m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head
+    )
+    tokens = {
+        lang: statistics.mean(
+            len(tokenizer(r["question"] + "\n" + r["cot"]).input_ids) for r in rows if r["lang"] == lang
+        )
+        for lang in design.languages
+    }
+    stability = report.stability or {}
     return {
         "key": "setup",
-        "layers": layers,
         "num_layers": num_layers,
+        "layers": {"auto": list(auto), "low": list(range(count)), "top": list(range(num_layers - count, num_layers))},
+        "auto_probe": f"{len(report.tokens)} languages of the training questions",
+        "layer_stability": stability.get("mean_jaccard"),
+        "layer_frequency": stability.get("frequency"),
+        "layers_stable": stability.get("stable"),
         "total_params": sum(p.numel() for p in model.parameters()),
         "lora_rank": max(1, round(slam_params / per_rank)),
         "prompt_style": "chat" if getattr(tokenizer, "chat_template", None) else "slam",
+        "train_tokens_per_row": tokens,
     }
+
+
+def random_layers(num_layers: int, count: int, seed: int) -> list[int]:
+    """slam-random's layers for one seed: a different draw per seed."""
+    return sorted(random.Random(f"slam-random:{seed}").sample(range(num_layers), count))
+
+
+def l2_budget_steps(design, setup_record: dict, arm: str) -> list[int]:
+    """L²'s budgets in steps with equal training tokens: l2-full's step budgets, scaled by how much shorter or longer
+    the arm's training rows are (en-cot trains on English rows alone; the mixed chains average over the languages as
+    the whole chains do)."""
+    tokens = setup_record["train_tokens_per_row"]
+    reference = statistics.mean(tokens[lang] for lang in design.languages)
+    own = statistics.mean(tokens[lang] for lang in (L2_ARMS[arm][0] or design.languages))
+    return [max(1, round(budget * reference / own)) for budget in design.budgets]
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
 
 
-def evaluate(
-    spec: dict,
-    model: str,
-    data: str,
-    out: Path,
-    *,
-    delta: str | None = None,
-    limit: int | None = None,
-    num_shots: int = 0,
-    max_new_tokens: int | None = None,
-    intervention: bool = False,
-) -> dict[str, dict]:
-    """Per run name (`baseline`, and `switch` with the intervention), per language: accuracy and tokens per correct
-    answer, through the package's evaluation runner."""
+def evaluate(spec: dict, model: str, split: str, shots: int, out: Path, intervention=None) -> dict:
+    """One scored evaluation through the package's runner (resumable in `out`): per language the accuracy, tokens
+    per correct answer, mean tokens, language fidelity, and each problem's verdict in data-file order."""
     from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 
     settings = EvalSettings(
         model=model,
-        data=data,
+        data=spec["data"][split],
         languages=list(spec["languages"]),
-        limit=limit,
         prompt_style=spec["prompt_style"],
-        num_shots=num_shots,
-        exemplars=spec["data"]["exemplars"] if num_shots else None,
+        num_shots=shots,
+        exemplars=spec["data"]["exemplars"] if shots else None,
         batch_size=spec["eval_batch_size"],
-        max_new_tokens=max_new_tokens or spec["max_new_tokens"],
-        delta=delta,
+        max_new_tokens=spec["max_new_tokens"],
         dtype="float32",
         device="cpu",
     )
-    results = run_evaluation(
-        settings, out, intervention=InterventionSettings() if intervention else None, progress=False
-    )
-    return {
-        result["run"]: {
-            lang: {key: scores[key] for key in ("accuracy", "tokens_per_correct", "mean_tokens")}
-            for lang, scores in result["scores"]["languages"].items()
-        }
-        for result in results
+    steer = None
+    if intervention is not None:
+        alpha, beta, top_k = intervention
+        steer = InterventionSettings(alpha=alpha, beta=beta, top_k=top_k)
+    results = run_evaluation(settings, out, intervention=steer, skip_baseline=steer is not None, progress=False)
+    run = results[-1]
+    order: dict[str, list] = {}
+    for row in read_rows(spec["data"][split]):
+        order.setdefault(row["lang"], []).append(row["id"])
+    verdicts = {(r["lang"], r["id"]): r["correct"] for r in read_rows(str(out / run["run"] / "predictions.jsonl"))}
+    languages = run["scores"]["languages"]
+    scored = {
+        "accuracy": {lang: languages[lang]["accuracy"] for lang in order},
+        "tokens_per_correct": {lang: languages[lang]["tokens_per_correct"] for lang in order},
+        "mean_tokens": {lang: languages[lang]["mean_tokens"] for lang in order},
+        "language_fidelity": {lang: languages[lang]["language_consistency"] for lang in order},
+        "verdicts": {lang: "".join("1" if verdicts[lang, i] else "0" for i in ids) for lang, ids in order.items()},
     }
+    scored["non_en"] = statistics.mean(scored["accuracy"][lang] for lang in order if lang != "en")
+    if steer is not None:
+        steering = run["steering"]
+        scored["rows_steered"] = steering["rows_steered"] / steering["rows"] if steering["rows"] else None
+    return scored
 
 
-# -- training (one subprocess per run) ----------------------------------------------------------------------------
+def eval_name(split: str, budget: int, protocol: str, intervention=None) -> str:
+    name = f"{split}/{budget}/{protocol}"
+    return name if intervention is None else name + "/switch " + ",".join(f"{v:g}" for v in intervention)
 
 
-def train_run(spec: dict) -> dict:
-    """One training run in this (fresh) process: train, time the steps, read the peak RSS, save, validate."""
+def shots_of(protocol: str) -> int:
+    return int(protocol.split("-")[0])
+
+
+# -- one training unit (a subprocess) -----------------------------------------------------------------------------
+
+
+def train_unit(spec: dict) -> dict:
+    """Train (arm, rate, seed) to the unit's last budget, resuming from the run's last checkpoint, saving one at each
+    budget; then run the unit's evaluations. Returns its record."""
     import resource
 
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import PrinterCallback, TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import ModelConfig
 
     from slam_trainer.config import SelectiveFFNConfig
-    from slam_trainer.delta import save_ffn_delta
     from slam_trainer.l2.tags import add_language_tokens
-    from slam_trainer.loading import load_model_and_tokenizer
-    from slam_trainer.pipelines.training import TrainScriptArguments, build_trainer, build_training_data
 
-    class StepTimer(TrainerCallback):
-        """Wall time of each optimizer step (forward, backward, update)."""
+    steps = [step for _, step in spec["budgets"]]
+
+    class BudgetCheckpoints(TrainerCallback):
+        """Wall time of each optimizer step; a checkpoint at each budget."""
 
         def __init__(self):
             self.seconds, self._start = [], 0.0
@@ -501,20 +372,19 @@ def train_run(spec: dict) -> dict:
 
         def on_step_end(self, args, state, control, **kwargs):
             self.seconds.append(time.perf_counter() - self._start)
+            control.should_save = state.global_step in steps
 
-    run_dir = Path(spec["dir"])
-    shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short earlier starts again from nothing
-    arm = spec["arm"]
-    l2 = L2_ARMS.get(arm)
+    run_dir = Path(spec["run_dir"])
+    arm, l2 = spec["arm"], L2_ARMS.get(spec["arm"])
     arm_spec = ARMS.get(arm, {"trainer": "sft"})
     args = SelectiveFFNConfig(
-        output_dir=str(run_dir / "trainer"),
-        slam_layers=spec.get("layers") or "auto",
-        max_steps=spec["steps"],
+        output_dir=str(run_dir),
+        slam_layers=spec["layers"] or "auto",
+        max_steps=max(steps),
         per_device_train_batch_size=spec["batch_size"],
-        learning_rate=spec["learning_rate"],
-        lr_scheduler_type="cosine",
-        warmup_steps=0.1,
+        learning_rate=spec["rate"],
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=spec["warmup_steps"],
         weight_decay=0.0,
         max_length=spec["max_length"],
         logging_steps=1,
@@ -525,210 +395,265 @@ def train_run(spec: dict) -> dict:
         report_to="none",
         seed=spec["seed"],
         disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
     )
-    model, tokenizer = load_model_and_tokenizer(spec["base"], {"dtype": "float32", "device_map": None}, seed=args.seed)
+    pipeline = training_pipeline()
+    model, tokenizer = pipeline.load_training_model(
+        ModelConfig(model_name_or_path=spec["base"], dtype="float32"), args
+    )
     if l2:  # every language's tag, so that the intervention can steer even the English-only model
         add_language_tokens(tokenizer, model, list(spec["languages"]))
-    script_args = TrainScriptArguments(
+    script_args = pipeline.TrainScriptArguments(
         dataset_format="parallel",
         languages=list((l2[0] if l2 else None) or spec["languages"]),
         l2_mode=l2[1] if l2 else "off",
         l2_special_tokens=bool(l2),
     )
-    rows = [json.loads(line) for line in Path(spec["data"]["train"]).read_text(encoding="utf-8").splitlines()]
-    train_dataset, collator = build_training_data(Dataset.from_list(rows), script_args, tokenizer, model, args)
-    timer = StepTimer()
-    callbacks = [timer]
+    rows = read_rows(spec["data"]["train"])
+    train_dataset, collator = pipeline.build_training_data(
+        Dataset.from_list(rows), script_args, tokenizer, model, args
+    )
+    timer = BudgetCheckpoints()
     lora = None
-    if arm_spec.get("lora"):
-        rank = spec["lora_rank"]
-        # alpha = 2 r and no dropout: ours. SLAM + LoRA replaces `target_modules` by the chosen FFN projections.
-        lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
-    # as `slam train` wires it (an L² collator brings its own SFT settings and epoch callback)
-    trainer = build_trainer(arm_spec["trainer"], model, args, train_dataset, collator, tokenizer, lora, callbacks)
-    trainer.remove_callback(PrinterCallback)  # losses stay in `log_history`; the log is one line per run
+    if arm_spec.get("lora"):  # alpha = 2 r, no dropout: ours
+        lora = LoraConfig(
+            r=spec["lora_rank"], lora_alpha=2 * spec["lora_rank"], lora_dropout=0.0, target_modules="all-linear"
+        )
+    trainer = pipeline.build_trainer(
+        arm_spec["trainer"], model, args, train_dataset, collator, tokenizer, lora, [timer]
+    )
+    trainer.remove_callback(PrinterCallback)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    resume = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     started = time.perf_counter()
-    trainer.train()
+    if resume is None or int(Path(resume).name.split("-")[-1]) < max(steps):
+        trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before evaluation adds its own
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-
-    weights = run_dir / "model"
-    if arm_spec["trainer"] == "slam" and lora is None:  # only the trained FFN tensors, applied onto the base
-        save_ffn_delta(trainer, str(weights))
-        evaluated = {"model": spec["base"], "delta": str(weights)}
-    else:
-        trainer.save_model(str(weights))
-        tokenizer.save_pretrained(str(weights))
-        evaluated = {"model": str(weights), "delta": None}
+    history = trainer.state.log_history
+    if resume is not None and not timer.seconds:  # nothing trained here: the history is the checkpoint's
+        history = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     record = {
         "key": spec["key"],
         "arm": arm,
-        "learning_rate": spec["learning_rate"],
+        "rate": spec["rate"],
         "seed": spec["seed"],
-        "layers": spec.get("layers"),
+        "layers": spec["layers"],
         "trainable_params": trainable,
         "total_params": spec["total_params"],
-        "step_seconds": statistics.median(timer.seconds[1:] or timer.seconds),
-        "step_seconds_all": [round(s, 4) for s in timer.seconds],
-        "peak_rss_bytes": peak_bytes,
-        "train_seconds": round(train_seconds, 2),
-        "loss_first": losses[0] if losses else None,
-        "loss_last": losses[-1] if losses else None,
-        "weights": evaluated,
+        "resumed_from_step": int(Path(resume).name.split("-")[-1]) if resume else 0,
+        "step_seconds": statistics.median(timer.seconds[1:] or timer.seconds) if timer.seconds else None,
+        "peak_rss_bytes": peak_bytes if timer.seconds else None,
+        "train_seconds": round(train_seconds, 1),
+        "budgets": {str(nominal): budget_facts(history, step) for nominal, step in spec["budgets"]},
     }
-    if l2:  # no selection: the test problems, with and without the decoding intervention
-        test = evaluate(spec, **evaluated, data=spec["data"]["test"], out=run_dir / "test", intervention=True)
-        steering = json.loads((run_dir / "test" / "switch" / "results.json").read_text(encoding="utf-8"))["steering"]
-        record.update(test=test["baseline"], switch=test["switch"], steering=steering)
-    elif spec["validate"]:  # a sweep run: its validation accuracy selects the arm's rate
-        record["val"] = evaluate(spec, **evaluated, data=spec["data"]["val"], out=run_dir / "val")["baseline"]
+    for checkpoint in run_dir.glob("checkpoint-*"):  # only the last checkpoint needs its optimizer (to resume)
+        if checkpoint.name != f"checkpoint-{max(steps)}":
+            for name in ("optimizer.pt", "scheduler.pt"):
+                (checkpoint / name).unlink(missing_ok=True)
+    record["evals"] = run_evaluations(spec, record)
     return record
 
 
-def run_child(spec: dict, log: RunLog) -> dict:
-    """Run `train_run(spec)` in a fresh Python process and log its record."""
-    spec_dir = Path(spec["dir"]).parent / "specs"
+def budget_facts(history: list[dict], step: int) -> dict:
+    """The training loss at one budget (the mean of the last 5 logged steps up to it) and the tokens seen by then."""
+    logged = [entry for entry in history if "loss" in entry and entry["step"] <= step]
+    tokens = [entry["num_input_tokens_seen"] for entry in logged if "num_input_tokens_seen" in entry]
+    return {
+        "steps": step,
+        "train_loss": round(statistics.mean(entry["loss"] for entry in logged[-5:]), 4) if logged else None,
+        "tokens_seen": tokens[-1] if tokens else None,
+    }
+
+
+def run_evaluations(spec: dict, record: dict) -> dict:
+    """The unit's evaluations: fixed ones, then (seed 0 of a final run) the protocol and the intervention chosen on
+    validation, then the test evaluations that depend on them."""
+    steps = {nominal: step for nominal, step in spec["budgets"]}
+    evals: dict[str, dict] = {}
+
+    def run(split, nominal, protocol, intervention=None):
+        name = eval_name(split, nominal, protocol, intervention)
+        if name not in evals:
+            checkpoint = Path(spec["run_dir"]) / f"checkpoint-{steps[nominal]}"
+            out = Path(spec["run_dir"]) / "eval" / name.replace("/", "_").replace(" ", "_")
+            evals[name] = evaluate(spec, str(checkpoint), split, shots_of(protocol), out, intervention)
+        return evals[name]
+
+    for split, nominal, protocol in spec.get("evals", []):
+        run(split, nominal, protocol)
+    middle, last = spec["select_budget"], spec["budgets"][-1][0]
+    if spec.get("final"):
+        protocol = spec.get("protocol")
+        if protocol is None:  # seed 0: the protocol scoring best on validation (ties: 0-shot)
+            scores = {p: spec["known_val"].get(p) for p in spec["protocols"]}
+            scores = {p: s if s is not None else run("val", middle, p)["non_en"] for p, s in scores.items()}
+            protocol = max(spec["protocols"], key=lambda p: (scores[p], -shots_of(p)))
+            record["protocol_val"] = scores
+            for other in spec["protocols"]:  # the protocol not chosen, on test too (seed 0, middle budget)
+                run("test", middle, other)
+        record["protocol"] = protocol
+        for nominal, _ in spec["budgets"]:
+            run("test", nominal, protocol)
+        if L2_ARMS.get(spec["arm"]):
+            intervention = spec.get("intervention")
+            if intervention is None:  # seed 0: the setting with the best validation score (ties: the first)
+                scores = {
+                    tuple(s): run("val", middle, protocol, tuple(s))["non_en"] for s in spec["intervention_grid"]
+                }
+                intervention = max(scores, key=scores.get)
+                record["intervention_val"] = {",".join(f"{v:g}" for v in s): v for s, v in scores.items()}
+            record["intervention"] = list(intervention)
+            run("test", last, protocol, tuple(intervention))
+    return evals
+
+
+def run_child(spec: dict, records: Records, work: Path) -> dict:
+    """`train_unit(spec)` in a fresh Python process; its record is added when it is whole."""
+    spec_dir = work / "specs"
     spec_dir.mkdir(parents=True, exist_ok=True)
     name = spec["key"].replace("/", "_")
     spec_path, result_path = spec_dir / f"{name}.json", spec_dir / f"{name}.result.json"
     spec_path.write_text(json.dumps({**spec, "result": str(result_path)}), encoding="utf-8")
     result_path.unlink(missing_ok=True)
+    started = time.perf_counter()
     child = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", str(spec_path)])
     if child.returncode != 0 or not result_path.exists():
-        raise SystemExit(f"bench_evidence: error: run {spec['key']} failed (exit {child.returncode}); see above.")
-    return log.add(json.loads(result_path.read_text(encoding="utf-8")))
+        raise SystemExit(f"bench_evidence: error: unit {spec['key']} failed (exit {child.returncode}); see above.")
+    record = json.loads(result_path.read_text(encoding="utf-8"))
+    return records.add({**record, "wall_seconds": round(time.perf_counter() - started, 1)})
 
 
 # -- phases -------------------------------------------------------------------------------------------------------
 
 
-class Progress:
-    """Elapsed time and a remaining-time estimate that learns from the runs done so far."""
+class Run:
+    """One model's run: its design, records, data and the facts of `setup`; each phase skips finished units."""
 
-    def __init__(self, total_runs: int):
-        self.total, self.done, self.started = total_runs, 0, time.perf_counter()
+    def __init__(self, design, records: Records, work: Path, base: str, data: dict, setup_record: dict, keep: bool):
+        self.design, self.records, self.work, self.keep = design, records, work, keep
+        self.setup = setup_record
+        self.spec = {
+            "base": base,
+            "data": data,
+            "languages": list(design.languages),
+            "prompt_style": setup_record["prompt_style"],
+            "eval_batch_size": design.eval_batch_size,
+            "max_new_tokens": design.max_new_tokens,
+            "batch_size": design.batch_size,
+            "max_length": design.max_length,
+            "warmup_steps": design.warmup_steps,
+            "lora_rank": setup_record["lora_rank"],
+            "total_params": setup_record["total_params"],
+            "protocols": list(design.protocols),
+            "select_budget": design.select_budget,
+            "intervention_grid": [list(s) for s in design.intervention_grid],
+        }
+        self.on_record = lambda: None
 
-    def report(self, record: dict, summary: str) -> None:
-        self.done += 1
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / self.done * (self.total - self.done)
-        print(
-            f"[{self.done}/{self.total}] {record['key']}: {summary}; {record['step_seconds']:.2f} s/step, peak "
-            f"{record['peak_rss_bytes'] / 2**30:.2f} GiB (elapsed {elapsed / 60:.1f} min, ~{left / 60:.0f} min left "
-            "for training runs)",
-            flush=True,
-        )
+    def base(self) -> None:
+        """The untrained model, 0-shot and k-shot, on validation (which protocol is its headline) and test."""
+        for split in ("val", "test"):
+            for protocol in self.design.protocols:
+                key = base_key(split, protocol)
+                if key in self.records:
+                    continue
+                started = time.perf_counter()
+                out = self.work / "eval" / "base" / f"{split}-{protocol}"
+                scored = evaluate(self.spec, self.spec["base"], split, shots_of(protocol), out)
+                self.records.add({"key": key, **scored, "wall_seconds": round(time.perf_counter() - started, 1)})
+                print(f"base {split} {protocol}: non-English {scored['non_en']:.3f}", flush=True)
+                self.on_record()
 
+    def budgets(self, arm: str) -> list[list[int]]:
+        steps = l2_budget_steps(self.design, self.setup, arm) if arm in L2_ARMS else list(self.design.budgets)
+        return [[nominal, step] for nominal, step in zip(self.design.budgets, steps, strict=True)]
 
-def base_phase(spec: dict, settings: Settings, log: RunLog, work: Path, mgsm: str | None) -> dict:
-    """The untrained model, zero-shot and few-shot: the prompt that scores better on validation is the base arm's; the
-    test problems are evaluated with both (the other for context), MGSM zero-shot (as every trained arm)."""
-    if "base" in log:
-        return log["base"]
-    out = work / "eval" / "base"
-    val, test = {}, {}
-    for shots in (0, settings.few_shots):
-        for split, scores in (("val", val), ("test", test)):
-            data, run_dir = spec["data"][split], out / f"{split}-{shots}shot"
-            scores[str(shots)] = evaluate(spec, spec["base"], data, run_dir, num_shots=shots)["baseline"]
-    shots = max((0, settings.few_shots), key=lambda n: (mean_accuracy(val[str(n)], settings.languages), -n))
-    record = {"key": "base", "val": val, "test": test, "shots": shots}
-    if mgsm:
-        record["mgsm"] = evaluate(
-            spec,
-            spec["base"],
-            mgsm,
-            out / "mgsm",
-            limit=settings.mgsm_problems,
-            max_new_tokens=settings.mgsm_max_new_tokens,
-        )["baseline"]
-    scores = ", ".join(f"{lang} {value['accuracy']:.2f}" for lang, value in test[str(shots)].items())
-    print(f"base: the {shots}-shot prompt scores best on validation; test accuracy {scores}", flush=True)
-    return log.add(record)
+    def layers(self, arm: str, seed: int) -> list[int] | None:
+        kind = ARMS.get(arm, {}).get("layers")
+        if kind == "random":
+            return random_layers(self.setup["num_layers"], self.design.slam_num_layers, seed)
+        return self.setup["layers"][kind] if kind else None
 
+    def run_dir(self, arm: str, rate: float, seed: int) -> Path:
+        return self.work / "runs" / arm / f"lr={rate:g}" / f"seed={seed}"
 
-def select_rate(arm: str, settings: Settings, log: RunLog) -> float:
-    """The arm's learning rate with the best mean validation accuracy over all languages on the first seed (ties:
-    the smaller rate)."""
-    rates = settings.learning_rates[arm]
-    seed = settings.seeds[0]
-    return max(rates, key=lambda r: (mean_accuracy(log[train_key(arm, r, seed)]["val"], settings.languages), -r))
-
-
-def training_phases(spec: dict, settings: Settings, log: RunLog, work: Path) -> dict[str, float]:
-    """The LR sweep on the first seed, the other seeds at each arm's selected rate, then L²'s arms."""
-    total = sum(len(r) for r in settings.learning_rates.values())
-    total += len(settings.arms) * (len(settings.seeds) - 1) + len(L2_ARMS) * len(settings.l2_seeds)
-    progress = Progress(total - sum(1 for key in log.records if key.startswith(("train/", "l2/"))))
-
-    def train(arm, rate, seed, key, validate=False):
-        if key in log:
-            return log[key]
-        layers_name = ARMS.get(arm, {}).get("layers")
-        run_spec = {
-            **spec,
+    def unit(self, key: str, arm: str, rate: float, seed: int, budgets, **extra) -> dict:
+        spec = {
+            **self.spec,
+            **extra,
             "key": key,
             "arm": arm,
-            "learning_rate": rate,
+            "rate": rate,
             "seed": seed,
-            "layers": spec["layers"][layers_name] if layers_name else None,
-            "dir": str(work / "runs" / key.replace("/", "_")),
-            "validate": validate,
+            "layers": self.layers(arm, seed),
+            "budgets": budgets,
+            "run_dir": str(self.run_dir(arm, rate, seed)),
         }
-        record = run_child(run_spec, log)
-        summary = f"loss {record['loss_first']:.2f} -> {record['loss_last']:.2f}"
-        for split in ("val", "test"):
-            if split in record:
-                summary += f", {split} mean {mean_accuracy(record[split], record[split]):.2f}"
-        progress.report(record, summary)
+        record = run_child(spec, self.records, self.work)
+        losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
+        scores = ", ".join(f"{name} {scored['non_en']:.3f}" for name, scored in record["evals"].items())
+        step = f"{record['step_seconds']:.1f} s/step" if record["step_seconds"] else "no step run"
+        print(f"{key}: loss {losses}; non-English {scores}; {step}, {record['wall_seconds'] / 60:.1f} min", flush=True)
+        self.on_record()
         return record
 
-    for arm, rates in settings.learning_rates.items():
-        for rate in rates:
-            train(arm, rate, settings.seeds[0], train_key(arm, rate, settings.seeds[0]), validate=True)
-    selected = {arm: select_rate(arm, settings, log) for arm in settings.arms}
-    for arm, rate in selected.items():
-        for seed in settings.seeds[1:]:
-            train(arm, rate, seed, train_key(arm, rate, seed))
-    for arm in L2_ARMS:
-        for seed in settings.l2_seeds:
-            train(arm, selected["full"], seed, l2_key(arm, seed))
-    return selected
+    def search_score(self, arm: str, exponent: int) -> float | None:
+        record = self.records.get(search_key(arm, rate_of(exponent)))
+        name = eval_name("val", self.design.select_budget, self.design.protocols[0])
+        return None if record is None else record["evals"][name]["non_en"]
+
+    def search(self, arm: str) -> float:
+        """Run the arm's rate search until its best validation score is interior (or the grid may grow no more);
+        returns the chosen rate."""
+        middle = self.design.select_budget
+        budgets = [b for b in self.budgets(arm) if b[0] <= middle]
+        pending = list(start_exponents(arm, self.design.start_points))
+        while True:
+            for exponent in pending:
+                if self.search_score(arm, exponent) is None:
+                    rate = rate_of(exponent)
+                    evals = [["val", middle, self.design.protocols[0]]]
+                    self.unit(search_key(arm, rate), arm, rate, self.design.seeds[0], budgets, evals=evals)
+            scores = {e: s for e in range(*EXPONENT_RANGE) if (s := self.search_score(arm, e)) is not None}
+            move, exponent = choose_rate(scores, self.design.max_grid_points)
+            if move == "chosen":
+                rate = rate_of(exponent)
+                if not self.keep:
+                    for other in scores:
+                        if other != exponent:
+                            shutil.rmtree(self.run_dir(arm, rate_of(other), self.design.seeds[0]), ignore_errors=True)
+                interior = "interior" if is_interior(scores, exponent) else "AT THE GRID'S EDGE (no more room)"
+                print(f"{arm}: rate {rate:g} chosen ({interior}) from {len(scores)} rates.", flush=True)
+                return rate
+            pending = [exponent]
+
+    def final(self, arm: str, seed: int, rate: float) -> None:
+        key = final_key(arm, seed)
+        if key in self.records:
+            return
+        first = self.design.seeds[0]
+        extra = {"final": True}
+        if seed == first:
+            search = self.records[search_key(arm, rate)]
+            name = eval_name("val", self.design.select_budget, self.design.protocols[0])
+            extra["known_val"] = {self.design.protocols[0]: search["evals"][name]["non_en"]}
+        else:
+            seed_zero = self.records[final_key(arm, first)]
+            extra["protocol"] = seed_zero["protocol"]
+            extra["intervention"] = seed_zero.get("intervention")
+        self.unit(key, arm, rate, seed, self.budgets(arm), **extra)
+        if not self.keep:
+            shutil.rmtree(self.run_dir(arm, rate, seed), ignore_errors=True)
 
 
-def final_evaluation(spec: dict, settings: Settings, selected: dict, log: RunLog, work: Path, mgsm) -> None:
-    """The test problems for each arm's selected runs only (the test set never chooses anything); the MGSM slice for
-    the first seed's run only (a look at transfer; its long questions cost several test problems each)."""
-    for arm, rate in selected.items():
-        for seed in settings.seeds:
-            key = eval_key(arm, rate, seed)
-            if key in log:
-                continue
-            weights = log[train_key(arm, rate, seed)]["weights"]
-            out = work / "eval" / key.replace("/", "_")
-            record = {
-                "key": key,
-                "test": evaluate(spec, **weights, data=spec["data"]["test"], out=out / "test")["baseline"],
-            }
-            if mgsm and seed == settings.seeds[0]:
-                record["mgsm"] = evaluate(
-                    spec,
-                    **weights,
-                    data=mgsm,
-                    out=out / "mgsm",
-                    limit=settings.mgsm_problems,
-                    max_new_tokens=settings.mgsm_max_new_tokens,
-                )["baseline"]
-            log.add(record)
-            print(f"{key}: test mean {mean_accuracy(record['test'], settings.languages):.2f}", flush=True)
+EXPONENT_RANGE = (-40, 1)  # where recorded search rates are looked for (wider than any grid)
 
 
 # -- entry point --------------------------------------------------------------------------------------------------
 
 
-def machine_info(load_before: float) -> dict:
+def machine_info() -> dict:
     import torch
 
     return {
@@ -737,13 +662,12 @@ def machine_info(load_before: float) -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "load_before": load_before,
-        "load_after": os.getloadavg()[0],
+        "load_average": os.getloadavg()[0],
     }
 
 
 def quiet() -> None:
-    """One line per run in a log that runs for an hour: no progress bars, warnings and errors only."""
+    """One line per unit in a log that runs for days: no progress bars, warnings and errors only."""
     import datasets
     from transformers.utils import logging
 
@@ -752,75 +676,59 @@ def quiet() -> None:
     logging.set_verbosity_error()
 
 
+def write_report(records_dir: Path, results: Path, command: str, quick: bool) -> None:
+    """The report over every model's records (the folder beside this one's), or this folder alone with --quick."""
+    from evidence_report import write_all
+
+    write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = make_parser()
     args = parser.parse_args(argv)
-    if args.run:  # a child process: one training run
+    if args.run:  # a child process: one training unit
         quiet()
         spec = json.loads(Path(args.run).read_text(encoding="utf-8"))
-        record = train_run(spec)
-        Path(spec["result"]).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        Path(spec["result"]).write_text(json.dumps(train_unit(spec), ensure_ascii=False), encoding="utf-8")
         return
 
-    settings = resolve_settings(args, parser)
-    quiet()
-    work = Path(args.work_dir or ("evidence-quick" if args.quick else "evidence-work")).resolve()
+    design = resolve_design(args, parser)
+    name = args.model.replace(":", "-").replace("/", "_")
+    work = Path(args.work_dir or Path("evidence-work") / (name + ("-quick" if args.quick else ""))).resolve()
+    records_dir = Path(args.records_dir or (work / "records" if args.quick else RESULTS_DIR / "evidence_runs" / name))
     results = Path(args.results_dir) if args.results_dir else work if args.quick else RESULTS_DIR
-    mgsm = args.mgsm if settings.mgsm_problems and Path(args.mgsm).is_file() else None
-    if settings.mgsm_problems and mgsm is None:
-        print(f"MGSM not found at {args.mgsm}: the MGSM slice is skipped.")
-    check_work_dir(work, args.model, settings)
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
-
-    log = RunLog(work / "runs.jsonl")
-    resumed = len(log.records)
+    command = "python benchmarks/bench_evidence.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    records = Records(records_dir)
+    if args.report:
+        write_report(records_dir, results, command, args.quick)
+        return
+    print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0))
+    if args.dry_run:
+        return
+    check_design(records_dir, {"model": args.model, **json.loads(json.dumps(asdict(design)))})
+    quiet()
     base = prepare_base(args.model, work)
-    data = build_data(settings, work / "data")
-    setup_record = log["setup"] if "setup" in log else log.add(setup(settings, base, work))
-    spec = {
-        "base": base,
-        "data": data,
-        "languages": list(settings.languages),
-        "prompt_style": setup_record["prompt_style"],
-        "eval_batch_size": settings.eval_batch_size,
-        "max_new_tokens": settings.max_new_tokens,
-        "steps": settings.steps,
-        "batch_size": settings.batch_size,
-        "max_length": settings.max_length,
-        "lora_rank": setup_record["lora_rank"],
-        "total_params": setup_record["total_params"],
-        "layers": setup_record["layers"],
-    }
+    data = build_data(design, work / "data")
+    setup_record = records.get("setup") or records.add(setup(design, base, data, work))
     print(
-        f"Layers: auto {setup_record['layers']['auto']}, random {setup_record['layers']['random']}; LoRA rank "
-        f"{setup_record['lora_rank']}; prompts: {setup_record['prompt_style']}."
+        f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
+        f"{setup_record['layer_stability']}, stable {setup_record['layers_stable']}); LoRA rank "
+        f"{setup_record['lora_rank']}; prompts: {setup_record['prompt_style']}.",
+        flush=True,
     )
-    print_plan(settings, setup_record["total_params"] / 135e6, args.budget_minutes)
-
-    base_phase(spec, settings, log, work, mgsm)
-    selected = training_phases(spec, settings, log, work)
-    final_evaluation(spec, settings, selected, log, work, mgsm)
-
-    summary = summarise(settings, log.records, selected, list(L2_ARMS), mgsm is not None)
-    summary.update(
-        model=args.model,
-        quick=args.quick,
-        command="python benchmarks/bench_evidence.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        machine=machine_info(load_before),
-        wall_seconds=round(sum(record["wall_seconds"] for record in log.records.values()), 1),
-        invocation_seconds=round(time.perf_counter() - started, 1),
-        resumed_records=resumed,
-        budget_minutes=args.budget_minutes,
-    )
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "evidence.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (results / "evidence.md").write_text(markdown(summary), encoding="utf-8")
-    plot(summary, results / "evidence.png")
-    print(markdown(summary))
-    print(f"Written: {results / 'evidence.md'}, evidence.json, evidence.png")
-    if not args.keep_models:
-        for run_dir in (work / "runs").glob("*/model"):
-            shutil.rmtree(run_dir)
+    run = Run(design, records, work, base, data, setup_record, args.keep_models)
+    run.on_record = lambda: write_report(records_dir, results, command, args.quick)
+    run.base()
+    rates = {arm: run.search(arm) for arm in design.arms}
+    for seed in design.seeds:
+        for arm in design.arms:
+            run.final(arm, seed, rates[arm])
+    for arm in design.l2_arms:
+        rates[arm] = run.search(arm)
+        for seed in design.seeds:
+            run.final(arm, seed, rates[arm])
+    write_report(records_dir, results, command, args.quick)
+    print(f"Done: {len(records.records)} records in {records_dir}; report in {results}.")
 
 
 if __name__ == "__main__":

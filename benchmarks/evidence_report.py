@@ -1,190 +1,280 @@
-"""The evidence benchmark's results: run records → `evidence.json` (summary), `evidence.md` (tables) and the PNG.
+"""The evidence benchmark's report: the records of every model → `evidence.json` (schema 2), `evidence.md`, the PNG.
 
-Used by `bench_evidence.py`, which writes one record per finished unit of work to `runs.jsonl` under these keys:
-`setup`, `base`, `train/{arm}/lr={rate}/seed={seed}`, `eval/{arm}/lr={rate}/seed={seed}` and `l2/{arm}/seed={seed}`.
+Works on partial records (a run still going, or stopped): an arm appears with what has finished (its rate search so
+far, the seeds done at each budget), intervals use the seeds done, and the files say `partial` and what is missing.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
-
-TARGET_ARMS = ("full", "slam-auto", "slam-top", "slam-random")
-
-
-def train_key(arm: str, rate: float, seed: int) -> str:
-    return f"train/{arm}/lr={rate:g}/seed={seed}"
+from evidence_records import DESIGN_FILE, Records, base_key, final_key
+from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix
 
 
-def eval_key(arm: str, rate: float, seed: int) -> str:
-    return f"eval/{arm}/lr={rate:g}/seed={seed}"
+COMPARISONS = (("slam-auto", "full"), ("slam-auto", "base"), ("slam-auto", "slam-random"), ("slam-auto", "lora"))
+L2_ARMS = ("en-cot", "l2-full", "l2-mixed")
 
 
-def l2_key(arm: str, seed: int) -> str:
-    return f"l2/{arm}/seed={seed}"
-
-
-def mean_accuracy(scores: dict[str, dict], languages) -> float:
-    """Unweighted mean over `languages` of per-language scores (`{lang: {"accuracy": ...}}`)."""
-    return statistics.mean(scores[lang]["accuracy"] for lang in languages)
+def _protocols(design: dict) -> list[str]:
+    return ["0-shot", f"{design['few_shots']}-shot"]
 
 
 def _mean(values):
-    present = [value for value in values if value is not None]
-    return statistics.mean(present) if present else None
+    values = [value for value in values if value is not None]
+    return round(statistics.mean(values), 4) if values else None
 
 
 # -- evidence.json ------------------------------------------------------------------------------------------------
 
 
-def summarise(settings, records: dict[str, dict], selected: dict[str, float], l2_arms, mgsm_used: bool) -> dict:
-    """Per arm: accuracy per language (mean over seeds, and per seed), the non-English average with its per-seed
-    values and spread, English accuracy, the trainable share, step time and peak memory (medians over the arm's runs)
-    as ratios to `full`; the selected rate and the validation score of every rate; L²; MGSM; the targets."""
-    languages = list(settings.languages)
-    others = languages[1:]
-    base = records["base"]
-    arms = {
-        "base": {
-            "accuracy": {lang: base["test"][str(base["shots"])][lang]["accuracy"] for lang in languages},
-            "accuracy_by_seed": {},
-            "trainable_share": 0.0,
-            "prompt": f"{base['shots']}-shot",
-            "accuracy_by_prompt": {
-                f"{shots}-shot": {lang: scores[lang]["accuracy"] for lang in languages}
-                for shots, scores in base["test"].items()
-            },
-        }
-    }
-    arms["base"]["non_english_average"] = statistics.mean(arms["base"]["accuracy"][lang] for lang in others)
-    arms["base"]["english"] = arms["base"]["accuracy"]["en"]
-
-    def median_over_runs(arm, field):
-        keys = [train_key(arm, rate, seed) for rate in settings.learning_rates[arm] for seed in settings.seeds]
-        return statistics.median(records[key][field] for key in keys if key in records)
-
-    full_step, full_peak = median_over_runs("full", "step_seconds"), median_over_runs("full", "peak_rss_bytes")
-    for arm, rate in selected.items():
-        by_seed = {
-            str(seed): {lang: records[eval_key(arm, rate, seed)]["test"][lang]["accuracy"] for lang in languages}
-            for seed in settings.seeds
-        }
-        non_english = [statistics.mean(scores[lang] for lang in others) for scores in by_seed.values()]
-        runs = [records[train_key(arm, rate, seed)] for seed in settings.seeds]
-        step, peak = median_over_runs(arm, "step_seconds"), median_over_runs(arm, "peak_rss_bytes")
-        arms[arm] = {
-            "accuracy": {lang: statistics.mean(scores[lang] for scores in by_seed.values()) for lang in languages},
-            "accuracy_by_seed": by_seed,
-            "non_english_average": statistics.mean(non_english),
-            "non_english_average_by_seed": non_english,
-            "non_english_spread": max(non_english) - min(non_english),
-            "english": statistics.mean(scores["en"] for scores in by_seed.values()),
-            "trainable_params": runs[0]["trainable_params"],
-            "trainable_share": runs[0]["trainable_params"] / records["setup"]["total_params"],
-            "learning_rate": rate,
-            "validation_by_rate": {
-                f"{r:g}": mean_accuracy(records[train_key(arm, r, settings.seeds[0])]["val"], languages)
-                for r in settings.learning_rates[arm]
-            },
-            "step_seconds": step,
-            "step_time_ratio": step / full_step,
-            "peak_memory_bytes": peak,
-            "peak_memory_ratio": peak / full_peak,
-            "final_loss": statistics.mean(run["loss_last"] for run in runs),
-        }
-        if runs[0]["layers"] is not None:
-            arms[arm]["layers"] = runs[0]["layers"]
-    summary = {
-        "model": None,  # filled in by the caller, with the machine, the command and the wall time
-        "world": settings.world,
+def summarise_model(design: dict, records: dict[str, dict]) -> dict:
+    """One model's entry of `evidence.json` (see the module docstring of `bench_evidence.py` for the design)."""
+    languages, others = design["languages"], design["languages"][1:]
+    protocols, budgets = _protocols(design), [str(b) for b in design["budgets"]]
+    setup = records.get("setup", {})
+    entry = {
         "languages": languages,
-        "seeds": list(settings.seeds),
-        "steps": settings.steps,
-        "batch_size": settings.batch_size,
-        "train_problems": settings.train_problems,
-        "val_problems_per_language": settings.val_problems,
-        "test_problems_per_language": settings.test_problems,
-        "slam_num_layers": settings.slam_num_layers,
-        "lora_rank": records["setup"]["lora_rank"],
-        "arms": arms,
-        "l2": l2_summary(settings, records, selected["full"], l2_arms),
-        "targets": targets(arms),
+        "seeds": design["seeds"],
+        "n_items": {
+            "validation": dict.fromkeys(languages, design["val_problems"]),
+            "test": dict.fromkeys(languages, design["test_problems"]),
+        },
+        "budgets": design["budgets"],
+        "world": design["world"],
+        "train_problems": design["train_problems"],
+        "batch_size": design["batch_size"],
+        "auto_layers": setup.get("layers", {}).get("auto"),
+        "auto_layer_stability": setup.get("layer_stability"),
+        "auto_layers_stable": setup.get("layers_stable"),
+        "arms": {},
     }
-    if mgsm_used:
-        summary["mgsm"] = mgsm_summary(settings, records, selected)
+    matrices: dict[tuple[str, str], tuple[list[int], object]] = {}  # (arm, budget) -> (seeds, [seeds, problems])
+
+    base = {"protocols": {}}
+    for protocol in protocols:
+        val, test = records.get(base_key("val", protocol)), records.get(base_key("test", protocol))
+        scores = {"validation_non_en": val["non_en"] if val else None}
+        if test:
+            matrix = verdict_matrix([test["verdicts"]], others)
+            non_en, ci = mean_with_interval(matrix)
+            scores |= {"accuracy": test["accuracy"], "non_en": non_en, "non_en_ci95": ci}
+            matrices[("base", protocol)] = ([0], matrix)
+        base["protocols"][protocol] = scores
+    chosen = [p for p in protocols if base["protocols"][p]["validation_non_en"] is not None]
+    if len(chosen) == len(protocols):
+        base["chosen_protocol"] = max(
+            protocols, key=lambda p: (base["protocols"][p]["validation_non_en"], -protocols.index(p))
+        )
+        for budget in budgets:
+            if ("base", base["chosen_protocol"]) in matrices:
+                matrices[("base", budget)] = matrices[("base", base["chosen_protocol"])]
+    entry["arms"]["base"] = base
+
+    full_costs = _costs(records, "full", design)
+    for arm in [*design["arms"], *design["l2_arms"]]:
+        entry["arms"][arm] = _arm_summary(arm, design, records, setup, full_costs, matrices)
+    entry["comparisons"] = _comparisons(matrices, budgets)
+    entry["targets"] = _targets(entry, budgets)
+    entry["partial"] = _missing(design, records)
+    return entry
+
+
+def _costs(records: dict, arm: str, design: dict) -> dict:
+    runs = [records[final_key(arm, seed)] for seed in design["seeds"] if final_key(arm, seed) in records]
+    runs += [r for r in records.values() if r["key"].startswith(f"search/{arm}/")]
+    steps = [r["step_seconds"] for r in runs if r.get("step_seconds")]
+    peaks = [r["peak_rss_bytes"] for r in runs if r.get("peak_rss_bytes")]
+    return {
+        "step_seconds": statistics.median(steps) if steps else None,
+        "peak": statistics.median(peaks) if peaks else None,
+    }
+
+
+def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
+    others, protocols = design["languages"][1:], _protocols(design)
+    middle = str(design["budgets"][len(design["budgets"]) // 2])
+    searched = {r["rate"]: r for r in records.values() if r["key"].startswith(f"search/{arm}/")}
+    summary = {
+        "lr_grid": sorted(searched),
+        "validation_by_lr": {
+            f"{rate:g}": searched[rate]["evals"][f"val/{middle}/0-shot"]["non_en"] for rate in sorted(searched)
+        },
+    }
+    finals = {seed: records[final_key(arm, seed)] for seed in design["seeds"] if final_key(arm, seed) in records}
+    if not finals:
+        return summary | {"status": "rate search in progress" if searched else "not started"}
+    first = next(iter(finals.values()))
+    rate = first["rate"]
+    grid = sorted(searched)
+    costs = _costs(records, arm, design)
+    summary |= {
+        "lr": rate,
+        "lr_interior": bool(grid) and grid[0] < rate < grid[-1],
+        "seeds_done": sorted(finals),
+        "trainable_params": first["trainable_params"],
+        "trainable_share": round(first["trainable_params"] / first["total_params"], 4),
+        "step_seconds": costs["step_seconds"],
+        "step_time_ratio": _ratio(costs["step_seconds"], full_costs["step_seconds"]),
+        "peak_memory_ratio": _ratio(costs["peak"], full_costs["peak"]),
+    }
+    seed_zero = records.get(final_key(arm, design["seeds"][0]))
+    if seed_zero:
+        summary["chosen_protocol"] = seed_zero["protocol"]
+        summary["protocol_validation"] = seed_zero.get("protocol_val")
+        if "intervention" in seed_zero:
+            summary["intervention"] = {
+                "chosen": seed_zero["intervention"],
+                "validation": seed_zero.get("intervention_val"),
+            }
+    if first["layers"] is not None:
+        summary["layers"] = (
+            {str(seed): run["layers"] for seed, run in finals.items()} if arm == "slam-random" else first["layers"]
+        )
+    if arm == "slam-auto":
+        summary["layer_stability"] = setup.get("layer_stability")
+    protocol = first["protocol"]
+    summary["budgets"] = {}
+    for budget in (str(b) for b in design["budgets"]):
+        runs = [run for run in finals.values() if f"test/{budget}/{protocol}" in run["evals"]]
+        if not runs:
+            continue
+        tests = [run["evals"][f"test/{budget}/{protocol}"] for run in runs]
+        matrix = verdict_matrix([t["verdicts"] for t in tests], others)
+        matrices[(arm, budget)] = ([run["seed"] for run in runs], matrix)
+        non_en, ci = mean_with_interval(matrix)
+        point = {
+            "accuracy": {lang: _mean([t["accuracy"][lang] for t in tests]) for lang in design["languages"]},
+            "non_en": non_en,
+            "non_en_ci95": ci,
+            "non_en_by_seed": {str(run["seed"]): round(t["non_en"], 4) for run, t in zip(runs, tests, strict=True)},
+            "english": _mean([t["accuracy"]["en"] for t in tests]),
+            "train_loss": _mean([run["budgets"][budget]["train_loss"] for run in runs]),
+            "tokens_seen": _mean([run["budgets"][budget]["tokens_seen"] for run in runs]),
+            "tokens_per_correct": {
+                lang: _mean([t["tokens_per_correct"][lang] for t in tests]) for lang in design["languages"]
+            },
+            "language_fidelity": {
+                lang: _mean([t["language_fidelity"][lang] for t in tests]) for lang in design["languages"]
+            },
+        }
+        for other in protocols:  # the protocol not chosen: scored on test for seed 0 at the middle budget
+            scored = [run for run in runs if other != protocol and f"test/{budget}/{other}" in run["evals"]]
+            if scored:
+                other_tests = [run["evals"][f"test/{budget}/{other}"] for run in scored]
+                point[other] = {
+                    "non_en": _mean([t["non_en"] for t in other_tests]),
+                    "english": _mean([t["accuracy"]["en"] for t in other_tests]),
+                    "seeds": [run["seed"] for run in scored],
+                }
+        switch = [name for name in runs[0]["evals"] if name.startswith(f"test/{budget}/{protocol}/switch")]
+        if switch and all(switch[0] in run["evals"] for run in runs):
+            steered = [run["evals"][switch[0]] for run in runs]
+            non_en_switch, ci_switch = mean_with_interval(verdict_matrix([t["verdicts"] for t in steered], others))
+            point["switch"] = {
+                "accuracy": {lang: _mean([t["accuracy"][lang] for t in steered]) for lang in design["languages"]},
+                "non_en": non_en_switch,
+                "non_en_ci95": ci_switch,
+                "tokens_per_correct": {
+                    lang: _mean([t["tokens_per_correct"][lang] for t in steered]) for lang in design["languages"]
+                },
+                "language_fidelity": {
+                    lang: _mean([t["language_fidelity"][lang] for t in steered]) for lang in design["languages"]
+                },
+                "rows_steered": _mean([t.get("rows_steered") for t in steered]),
+            }
+        summary["budgets"][budget] = point
     return summary
 
 
-def l2_summary(settings, records: dict, rate: float, l2_arms) -> dict:
-    """Per L² arm and decoding (`baseline`, `switch`): accuracy and generated tokens per correct answer per language,
-    mean over the L² seeds (None where no answer was correct); for `switch`, the share of test rows the intervention
-    acted on at least once."""
-    result = {"learning_rate": rate, "seeds": list(settings.l2_seeds), "arms": {}}
-    for arm in l2_arms:
-        runs = [records[l2_key(arm, seed)] for seed in settings.l2_seeds]
-        result["arms"][arm] = {
-            decoding: {
-                metric: {lang: _mean([run[field][lang][metric] for run in runs]) for lang in settings.languages}
-                for metric in ("accuracy", "tokens_per_correct")
-            }
-            for decoding, field in (("baseline", "test"), ("switch", "switch"))
-        }
-        result["arms"][arm]["switch"]["rows_steered"] = _mean(
-            [run["steering"]["rows_steered"] / run["steering"]["rows"] for run in runs]
-        )
+def _ratio(value, reference):
+    return round(value / reference, 3) if value and reference else None
+
+
+def _comparisons(matrices: dict, budgets: list[str]) -> dict:
+    """The claim differences per budget on the seeds both arms have finished; the headline is the last budget
+    with data for both."""
+    result = {}
+    for first, second in COMPARISONS:
+        by_budget = {}
+        for budget in budgets:
+            if (first, budget) not in matrices or (second, budget) not in matrices:
+                continue
+            (seeds_a, a), (seeds_b, b) = matrices[(first, budget)], matrices[(second, budget)]
+            if second != "base":
+                common = [s for s in seeds_a if s in seeds_b]
+                if not common:
+                    continue
+                a, b = a[[seeds_a.index(s) for s in common]], b[[seeds_b.index(s) for s in common]]
+                seeds_a = common
+            diff, ci = difference_with_interval(a, b)
+            by_budget[budget] = {"diff": diff, "ci95": ci, "seeds": list(seeds_a)}
+        if by_budget:
+            last = list(by_budget)[-1]
+            result[f"{first} - {second}"] = {"budget": int(last), **by_budget[last], "by_budget": by_budget}
     return result
 
 
-def mgsm_summary(settings, records: dict, selected: dict) -> dict:
-    """MGSM accuracy per arm and language (the first seed's run); `reported` holds the languages where the base model
-    or any arm scores above zero, the only ones the report shows."""
-    accuracy = {"base": {lang: records["base"]["mgsm"][lang]["accuracy"] for lang in settings.languages}}
-    for arm, rate in selected.items():
-        scores = records[eval_key(arm, rate, settings.seeds[0])]["mgsm"]
-        accuracy[arm] = {lang: scores[lang]["accuracy"] for lang in settings.languages}
-    reported = [lang for lang in settings.languages if any(scores[lang] > 0 for scores in accuracy.values())]
-    return {"problems_per_language": settings.mgsm_problems, "accuracy": accuracy, "reported": reported}
-
-
-def targets(arms: dict) -> dict:
-    """The issue's targets (ours, from the papers' claims): each with its value and whether it is met (None: not
-    measurable, with a note saying why)."""
-
-    def target(threshold, needs, measure):
-        missing = [arm for arm in needs if arm not in arms]
-        if missing:
-            return {"value": None, "threshold": threshold, "met": None, "note": f"arm(s) {', '.join(missing)} not run"}
-        value, met, note = measure()
-        return {"value": value, "threshold": threshold, "met": met, "note": note}
-
-    def gain_kept():
-        base, full, auto = (arms[arm]["non_english_average"] for arm in ("base", "full", "slam-auto"))
-        if full - base <= 0:
-            return None, None, f"full gains {full - base:+.3f} over base: there is no gain to keep"
-        return (auto - base) / (full - base), (auto - base) / (full - base) >= 0.8, None
-
-    def retention():
-        difference = arms["slam-auto"]["english"] - arms["full"]["english"]
-        return difference, difference >= -0.02, None
-
-    def identification():
-        scores = {arm: arms[arm]["non_english_average"] for arm in ("slam-auto", "slam-top", "slam-random")}
-        return scores, scores["slam-auto"] > max(scores["slam-top"], scores["slam-random"]), None
-
-    def value_at_most(field, limit):
-        return lambda: (arms["slam-auto"][field], arms["slam-auto"][field] <= limit, None)
-
+def _targets(entry: dict, budgets: list[str]) -> dict:
+    """The issue's targets (ours, from the papers' claims), per budget where the arms have data."""
+    arms, base = entry["arms"], entry["arms"]["base"]
+    chosen = base.get("chosen_protocol")
+    base_non_en = base["protocols"].get(chosen, {}).get("non_en") if chosen else None
+    auto, full = arms.get("slam-auto", {}), arms.get("full", {})
+    per_budget = {}
+    for budget in budgets:
+        a, f = auto.get("budgets", {}).get(budget), full.get("budgets", {}).get(budget)
+        if not a or not f:
+            continue
+        gain = f["non_en"] - base_non_en if base_non_en is not None else None
+        kept = (a["non_en"] - base_non_en) / gain if gain and gain > 0 else None
+        identification = entry["comparisons"].get("slam-auto - slam-random", {}).get("by_budget", {}).get(budget)
+        per_budget[budget] = {
+            "gain_kept": kept,
+            "gain_kept_met": None if kept is None else kept >= 0.8,
+            "english_gap": round(a["english"] - f["english"], 4),
+            "english_met": a["english"] >= f["english"] - 0.02,
+            "identification": identification,
+            "identification_met": None if identification is None else identification["ci95"][0] > 0,
+        }
     return {
-        "gain_kept": target(">= 0.8 of full's non-English gain over base", ["full", "slam-auto"], gain_kept),
-        "trainable_share": target("<= 0.10", ["slam-auto"], value_at_most("trainable_share", 0.10)),
-        "english_retention": target("slam-auto English >= full English - 0.02", ["full", "slam-auto"], retention),
-        "step_time": target("<= 0.75 x full", ["slam-auto"], value_at_most("step_time_ratio", 0.75)),
-        "identification": target(
-            "slam-auto above slam-top and slam-random (reported either way)",
-            ["slam-auto", "slam-top", "slam-random"],
-            identification,
-        ),
+        "by_budget": per_budget,
+        "trainable_share": auto.get("trainable_share"),
+        "trainable_share_met": None if auto.get("trainable_share") is None else auto["trainable_share"] <= 0.10,
+        "step_time_ratio": auto.get("step_time_ratio"),
+        "step_time_met": None if auto.get("step_time_ratio") is None else auto["step_time_ratio"] <= 0.75,
+    }
+
+
+def _missing(design: dict, records: dict) -> list[str]:
+    """What the design asks for that has no record yet (empty: the run is complete)."""
+    missing = [base_key(s, p) for s in ("val", "test") for p in _protocols(design) if base_key(s, p) not in records]
+    for arm in [*design["arms"], *design["l2_arms"]]:
+        done = [seed for seed in design["seeds"] if final_key(arm, seed) in records]
+        if len(done) < len(design["seeds"]):
+            missing.append(
+                f"{arm}: seeds {[s for s in design['seeds'] if s not in done]}"
+                + ("" if any(k.startswith(f"search/{arm}/") for k in records) else " (rate search not started)")
+            )
+    return missing
+
+
+def summarise(runs: dict[str, tuple[dict, dict]], *, command: str, machine: dict) -> dict:
+    """`evidence.json`: schema 2, one entry per model (`runs`: model -> (design, records))."""
+    models = {model: summarise_model(design, records) for model, (design, records) in runs.items()}
+    wall = {
+        model: round(sum(r.get("wall_seconds", 0) for r in records.values()) / 3600, 2)
+        for model, (_, records) in runs.items()
+    }
+    return {
+        "schema": 2,
+        "partial": any(entry["partial"] for entry in models.values()),
+        "models": models,
+        "command": command,
+        "machine": machine,
+        "wall_hours": wall,
     }
 
 
@@ -195,251 +285,263 @@ def fmt(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + " --- |" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
+def fmt_ci(ci) -> str:
+    return "-" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def markdown(summary: dict) -> str:
-    """`evidence.md`: what was run, on what, how long; the tables; the targets met or not."""
-    sections = [_header, _setup, _gains, _arms_section, _targets_section, _sweep_section, _l2_section, _mgsm_section]
-    return "\n".join(line for section in sections for line in [*section(summary), ""])
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows] + [""]
 
 
-def _header(summary: dict) -> list[str]:
-    machine = summary["machine"]
-    resumed = summary["resumed_records"]
-    return [
-        f"# Evidence: SLAM and L² on {summary['model']}"
-        + (" (quick smoke test on a random model: not a result)" if summary["quick"] else ""),
+def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
+    languages = entry["languages"]
+    lines = [f"## {model}", ""]
+    if entry["partial"]:
+        lines += ["**PARTIAL: the run is not finished.** Missing: " + "; ".join(entry["partial"]) + ".", ""]
+    lines += [
+        f"Command: `python benchmarks/bench_evidence.py --model {model}` (resumed over several invocations; the "
+        "records hold every unit's step times and wall time).",
         "",
-        f"Command: `{summary['command']}`  ",
-        f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']} with "
-        f"{machine['torch_threads']} threads; load average {machine['load_before']:.1f} at the start and "
-        f"{machine['load_after']:.1f} at the end of this invocation (other processes distort step times).  ",
-        f"Wall time: {summary['wall_seconds'] / 60:.1f} min"
-        + (
-            f" in all; this invocation {summary['invocation_seconds'] / 60:.1f} min, resuming {resumed} records of "
-            "earlier ones"
-            if resumed
-            else ""
+        f"{entry['train_problems']} training problems; {entry['n_items']['validation']['en']} validation and "
+        f"{entry['n_items']['test']['en']} test problems per language ({', '.join(languages)}); budgets "
+        f"{entry['budgets']} steps of batch {entry['batch_size']}; seeds {entry['seeds']}. "
+        f"Wall time of the records so far: {wall_hours:.1f} h.",
+        "",
+        f"slam-auto's layers (the default probe: the parallel training questions): {entry['auto_layers']}; bootstrap "
+        f"mean Jaccard {fmt(entry['auto_layer_stability'])}, stable: {entry['auto_layers_stable']}.",
+        "",
+    ]
+    base = entry["arms"]["base"]
+    rows = []
+    for protocol, scores in base["protocols"].items():
+        chosen = " (chosen)" if base.get("chosen_protocol") == protocol else ""
+        rows.append(
+            [f"base {protocol}{chosen}", fmt(scores.get("validation_non_en"))]
+            + [fmt(scores.get("accuracy", {}).get(lang)) for lang in languages]
+            + [fmt(scores.get("non_en")), fmt_ci(scores.get("non_en_ci95"))]
         )
-        + "."
-        + (
-            f" Over the {summary['budget_minutes']:.0f}-minute budget."
-            if summary["wall_seconds"] > 60 * summary["budget_minutes"]
-            else f" Within the {summary['budget_minutes']:.0f}-minute budget."
-        ),
-        *(
-            []
-            if summary["quick"]
-            else [
-                "",
-                "How the defaults came to be, what was tried and how to read the tables: "
-                "[evidence_notes.md](evidence_notes.md) (written for the default run).",
+    lines += ["### Base model (test; protocol chosen on validation)", ""]
+    lines += _table(["prompt", "validation non-en", *languages, "non-en", "95% CI"], rows)
+
+    trained = [arm for arm in entry["arms"] if arm != "base"]
+    for budget in (str(b) for b in entry["budgets"]):
+        rows = []
+        for arm in trained:
+            point = entry["arms"][arm].get("budgets", {}).get(budget)
+            if not point:
+                continue
+            info = entry["arms"][arm]
+            rows.append(
+                [
+                    arm,
+                    info["chosen_protocol"],
+                    f"{info['lr']:g}",
+                    *(fmt(point["accuracy"][lang]) for lang in languages),
+                    fmt(point["non_en"]),
+                    fmt_ci(point["non_en_ci95"]),
+                    fmt(point["train_loss"], 3),
+                    ", ".join(point["non_en_by_seed"]),
+                ]
+            )
+        if rows:
+            lines += [f"### Test accuracy at {budget} steps", ""]
+            lines += _table(["arm", "protocol", "lr", *languages, "non-en", "95% CI", "train loss", "seeds"], rows)
+
+    rows = [
+        [
+            name,
+            c["budget"],
+            fmt(c["diff"], 3),
+            fmt_ci(c["ci95"]),
+            ", ".join(str(s) for s in c["seeds"]),
+            "; ".join(f"{b}: {fmt(v['diff'], 3)} {fmt_ci(v['ci95'])}" for b, v in c["by_budget"].items()),
+        ]
+        for name, c in entry["comparisons"].items()
+    ]
+    if rows:
+        lines += [
+            "### Differences that carry the claims (non-English mean, paired bootstrap over problems x seeds)",
+            "",
+        ]
+        lines += _table(["difference", "budget", "diff", "95% CI", "seeds", "by budget"], rows)
+
+    rows = []
+    for arm in trained:
+        info = entry["arms"][arm]
+        if info.get("lr_grid"):
+            scores = ", ".join(f"{rate}: {fmt(score)}" for rate, score in info["validation_by_lr"].items())
+            interior = {True: "interior", False: "EDGE", None: "-"}[info.get("lr_interior")]
+            rows.append(
+                [
+                    arm,
+                    scores,
+                    f"{info['lr']:g}" if "lr" in info else info.get("status", "-"),
+                    interior,
+                    fmt(info.get("trainable_share"), 4),
+                    fmt(info.get("step_time_ratio")),
+                    fmt(info.get("peak_memory_ratio")),
+                ]
+            )
+    if rows:
+        lines += ["### Rate searches (validation non-English mean, 0-shot, seed 0, middle budget) and costs", ""]
+        lines += _table(
+            [
+                "arm",
+                "validation by rate",
+                "chosen",
+                "bracketed",
+                "trainable share",
+                "step time / full",
+                "peak memory / full",
+            ],
+            rows,
+        )
+
+    rows = []
+    for arm in (a for a in trained if a in L2_ARMS):
+        info = entry["arms"][arm]
+        for budget, point in info.get("budgets", {}).items():
+            for decoding, scores in (("baseline", point), ("switch", point.get("switch"))):
+                if scores:
+                    rows.append(
+                        [arm, budget, decoding]
+                        + [
+                            f"{fmt(scores['accuracy'][lang])} / {fmt(scores['tokens_per_correct'][lang], 0)} / "
+                            f"{fmt(scores['language_fidelity'][lang])}"
+                            for lang in languages
+                        ]
+                        + [fmt(scores["non_en"]), fmt(scores.get("rows_steered"))]
+                    )
+    if rows:
+        lines += ["### L² (cells: accuracy / generated tokens per correct answer / language fidelity)", ""]
+        lines += _table(["arm", "budget", "decoding", *languages, "non-en", "rows steered"], rows)
+    targets = entry["targets"]
+    if targets["by_budget"]:
+        rows = [
+            [
+                budget,
+                fmt(t["gain_kept"]),
+                t["gain_kept_met"],
+                fmt(t["english_gap"], 3),
+                t["english_met"],
+                t["identification_met"],
             ]
-        ),
-    ]
-
-
-def _setup(summary: dict) -> list[str]:
-    arms = summary["arms"]
-    return [
-        "## Set-up (every choice below is ours)",
-        "",
-        f"- Task: the package's synthetic `{summary['world']}` world in {', '.join(summary['languages'])}; "
-        f"{summary['train_problems']} training problems, {summary['val_problems_per_language']} validation and "
-        f"{summary['test_problems_per_language']} test problems per language; the three sets share no "
-        "(template, numbers) pair.",
-        "- Training data, the same for every arm: SLAM's one-stage set (question translation X→en + worked answers in "
-        f"every language), {summary['steps']} steps of batch {summary['batch_size']}, cosine schedule, 10% warm-up, "
-        "loss on the completion.",
-        f"- Learning rate: each arm trains at every rate of its grid on seed {summary['seeds'][0]}; the rate with the "
-        "best mean validation accuracy over all languages is selected (ties: the smaller rate) and run on the other "
-        "seeds. Only the selected runs see the test problems.",
-        f"- Seeds {summary['seeds']} vary the training order and LoRA initialisation, not the problems. Accuracies "
-        f"are means over seeds; one test problem is {100 / summary['test_problems_per_language']:.0f} points of one "
-        "language's accuracy.",
-        f"- SLAM arms train up+down of {summary['slam_num_layers']} layers. LoRA: rank {summary['lora_rank']}, alpha "
-        "2r, on every linear layer but the output head (the rank that trains about as many parameters as SLAM); "
-        "SLAM+LoRA: the same rank on the auto layers' up+down.",
-        f"- Base: no training; the {arms['base']['prompt']} prompt scored best on validation (few-shot exemplars: "
-        "training problems in the question's language).",
-    ]
-
-
-def _gains(summary: dict) -> list[str]:
-    """The headline numbers in words: each arm's change over the base model, non-English and English."""
-    arms = summary["arms"]
-    base = arms["base"]
-    lines = [
-        "## In short",
-        "",
-        f"Base model ({base['prompt']}): non-English average {fmt(base['non_english_average'])}, English "
-        f"{fmt(base['english'])}. Change over the base model, mean over seeds (non-English average / English):",
-        "",
-    ]
-    for arm, entry in arms.items():
-        if arm != "base":
-            non_english = entry["non_english_average"] - base["non_english_average"]
-            english = entry["english"] - base["english"]
-            lines.append(f"- {arm}: {non_english:+.3f} / {english:+.3f}")
+            for budget, t in targets["by_budget"].items()
+        ]
+        lines += ["### Targets (ours, from the papers' claims)", ""]
+        lines += _table(
+            [
+                "budget",
+                "gain kept (>= 0.8)",
+                "met",
+                "English vs full (>= -0.02)",
+                "met",
+                "slam-auto > slam-random (CI above 0)",
+            ],
+            rows,
+        )
+        lines += [
+            f"Trainable share {fmt(targets['trainable_share'], 4)} (<= 0.10: {targets['trainable_share_met']}); "
+            f"step time {fmt(targets['step_time_ratio'])} x full (<= 0.75: {targets['step_time_met']}).",
+            "",
+        ]
     return lines
 
 
-def _arms_section(summary: dict) -> list[str]:
-    languages, arms = summary["languages"], summary["arms"]
-    header = ["arm", "lr", *languages, "non-en avg (per seed)", "trainable", "step time", "peak memory", "layers"]
-    rows = []
-    for arm, entry in arms.items():
-        per_seed = ", ".join(fmt(value) for value in entry.get("non_english_average_by_seed", []))
-        rows.append(
-            [
-                arm + (f" ({entry['prompt']})" if "prompt" in entry else ""),
-                f"{entry['learning_rate']:g}" if "learning_rate" in entry else "-",
-                *(fmt(entry["accuracy"][lang]) for lang in languages),
-                fmt(entry["non_english_average"]) + (f" ({per_seed})" if per_seed else ""),
-                f"{100 * entry['trainable_share']:.2f}%",
-                fmt(entry.get("step_time_ratio")),
-                fmt(entry.get("peak_memory_ratio")),
-                str(entry.get("layers", "-")),
-            ]
-        )
-    for prompt, accuracy in arms["base"]["accuracy_by_prompt"].items():
-        if prompt != arms["base"]["prompt"]:
-            non_english = statistics.mean(accuracy[lang] for lang in languages[1:])
-            context = [f"base ({prompt}, not selected)", "-", *(fmt(accuracy[lang]) for lang in languages)]
-            rows.append([*context, fmt(non_english), "0.00%", "-", "-", "-"])
-    return [
-        "## Accuracy on the held-out test problems",
-        "",
-        *_table(header, rows),
-        "",
-        "Step time and peak memory: ratios to `full`, medians over each arm's runs (every run in its own process; "
-        "step = forward + backward + optimizer update, median after the first; peak memory = max RSS while "
-        "training).",
-        "",
-        "![per-language accuracy by arm](evidence.png)",
-    ]
-
-
-def _targets_section(summary: dict) -> list[str]:
-    verdicts = {True: "met", False: "not met", None: "not measurable"}
-    rows = []
-    for name, target in summary["targets"].items():
-        value = target["value"]
-        shown = ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else fmt(value, 3)
-        note = f" ({target['note']})" if target["note"] else ""
-        rows.append([name, target["threshold"], shown, verdicts[target["met"]] + note])
-    return [
-        "## Targets (ours, from the papers' claims)",
-        "",
-        *_table(["target", "threshold", "value", "verdict"], rows),
-    ]
-
-
-def _sweep_section(summary: dict) -> list[str]:
-    rows = [
-        [arm, rate, fmt(value), "selected" if float(rate) == entry["learning_rate"] else ""]
-        for arm, entry in summary["arms"].items()
-        for rate, value in entry.get("validation_by_rate", {}).items()
-    ]
-    return [
-        f"## Learning-rate sweep (seed {summary['seeds'][0]}, mean validation accuracy over all languages)",
-        "",
-        *_table(["arm", "lr", "validation", ""], rows),
-    ]
-
-
-def _l2_section(summary: dict) -> list[str]:
-    languages, l2 = summary["languages"], summary["l2"]
-    rows = [
-        [
-            arm,
-            decoding,
-            *(f"{fmt(m['accuracy'][lang])} / {fmt(m['tokens_per_correct'][lang], 0)}" for lang in languages),
-            fmt(statistics.mean(m["accuracy"].values())),
-            fmt(m.get("rows_steered")) if decoding == "switch" else "",
-        ]
-        for arm, by_decoding in l2["arms"].items()
-        for decoding, m in by_decoding.items()
-    ]
-    return [
-        f"## L²: English-CoT-only SFT vs L² full-chain vs L² mixed (full fine-tuning, lr {l2['learning_rate']:g} = "
-        f"`full`'s selected rate, seeds {l2['seeds']})",
-        "",
-        "`en-cot` trains on the English questions and chains alone (the paper's English seed data); `l2-full` and "
-        "`l2-mixed` on the same problems in every language through `L2DataCollator` (whole chain per language; "
-        "step-wise mixture, switch probability 0.3), language tags as special tokens. Cells: test accuracy / "
-        "generated tokens per correct answer (all tokens generated for the language / its correct answers), without "
-        "(`baseline`) and with (`switch`) the decoding intervention (`LanguageSwitchLogitsProcessor`, the package's "
-        "defaults: alpha 0.5, beta 2, top-k 10, after a newline). `steered` is the share of test rows whose decoding "
-        "the intervention changed at least one logit of: it acts only where a language tag is among the top-k "
-        "tokens at a step boundary, so a model that has not learnt to write the tags is never steered.",
-        "",
-        *_table(["arm", "decoding", *languages, "mean accuracy", "steered"], rows),
-    ]
-
-
-def _mgsm_section(summary: dict) -> list[str]:
-    mgsm = summary.get("mgsm")
-    if mgsm is None:
-        return ["## MGSM slice", "", "Not evaluated (no MGSM file at the given path, or `--mgsm_problems 0`)."]
-    intro = (
-        f"The first {mgsm['problems_per_language']} MGSM problems per language, zero-shot, for the base model and "
-        "each arm's first-seed run at its selected rate."
-    )
-    if not mgsm["reported"]:
-        return [
-            "## MGSM slice",
+def markdown(summary: dict) -> str:
+    lines = ["# Evidence: SLAM and L² on real models (issue 20's design)", ""]
+    if summary["partial"]:
+        lines += [
+            "**PARTIAL RESULTS**: the run has not finished; every number below is from the records finished so "
+            "far, and intervals use the seeds done.",
             "",
-            intro + " The base model and every arm score 0 in every language, so MGSM is left out of the comparison "
-            "(the issue: only where the model scores above zero).",
         ]
-    shown = mgsm["reported"]
-    rows = [[arm, *(fmt(scores[lang]) for lang in shown)] for arm, scores in mgsm["accuracy"].items()]
-    return [
-        "## MGSM slice",
+    machine = summary["machine"]
+    lines += [
+        f"Written by: `{summary['command']}`  ",
+        f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']}; load average "
+        f"{machine['load_average']:.1f} when written (the run shares its two cores; step times are medians).  ",
+        "How to read this and what changed since issue 11: [evidence_notes.md](evidence_notes.md).",
         "",
-        intro + f" Shown only where the base model or some arm scores above zero ({', '.join(shown)}); every other "
-        "language is 0 for all.",
+        "![non-English accuracy by budget](evidence.png)",
         "",
-        *_table(["arm", *shown], rows),
     ]
+    for model, entry in summary["models"].items():
+        lines += model_markdown(model, entry, summary["wall_hours"][model])
+    return "\n".join(lines)
 
 
 # -- evidence.png -------------------------------------------------------------------------------------------------
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Grouped bars: per language, one bar per arm (mean over seeds), whiskers spanning the seeds."""
+    """Non-English test accuracy against the budget, per arm, with the 95% interval as a band; base as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    languages, arms = summary["languages"], summary["arms"]
-    width = 0.8 / len(arms)
-    figure, axes = plt.subplots(figsize=(max(8, 1.5 * len(languages)), 4.5))
-    for index, (arm, entry) in enumerate(arms.items()):
-        positions = [i + (index - (len(arms) - 1) / 2) * width for i in range(len(languages))]
-        heights = [entry["accuracy"][lang] for lang in languages]
-        seeds = list(entry["accuracy_by_seed"].values())
-        whiskers = None
-        if len(seeds) > 1:
-            whiskers = [
-                [height - min(s[lang] for s in seeds) for height, lang in zip(heights, languages)],
-                [max(s[lang] for s in seeds) - height for height, lang in zip(heights, languages)],
-            ]
-        axes.bar(positions, heights, width, yerr=whiskers, capsize=2, label=arm)
-    axes.set_xticks(range(len(languages)), languages)
-    axes.set_ylabel("test accuracy")
-    axes.set_ylim(0, 1)
-    axes.set_title(f"{summary['model']}: held-out {summary['world']} problems, mean over seeds {summary['seeds']}")
-    axes.legend(ncol=4, fontsize=8)
+    models = summary["models"]
+    figure, axes = plt.subplots(1, max(1, len(models)), figsize=(6.5 * max(1, len(models)), 4.5), squeeze=False)
+    for axis, (model, entry) in zip(axes[0], models.items(), strict=False):
+        base = entry["arms"]["base"]
+        chosen = base["protocols"].get(base.get("chosen_protocol"), {})
+        if chosen.get("non_en") is not None:
+            axis.axhline(
+                chosen["non_en"], color="black", linestyle="--", lw=1, label=f"base ({base['chosen_protocol']})"
+            )
+            axis.axhspan(*chosen["non_en_ci95"], color="black", alpha=0.08)
+        for arm, info in entry["arms"].items():
+            points = info.get("budgets") if arm != "base" else None
+            if not points:
+                continue
+            budgets = [int(b) for b in points]
+            means = [points[b]["non_en"] for b in points]
+            line = axis.plot(budgets, means, marker="o", label=arm)[0]
+            axis.fill_between(
+                budgets,
+                [points[b]["non_en_ci95"][0] for b in points],
+                [points[b]["non_en_ci95"][1] for b in points],
+                color=line.get_color(),
+                alpha=0.15,
+            )
+        axis.set_xscale("log")
+        axis.set_xlim(entry["budgets"][0] / 1.5, entry["budgets"][-1] * 1.5)
+        axis.minorticks_off()
+        axis.set_xticks(entry["budgets"], [str(b) for b in entry["budgets"]])
+        axis.set_ylim(0, 1)
+        axis.set_xlabel(f"training steps (batch {entry['batch_size']})")
+        axis.set_ylabel("non-English test accuracy")
+        axis.set_title(model + (" (PARTIAL)" if entry["partial"] else ""))
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, loc="lower right")
+        else:
+            axis.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def load_runs(records_root: Path) -> dict[str, tuple[dict, dict]]:
+    """Every model's design and records under `records_root` (one folder per model, each with `design.json`)."""
+    runs = {}
+    folders = (
+        [records_root]
+        if (records_root / DESIGN_FILE).exists()
+        else sorted(p for p in records_root.iterdir() if p.is_dir())
+    )
+    for folder in folders:
+        if (folder / DESIGN_FILE).exists():
+            design = json.loads((folder / DESIGN_FILE).read_text(encoding="utf-8"))
+            runs[design["model"]] = (design, Records(folder).records)
+    return runs
+
+
+def write_all(records_root: Path, results: Path, *, command: str, machine: dict) -> dict:
+    summary = summarise(load_runs(records_root), command=command, machine=machine)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "evidence.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (results / "evidence.md").write_text(markdown(summary), encoding="utf-8")
+    plot(summary, results / "evidence.png")
+    return summary

@@ -18,6 +18,13 @@ from slam_trainer.freezing import (
     masked_tensor_names,
     plan_freeze,
 )
+from slam_trainer.l2.tag_rows import (
+    TAG_ROWS,
+    check_tag_logits_used,
+    installed_tag_rows,
+    remove_tag_rows,
+    sync_tag_rows,
+)
 from slam_trainer.precision import apply_precision_policy, check_trainable_dtype
 
 
@@ -151,8 +158,15 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "replaces the parameters, dropping the gradient mask that keeps the other half frozen. Train both "
                 "roles (add 'gate' and 'up' to the projections), or use DeepSpeed (recipes/accelerate/zero2.yaml)."
             )
+        if plan.report.tag_rows and uses_fsdp(args):
+            raise ConfigError(
+                "SLAM does not train L² tag rows alone under FSDP: `fully_shard` replaces the parameters their hooks "
+                "use (not tested). Use DeepSpeed (recipes/accelerate/zero3.yaml), or train the embeddings whole "
+                "(`slam_extra_trainable=['embeddings', 'lm_head']`)."
+            )
         apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
+        apply_precision_policy(model, installed_tag_rows(model), self.trainable_dtype, args)  # made by apply_freeze
         self.report = plan.report
         if args.activation_checkpointing:
             make_inputs_require_grad(model)
@@ -162,6 +176,11 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.report is None:
             self.report = self._adopt_freezing(model)
+        if set(installed_tag_rows(model)) != set(self.report.tag_rows):
+            raise ConfigError(
+                "The L² tag rows were merged into the embeddings when the previous `train()` ended, so this one would "
+                "not train them; build a new trainer (resume with `resume_from_checkpoint` to continue a run)."
+            )
         check_resumed_layers(checkpoint_trained_layers(state.stateful_callbacks), self.report.layers)
         if optimizer is None:
             return
@@ -184,12 +203,25 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                     self.report.masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)"
                 )
 
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        check_tag_logits_used(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save:  # the checkpoint's weights hold the trained tag rows (ZeRO-3 skips `state_dict()`)
+            sync_tag_rows(model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        remove_tag_rows(
+            model
+        )  # the trained rows go into the matrices: a plain model again, saved as one by ZeRO-3 too
+
     def _adopt_freezing(self, model) -> FreezeReport:
         """`on_init_end` never ran for this instance: accept the model only if it is frozen exactly as this callback
         would freeze it (a callback rebuilt from a checkpoint's state, replacing the one that froze the model)."""
         plan = self._plan(model)
-        trainable = {name for name, param in model.named_parameters() if param.requires_grad}
-        if trainable != set(plan.to_train) or not set(plan.masks) <= masked_tensor_names(model):
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad and not n.endswith(TAG_ROWS)}
+        same_tag_rows = set(installed_tag_rows(model)) == set(plan.report.tag_rows)
+        if trainable != set(plan.to_train) or not same_tag_rows or not set(plan.masks) <= masked_tensor_names(model):
             raise ConfigError(
                 f"SelectiveFFNCallback(layers={self.layers}) did not freeze this model: it joined the trainer after "
                 f"`Trainer.__init__` (`trainer.add_callback`), when freezing can no longer shrink the optimizer, so "

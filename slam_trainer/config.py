@@ -69,7 +69,8 @@ class SelectiveFFNConfig(SFTConfig):
             frozen); `all` adds the gate; `router` adds an MoE layer's router.
         slam_probe_dataset (`str`, *optional*):
             Parallel text for auto mode: a jsonl/json file of rows `id`, `lang`, `text` (or `question`). When
-            absent, a small parallel corpus built into the package is used.
+            absent, the training rows' parallel questions are probed (rows with `id`/`lang`/`question`, or SLAM's
+            one-stage set; the first 200 ids), else a small parallel corpus built into the package.
         slam_probe_region (`str`, *optional*, defaults to `"lower_half"`):
             Where auto mode may choose layers: `"lower_half"` (the SLAM paper: language alignment happens in the
             lower layers) or `"all"` (LAPE finds language-specific neurons at the bottom and the top). The same
@@ -126,7 +127,10 @@ class SelectiveFFNConfig(SFTConfig):
     )
     slam_probe_dataset: str | None = field(
         default=None,
-        metadata={"help": "Parallel text (jsonl/json: id, lang, text) for auto mode; built-in corpus when absent."},
+        metadata={
+            "help": "Parallel text (jsonl/json: id, lang, text) for auto mode; when absent, the training rows' "
+            "parallel questions, else the built-in corpus."
+        },
     )
     slam_probe_region: str = field(
         default=PROBE_DEFAULTS["region"],

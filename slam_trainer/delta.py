@@ -9,6 +9,13 @@ those tensors. A delta directory holds:
   SHA-256 checksum of every tensor (dtype, shape and bytes), the package version, and a fingerprint of the base
   weights the delta applies to.
 
+A model that learnt L² language tags (`add_language_tokens`) also needs its tags back: the delta then carries the
+tag rows of the input embedding and of an untied output layer (`<matrix name>:tag_rows`, one row per tag, in token-id
+order), the tags with their ids (`added_tokens`) and the trained vocabulary size (`vocab_size`); it is format v3.
+`load_ffn_delta(base, path, tokenizer=...)` adds the tags to the base's tokenizer (checking they get the recorded
+ids), resizes the base's embeddings to `vocab_size` and writes the rows, so that the result equals the trained model
+tensor for tensor. A delta without tags stays v2.
+
 Integrity (ours): both files are written under temporary names and renamed into place, the weights first and
 `slam_delta.json` last, so a kill never leaves a delta that looks complete: either the old delta stays whole, or the
 weights no longer match the checksums the JSON records and loading refuses them. `load_ffn_delta` checks everything
@@ -57,6 +64,13 @@ from slam_trainer.distributed import (
     model_class_name,
 )
 from slam_trainer.errors import ConfigError, ModelError
+from slam_trainer.l2.tag_rows import (
+    TAG_ROWS,
+    installed_tag_rows,
+    record_tag_tokens,
+    tag_tokens,
+    vocabulary_matrices,
+)
 from slam_trainer.version import __version__
 
 
@@ -66,10 +80,12 @@ DELTA_WEIGHTS_NAME = "ffn_delta.safetensors"
 DELTA_CONFIG_NAME = "slam_delta.json"
 DELTA_DIR_NAME = "ffn_delta"  # sub-directory of a checkpoint or output_dir holding a delta
 DELTA_FORMAT = "slam-ffn-delta"
-DELTA_FORMAT_VERSION = 2  # 2: per-tensor checksums and the bfloat16-rounded base fingerprint
+DELTA_FORMAT_VERSION = 3  # 2: per-tensor checksums and the bfloat16-rounded base fingerprint; 3: L² tag rows
+_TAG_FIELDS = ("added_tokens", "vocab_size")  # what v3 adds to v2
+TAG_ROWS_KEY = ":tag_rows"  # suffix of a matrix name: the tensor holding that matrix's tag rows
 FINGERPRINT_PREFIX = "sha256-bf16:"
 _LAYER_INDEX = re.compile(r"\.(\d+)\.")  # a decoder layer's index in a parameter name: `model.layers.3.mlp...`
-_HASH_CHUNK = 1 << 24  # elements per hashed chunk: bounds the copy of a large embedding
+_HASH_CHUNK = 1 << 24  # about this many elements per hashed block: bounds the copy of a large embedding
 
 
 @dataclass
@@ -89,6 +105,8 @@ class DeltaMetadata:
     slam_trainer_version: str = ""
     format: str = DELTA_FORMAT
     format_version: int = DELTA_FORMAT_VERSION
+    added_tokens: dict[str, int] | None = None
+    vocab_size: int | None = None
 
     @classmethod
     def read(cls, directory: str) -> DeltaMetadata:
@@ -112,12 +130,12 @@ class DeltaMetadata:
                 f"{path} is {DELTA_FORMAT!r} v{version}; this slam-trainer reads v{DELTA_FORMAT_VERSION}. Upgrade "
                 "slam-trainer."
             )
-        if version < DELTA_FORMAT_VERSION:
+        if version < 2:
             raise ModelError(
                 f"{path} is {DELTA_FORMAT!r} v{version}, written by an older slam-trainer without tensor checksums; "
                 f"save the delta again with this version (v{DELTA_FORMAT_VERSION})."
             )
-        expected = {item.name for item in fields(cls)}
+        expected = {item.name for item in fields(cls)} - (set(_TAG_FIELDS) if version == 2 else set())
         if set(values) != expected:
             wrong = sorted(set(values) ^ expected)
             raise ModelError(f"{path}: unexpected or missing field(s) {', '.join(wrong)}: the delta is damaged.")
@@ -132,8 +150,17 @@ class DeltaMetadata:
             or set(metadata.checksums) != set(metadata.tensors)
         ):
             raise ModelError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
+        if version == 3 and not _tags_are_valid(metadata):
+            raise ModelError(
+                f"{path}: `added_tokens` and `vocab_size` do not describe a vocabulary: the delta is damaged."
+            )
         metadata._check_layers_listed(path)
         return metadata
+
+    @property
+    def tag_ids(self) -> list[int]:
+        """Token ids of the tags the delta carries, ascending (empty without tags)."""
+        return sorted((self.added_tokens or {}).values())
 
     def _check_layers_listed(self, path: str) -> None:
         """`layers` and `projections` must be lists of the right kind, and `layers` the layer indices the tensor names
@@ -165,10 +192,24 @@ class DeltaMetadata:
             )
 
     def write(self, path: str) -> None:
-        """Write the metadata as JSON to the file `path`."""
+        """Write the metadata as JSON to the file `path` (a delta without tags as v2, which older readers take)."""
+        values = asdict(self)
+        if self.format_version == 2:
+            values = {key: value for key, value in values.items() if key not in _TAG_FIELDS}
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle, indent=2)
+            json.dump(values, handle, indent=2)
             handle.write("\n")
+
+
+def _tags_are_valid(metadata: DeltaMetadata) -> bool:
+    tokens, size = metadata.added_tokens, metadata.vocab_size
+    return (
+        isinstance(tokens, dict)
+        and bool(tokens)
+        and isinstance(size, int)
+        and all(isinstance(index, int) and 0 <= index < size for index in tokens.values())
+        and len(set(tokens.values())) == len(tokens)
+    )
 
 
 def _refuse_peft(model: nn.Module) -> None:
@@ -180,13 +221,21 @@ def _refuse_peft(model: nn.Module) -> None:
         )
 
 
-def base_fingerprint(model: nn.Module, delta_names) -> str:
-    """SHA-256 of the base weights a delta with tensors `delta_names` applies to (see the module docstring)."""
+def base_fingerprint(model: nn.Module, delta_names, tag_ids=()) -> str:
+    """SHA-256 of the base weights a delta with tensors `delta_names` applies to (see the module docstring).
+
+    With `tag_ids` (a delta with L² tags) the vocabulary matrices count without their tag rows, in shape and values:
+    the trained model (tags appended) and the base it came from (no tags yet) then give the same fingerprint.
+    """
     delta_names = set(delta_names)
-    params = dict(model.named_parameters())
+    params = {name: param for name, param in model.named_parameters() if not name.endswith(TAG_ROWS)}
+    tagged = set(vocabulary_matrices(model)) if tag_ids else set()
     digest = hashlib.sha256()
     for name in sorted(params):
-        digest.update(f"{name}:{list(full_shape(params[name]))};".encode())
+        shape = list(full_shape(params[name]))
+        if name in tagged:
+            shape[0] -= sum(index < shape[0] for index in tag_ids)
+        digest.update(f"{name}:{shape};".encode())
     amap = get_architecture_map(model)
     layer_prefixes = (f"{amap.layers_path}.0.", f"{amap.layers_path}.{amap.num_layers - 1}.")
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
@@ -198,10 +247,15 @@ def base_fingerprint(model: nn.Module, delta_names) -> str:
     for name in hashed:
         param = params[name]
         with gathered(param):
-            flat = full_tensor(param).detach().reshape(-1)
-            for start in range(0, flat.numel(), _HASH_CHUNK):
-                chunk = flat[start : start + _HASH_CHUNK].to("cpu", torch.bfloat16).contiguous()
-                digest.update(chunk.view(torch.int16).numpy().tobytes())
+            value = full_tensor(param).detach()
+            rows = value.reshape(value.shape[0] if value.dim() else 1, -1)
+            kept = torch.ones(rows.shape[0], dtype=torch.bool, device=rows.device)
+            if name in tagged:  # the rows that are not tags, in order: the bytes the base had before tags were added
+                kept[[index for index in tag_ids if index < rows.shape[0]]] = False
+            step = max(1, _HASH_CHUNK // max(1, rows.shape[1]))
+            for start in range(0, rows.shape[0], step):
+                block = rows[start : start + step][kept[start : start + step]]
+                digest.update(block.to("cpu", torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
     return FINGERPRINT_PREFIX + digest.hexdigest()
 
 
@@ -217,7 +271,7 @@ def tensor_checksum(tensor: torch.Tensor) -> str:
 
 
 def _trained_names(model: nn.Module) -> list[str]:
-    names = [name for name, param in model.named_parameters() if param.requires_grad]
+    names = [name for name, param in model.named_parameters() if param.requires_grad and not name.endswith(TAG_ROWS)]
     if not names or len(names) == len(list(model.parameters())):
         raise ModelError(
             f"{type(model).__name__} has {'no' if not names else 'only'} trainable parameters, so there is no delta "
@@ -278,7 +332,12 @@ def save_ffn_delta(
     names = report.trainable_names if report is not None else _trained_names(model)
     params = dict(model.named_parameters())
     tensors, dtypes = _trained_values(params, names)
-    fingerprint = base_fingerprint(model, names)
+    tags = tag_tokens(model)
+    tag_rows, tag_dtypes, tag_shapes = _tag_rows(model, names)
+    tensors.update(tag_rows)
+    dtypes |= tag_dtypes
+    shapes = {name: list(full_shape(params[name])) for name in names} | tag_shapes
+    fingerprint = base_fingerprint(model, names, sorted(tags.values()))
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
     metadata = DeltaMetadata(
@@ -290,8 +349,11 @@ def save_ffn_delta(
         projections=list(roles),
         dtype=",".join(sorted(dtypes)),
         base_fingerprint=fingerprint,
-        tensors={name: list(full_shape(params[name])) for name in names},
+        tensors=shapes,
         slam_trainer_version=__version__,
+        format_version=3 if tags else 2,
+        added_tokens=tags or None,
+        vocab_size=full_shape(model.get_input_embeddings().weight)[0] if tags else None,
     )
     if is_main_process():
         if any(not torch.isfinite(tensor).all() for tensor in tensors.values()):
@@ -320,6 +382,32 @@ def _trained_values(params: dict[str, nn.Parameter], names: list[str]) -> tuple[
             if is_main_process():
                 tensors[name] = value.detach().to("cpu", copy=True).contiguous()
     return tensors, dtypes
+
+
+def _tag_rows(model: nn.Module, names: list[str]) -> tuple[dict[str, torch.Tensor], set[str], dict[str, list[int]]]:
+    """The L² tag rows to save, keyed `<matrix>:tag_rows` (values on the main process, empty elsewhere; dtype names;
+    shapes): the small trained parameter where SLAM trained them alone (as the FFN tensors, DeepSpeed's float32
+    master copy when there is one), else the matrix's rows; none for a matrix saved whole (in `names`). Collective
+    under ZeRO-3."""
+    ids = sorted(tag_tokens(model).values())
+    values, dtypes, shapes = {}, set(), {}
+    installed = installed_tag_rows(model) if ids else {}
+    for name, modules in vocabulary_matrices(model).items() if ids else ():
+        if name in names:
+            continue
+        key = name + TAG_ROWS_KEY
+        shapes[key] = [len(ids), full_shape(modules[0].weight)[1]]
+        if name in installed:
+            trained, trained_dtypes = _trained_values({key: installed[name]}, [key])
+            values.update(trained)
+            dtypes |= trained_dtypes
+            continue
+        with gathered(modules[0].weight):
+            rows = full_tensor(modules[0].weight).detach()[ids]
+            dtypes.add(_dtype_name(rows))
+            if is_main_process():
+                values[key] = rows.to("cpu", copy=True).contiguous()
+    return values, dtypes, shapes
 
 
 def _fsync(path: str) -> None:
@@ -447,7 +535,9 @@ def verify_ffn_delta(path, revision: str | None = None) -> DeltaMetadata:
     return metadata
 
 
-def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, check_base: bool = True):
+def load_ffn_delta(
+    base_model: nn.Module, path, *, tokenizer=None, revision: str | None = None, check_base: bool = True
+):
     """Apply a delta written by `save_ffn_delta` to `base_model` in place, and return the model.
 
     Every check runs before the first tensor is written, so a refused delta leaves the base as it was.
@@ -458,6 +548,9 @@ def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, 
             tensors are cast to it.
         path (`str` or `os.PathLike`):
             A delta directory (or one of its two files), or a Hub repo id holding one.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*):
+            The base's tokenizer; required when the delta carries L² tags, which are added to it (with the ids the
+            trained model gave them) before the base's embeddings are resized and the tag rows written.
         revision (`str`, *optional*):
             Revision of the Hub repo, when `path` is a repo id.
         check_base (`bool`, *optional*, defaults to `True`):
@@ -467,7 +560,8 @@ def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, 
     Raises:
         `FileNotFoundError`: no delta at `path`. `ValueError`: the delta is damaged or incomplete (names, shapes,
         dtypes, checksums, NaN/inf), or the base is of another architecture, lacks a tensor of the delta, has another
-        shape, or (with `check_base`) has other weights than the base the delta was trained on.
+        shape, another vocabulary, or (with `check_base`) has other weights than the base the delta was trained on;
+        or the delta has tags and `tokenizer` is missing or would give them other ids.
     """
     if not isinstance(base_model, nn.Module):
         raise ConfigError(f"`base_model` must be a model (`torch.nn.Module`), got {type(base_model).__name__}.")
@@ -484,29 +578,119 @@ def load_ffn_delta(base_model: nn.Module, path, *, revision: str | None = None, 
             f"The delta at {path!r} was trained on a {metadata.architecture} ({trained_on}), but `base_model` is a "
             f"{type(base_model).__name__}. Load the base model it was trained from."
         )
-    params = dict(base_model.named_parameters())
-    for name, shape in metadata.tensors.items():
-        if name not in params or list(full_shape(params[name])) != list(shape):
-            found = list(full_shape(params[name])) if name in params else "no such parameter"
-            raise ModelError(
-                f"The delta at {path!r} holds `{name}` of shape {shape}, but `base_model` has {found}: it is not "
-                f"the base the delta was trained on ({trained_on})."
-            )
+    new_tags = _tags_to_add(base_model, tokenizer, metadata, f"The delta at {path!r}", trained_on)
+    _check_shapes(base_model, metadata, f"The delta at {path!r}", trained_on)
     metadata.check_against(base_model, path)
     tensors = _read_checked_tensors(directory, metadata)
-    if check_base and base_fingerprint(base_model, metadata.tensors) != metadata.base_fingerprint:
+    if check_base and base_fingerprint(base_model, metadata.tensors, metadata.tag_ids) != metadata.base_fingerprint:
         raise ModelError(
             f"`base_model` has other weights than the base the delta at {path!r} was trained on ({trained_on}): "
             "the fingerprint of its embeddings and first and last layers differs. Load that base model (and "
             "revision) in float32 or bfloat16 (a float16 load rounds differently: load it in its stored dtype, apply "
             "the delta, then cast); pass `check_base=False` only if you know the difference is harmless."
         )
+    if metadata.added_tokens:
+        _add_tags(base_model, tokenizer, metadata, new_tags)
+    params = dict(base_model.named_parameters())
     with torch.no_grad():
-        for name in metadata.tensors:
+        for name, tensor in tensors.items():
             # Under ZeRO-3 each rank writes the gathered tensor; rank 0's copy is the one partitioned back.
-            with gathered(params[name], modifier_rank=0):
-                params[name].copy_(tensors[name])
+            matrix = name.removesuffix(TAG_ROWS_KEY)
+            with gathered(params[matrix], modifier_rank=0):
+                if matrix == name:
+                    params[name].copy_(tensor)
+                else:
+                    ids = torch.tensor(metadata.tag_ids, device=params[matrix].device)
+                    params[matrix].index_copy_(0, ids, tensor.to(params[matrix]))
     return base_model
+
+
+def add_delta_tags(tokenizer, path, revision: str | None = None) -> DeltaMetadata:
+    """Give `tokenizer` the L² tags of the delta at `path`, with the ids the trained model gave them (a no-op for a
+    delta without tags), and return the delta's metadata. `slam eval --delta` calls it before the model loads, so
+    that the prompts and the decoding intervention see the tags; `load_ffn_delta` then finds them in place."""
+    metadata = DeltaMetadata.read(resolve_delta_directory(path, revision))
+    if metadata.added_tokens:
+        trained_on = metadata.base_model or "an unnamed model"
+        tokenizer.add_tokens(
+            _tags_missing(tokenizer, metadata, f"The delta at {path!r}", trained_on), special_tokens=True
+        )
+    return metadata
+
+
+def _tags_to_add(model: nn.Module, tokenizer, metadata: DeltaMetadata, delta: str, trained_on: str) -> list[str]:
+    """The tags `tokenizer` still lacks, after checking that the base's vocabulary and the tokenizer fit the delta:
+    the base has no rows beyond the trained vocabulary but its tags, and the tokenizer gives each tag its id."""
+    if not metadata.added_tokens:
+        return []
+    tags = list(metadata.added_tokens)
+    if tokenizer is None:
+        raise ConfigError(
+            f"{delta} was trained with the L² tags {', '.join(tags)} added to the vocabulary: pass the base's "
+            "tokenizer (`tokenizer=`), so that the tags are added to it too."
+        )
+    rows, size = full_shape(model.get_input_embeddings().weight)[0], metadata.vocab_size
+    if rows > size or not set(range(rows, size)) <= set(metadata.tag_ids):
+        raise ModelError(
+            f"{delta} was trained with a vocabulary of {size} rows ({len(tags)} of them its L² tags), but "
+            f"`base_model` has {rows}: it is not the base the delta was trained on ({trained_on})."
+        )
+    return _tags_missing(tokenizer, metadata, delta, trained_on)
+
+
+def _tags_missing(tokenizer, metadata: DeltaMetadata, delta: str, trained_on: str) -> list[str]:
+    """The delta's tags that `tokenizer` lacks, after checking that it gives (or, added now, would give) each tag the
+    id it had in training."""
+    tags = sorted(metadata.added_tokens, key=metadata.added_tokens.get)  # added in id order
+    vocabulary = tokenizer.get_vocab()
+    missing = [tag for tag in tags if tag not in vocabulary]
+    given = {tag: vocabulary[tag] for tag in tags if tag in vocabulary}
+    given.update({tag: len(tokenizer) + index for index, tag in enumerate(missing)})
+    wrong = {tag: index for tag, index in given.items() if index != metadata.added_tokens[tag]}
+    if wrong:
+        tag, index = next(iter(wrong.items()))
+        raise ModelError(
+            f"{delta} gave the L² tag {tag!r} the token id {metadata.added_tokens[tag]}, but `tokenizer` "
+            f"({len(tokenizer)} tokens) would give it {index}: pass the tokenizer of the base ({trained_on})."
+        )
+    return missing
+
+
+def _check_shapes(model: nn.Module, metadata: DeltaMetadata, delta: str, trained_on: str) -> None:
+    """Every tensor of the delta fits the base: FFN tensors by shape, a vocabulary matrix after the tags are
+    appended, tag rows by width."""
+    params = {name: param for name, param in model.named_parameters() if not name.endswith(TAG_ROWS)}
+    matrices = vocabulary_matrices(model)
+    for name, shape in metadata.tensors.items():
+        matrix = name.removesuffix(TAG_ROWS_KEY)
+        found = list(full_shape(params[matrix])) if matrix in params else None
+        expected = found
+        if found is not None and matrix != name:  # tag rows: one per tag, as wide as the matrix
+            expected = [len(metadata.tag_ids), found[1]] if matrix in matrices else None
+        elif found is not None and matrix in matrices and metadata.added_tokens:  # trained whole, tags appended
+            expected = [metadata.vocab_size, *found[1:]]
+        if expected is not None and list(shape) == expected:
+            continue
+        grown = found is not None and shape[1:] == found[1:] and shape[0] > found[0]
+        if name in matrices and grown and not metadata.added_tokens:
+            raise ModelError(
+                f"{delta} holds `{name}` with {shape[0]} rows, but `base_model` has {found[0]}: the delta was "
+                "trained with tokens added to the vocabulary, which it does not record (an older slam-trainer). "
+                "Add the same tokens to the base and resize its embeddings first, or save the delta again."
+            )
+        raise ModelError(
+            f"{delta} holds `{name}` of shape {shape}, but `base_model` has {found or 'no such parameter'}: it is "
+            f"not the base the delta was trained on ({trained_on})."
+        )
+
+
+def _add_tags(model: nn.Module, tokenizer, metadata: DeltaMetadata, new_tags: list[str]) -> None:
+    """Add the delta's tags to `tokenizer` and resize `model`'s vocabulary matrices to the trained size; the tag
+    rows are written with the other tensors."""
+    tokenizer.add_tokens(new_tags, special_tokens=True)
+    if full_shape(model.get_input_embeddings().weight)[0] < metadata.vocab_size:
+        model.resize_token_embeddings(metadata.vocab_size, mean_resizing=False)  # every new row is a tag row
+    record_tag_tokens(model, metadata.added_tokens)
 
 
 class FFNDeltaCallback(TrainerCallback):

@@ -25,6 +25,7 @@ from slam_trainer.architectures import (
 )
 from slam_trainer.distributed import full_shape, numel
 from slam_trainer.errors import ConfigError, ModelError
+from slam_trainer.l2.tag_rows import TAG_ROWS, install_tag_rows, plan_tag_rows, tag_row_count
 
 
 logger = logging.get_logger(__name__)
@@ -54,6 +55,8 @@ class FreezeReport:
         extra_names (`list[str]`): tensors trained through `extra`.
         masked_names (`list[str]`): fused tensors of which a gradient mask keeps the other half unchanged.
         peft (`bool`): the trained tensors are PEFT adapter weights on the chosen projections.
+        tag_rows (`dict[str, list[int]]`): the language-tag rows that train, by vocabulary matrix (see
+            `slam_trainer.l2.tag_rows`); their elements are part of `trainable_params`.
     """
 
     model_class: str
@@ -66,6 +69,7 @@ class FreezeReport:
     extra_names: list[str] = field(default_factory=list)
     masked_names: list[str] = field(default_factory=list)
     peft: bool = False
+    tag_rows: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -87,6 +91,8 @@ class FreezeReport:
             lines.append(f"  layer {layer:>3}  {', '.join(shown)}")
         if self.extra_names:
             lines.append(f"  extra      {', '.join(self.extra_names)}")
+        for name, ids in self.tag_rows.items():
+            lines.append(f"  tag rows   {len(ids)} rows ({ids[0]}..{ids[-1]}) of {name}")
         lines.append(
             f"  trainable  {self.trainable_params:,} / {self.total_params:,} parameters ({100 * self.share:.2f}%)"
         )
@@ -136,7 +142,8 @@ def freeze_except_ffn(
             More tensors to train, matched as PEFT matches `target_modules`: a string is a full-match regex on
             module and parameter names; a list holds names matched exactly or as a dotted suffix
             (`name == t or name.endswith("." + t)`), or the aliases `"embeddings"`, `"lm_head"`, `"final_norm"`.
-            E.g. `["embeddings", "lm_head"]` after adding language tokens.
+            Language tags added with `add_language_tokens` need none of this: their rows train alone (a small
+            parameter per matrix, see `slam_trainer.l2.tag_rows`) unless `extra` trains the whole matrix.
         modules (`dict[str, str]`, *optional*):
             Explicit projection names relative to a decoder layer, for architectures not found structurally.
         allow_large_extra (`bool`, *optional*, defaults to `False`):
@@ -178,7 +185,7 @@ def plan_freeze(
     for name in to_train:
         names_by_layer[_layer_index(name, layer_of)].append(name)
 
-    params = dict(model.named_parameters())
+    params = {name: param for name, param in model.named_parameters() if not name.endswith(TAG_ROWS)}
     extra_names = []
     if is_peft:
         # Copies PEFT itself made trainable (`modules_to_save`, `trainable_token_indices`) stay trainable.
@@ -191,6 +198,8 @@ def plan_freeze(
     for name in extra_names:
         to_train[name] = params[name]
         trainable += numel(params[name])
+    tag_rows = {} if is_peft else plan_tag_rows(model, trained_whole=to_train)  # PEFT: `trainable_token_indices`
+    trainable += tag_row_count(model, tag_rows)
 
     report = FreezeReport(
         model_class=amap.model_class,
@@ -198,11 +207,12 @@ def plan_freeze(
         projections=roles,
         trainable_params=trainable,
         total_params=sum(numel(p) for p in params.values()),
-        optimizer_params=sum(numel(p) for p in to_train.values()),
+        optimizer_params=sum(numel(p) for p in to_train.values()) + tag_row_count(model, tag_rows),
         names_by_layer=names_by_layer,
         extra_names=extra_names,
         masked_names=list(masks),
         peft=is_peft,
+        tag_rows=tag_rows,
     )
     return FreezePlan(report, to_train, masks)
 
@@ -221,6 +231,7 @@ def apply_freeze(model: nn.Module, plan: FreezePlan) -> None:
         _MASK_HOOKS_ATTR,
         {name: _install_gradient_mask(plan.to_train[name], kept) for name, kept in plan.masks.items()},
     )
+    install_tag_rows(model, plan.report.tag_rows)
 
 
 def masked_tensor_names(model: nn.Module) -> set[str]:

@@ -44,7 +44,7 @@ def method_line(trainer) -> str:
 
 
 def trained_section(report, layers_chosen_automatically: bool) -> str:
-    """What SLAM trained: layers (and how they were chosen), projections, share, extra tensors."""
+    """What SLAM trained: layers (and how they were chosen), projections, share, extra tensors, L² tag rows."""
     how = "chosen by language-layer identification (`slam_layers='auto'`)" if layers_chosen_automatically else "given"
     lines = [
         "## SLAM: selective FFN training",
@@ -55,6 +55,8 @@ def trained_section(report, layers_chosen_automatically: bool) -> str:
     ]
     if report.extra_names:
         lines.append(f"- Also trained: {', '.join(report.extra_names)}")
+    for name, ids in report.tag_rows.items():
+        lines.append(f"- L² tag rows trained: {len(ids)} rows of `{name}` (token ids {ids[0]}..{ids[-1]})")
     return "\n".join(lines)
 
 
@@ -91,9 +93,7 @@ with the metadata that puts them back on the right base (`slam_delta.json`). The
 ## How to load
 
 ```python
-from transformers import AutoModelForCausalLM
-from slam_trainer import load_ffn_delta
-model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")
+{_load_lines(base, revision, repo_id, metadata)}
 ```
 
 `load_ffn_delta` refuses a base whose weights differ from the one the delta was trained on. To write a normal model
@@ -102,6 +102,18 @@ directory (for `from_pretrained` or vLLM): `slam merge {base} {repo_id} merged/`
 {card_section(trainer, dataset_name)}
 """
     return ModelCard(content)
+
+
+def _load_lines(base: str, revision: str, repo_id: str, metadata) -> str:
+    """The lines that rebuild the model; a delta with L² tags adds them to the base's tokenizer as well."""
+    if not metadata.added_tokens:
+        return f"""from transformers import AutoModelForCausalLM
+from slam_trainer import load_ffn_delta
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}")"""
+    return f"""from transformers import AutoModelForCausalLM, AutoTokenizer
+from slam_trainer import load_ffn_delta
+tokenizer = AutoTokenizer.from_pretrained("{base}"{revision})  # gets the L² tags {" ".join(metadata.added_tokens)}
+model = load_ffn_delta(AutoModelForCausalLM.from_pretrained("{base}"{revision}), "{repo_id}", tokenizer=tokenizer)"""
 
 
 def push_ffn_delta(

@@ -173,8 +173,10 @@ def load_model(
     seed: int | None = None,
     merge_adapter: bool = True,
     tiny_overrides: dict | None = None,
+    tokenizer=None,
 ):
-    """The model alone (see `load_model_and_tokenizer`), for callers that bring their own tokenizer or need none."""
+    """The model alone (see `load_model_and_tokenizer`), for callers that bring their own tokenizer or need none.
+    A `delta` with L² tags needs that `tokenizer` (loaded): the tags are added to it (`load_ffn_delta`)."""
     from transformers import set_seed
 
     if not isinstance(model, str) or not model:
@@ -195,7 +197,7 @@ def load_model(
     if delta is not None:
         from slam_trainer.delta import load_ffn_delta
 
-        load_ffn_delta(loaded, delta)
+        load_ffn_delta(loaded, delta, tokenizer=tokenizer)
     return loaded
 
 
@@ -221,7 +223,8 @@ def load_model_and_tokenizer(
         tokenizer (`str`, *optional*):
             Load the tokenizer from here instead (default: the model's; an adapter saved without one: its base's).
         delta (`str`, *optional*):
-            A saved FFN delta folder, applied in place on top of the loaded model (checked against it first).
+            A saved FFN delta folder, applied in place on top of the loaded model (checked against it first); a
+            delta with L² tags adds them to the tokenizer.
         seed (`int`, *optional*):
             Set before the weights load (`transformers.set_seed`).
         processor (`bool`, defaults to `False`):
@@ -232,14 +235,25 @@ def load_model_and_tokenizer(
             Config overrides of a `tiny:` model (e.g. `num_layers`, `hidden_size`) and its `seed` (default 0, so that
             a `tiny:` name is the same model whatever the training seed).
     """
-    loaded = load_model(
-        model, model_init_kwargs, delta=delta, seed=seed, merge_adapter=merge_adapter, tiny_overrides=tiny_overrides
-    )
     kwargs = dict(model_init_kwargs or {})
     # the revision names the model's (for an adapter: its base's) files, not those of another tokenizer source
     revision = kwargs.get("revision") if tokenizer is None and not is_adapter(model) else None
     remote = kwargs.get("trust_remote_code", False)
-    return loaded, load_tokenizer(model, tokenizer, revision=revision, trust_remote_code=remote, processor=processor)
+
+    def load_the_tokenizer():
+        return load_tokenizer(model, tokenizer, revision=revision, trust_remote_code=remote, processor=processor)
+
+    loaded_tokenizer = load_the_tokenizer() if delta is not None else None  # gets the delta's L² tags, if any
+    loaded = load_model(
+        model,
+        model_init_kwargs,
+        delta=delta,
+        seed=seed,
+        merge_adapter=merge_adapter,
+        tiny_overrides=tiny_overrides,
+        tokenizer=loaded_tokenizer,
+    )
+    return loaded, loaded_tokenizer if loaded_tokenizer is not None else load_the_tokenizer()
 
 
 def refused_global(error: Exception) -> str:

@@ -37,9 +37,9 @@ def write_json_atomic(path: str | Path, value) -> None:
     os.replace(temporary, path)
 
 
-def read_settings(directory: str | Path, flag: str) -> dict | None:
-    """The settings recorded in `directory` (None when there are none); an unreadable record is a `ResumeError`."""
-    path = Path(directory) / SETTINGS_NAME
+def read_settings(directory: str | Path, flag: str, name: str = SETTINGS_NAME) -> dict | None:
+    """The settings in `directory/name` (None when there are none); an unreadable record is a `ResumeError`."""
+    path = Path(directory) / name
     if not path.exists():
         return None
     try:
@@ -48,7 +48,7 @@ def read_settings(directory: str | Path, flag: str) -> dict | None:
         recorded = None
     if not isinstance(recorded, dict):
         raise ResumeError(
-            f"`{flag}` {directory}: its {SETTINGS_NAME} is unreadable (cut short or edited), so the work there cannot "
+            f"`{flag}` {directory}: its {name} is unreadable (cut short or edited), so the work there cannot "
             f"be matched to these settings; pass a new `{flag}`, or delete the folder (or pass --overwrite) to start "
             "again."
         )
@@ -63,6 +63,7 @@ def claim_settings(
     pending: tuple[str, ...] = (),
     write: bool = True,
     remedy: str = "or --overwrite to start again",
+    name: str = SETTINGS_NAME,
 ) -> dict | None:
     """Refuse `directory` if it holds work done with other `settings`, then record them (when `write`).
 
@@ -79,13 +80,15 @@ def claim_settings(
             Record the settings (atomically); False only checks.
         remedy (`str`, *optional*):
             The end of the message's advice after "pass a new `flag`".
+        name (`str`, *optional*, defaults to `"settings.json"`):
+            The file in `directory` that holds the settings.
 
     Returns the settings recorded before, or None.
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ResumeError(f"`{flag}` {directory} is a file; give a folder.")
-    previous = read_settings(directory, flag)
+    previous = read_settings(directory, flag, name)
     if previous is not None:
         keys = (settings.keys() | previous.keys()) - {key for key in pending if key not in settings}
         differing = sorted(key for key in keys if _jsonable(settings.get(key)) != previous.get(key))
@@ -97,7 +100,7 @@ def claim_settings(
     if write:
         directory.mkdir(parents=True, exist_ok=True)
         kept = {key: previous[key] for key in pending if previous and key in previous and key not in settings}
-        write_json_atomic(directory / SETTINGS_NAME, {**settings, **kept})
+        write_json_atomic(directory / name, {**settings, **kept})
     return previous
 
 

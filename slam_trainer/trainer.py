@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from transformers import Trainer
 from transformers.utils import logging
 from trl import SFTConfig, SFTTrainer
 
@@ -15,6 +16,7 @@ from slam_trainer.delta import FFNDeltaCallback
 from slam_trainer.errors import ConfigError
 from slam_trainer.hub import SLAM_CITATION, card_section, push_ffn_delta
 from slam_trainer.l2.collator import collator_callbacks
+from slam_trainer.l2.tag_rows import has_output_tag_rows, tag_tokens
 from slam_trainer.loading import load_model, load_model_and_tokenizer
 
 
@@ -70,9 +72,12 @@ class SelectiveFFNTrainer(SFTTrainer):
         self.slam_layer_report = None
         layers = args.slam_layers
         if layers == "auto":
-            layers = self._identify_layers(model, processing_class, args)
+            layers = self._identify_layers(model, processing_class, args, train_dataset)
         chosen = get_architecture_map(model, args.slam_ffn_modules).tensors(layers, args.slam_projection_roles)
         callbacks = self._slam_callbacks(layers, args, data_collator, peft_config, chosen) + list(callbacks or [])
+        tags = sorted(tag_tokens(model).values())
+        if tags and peft_config is not None and getattr(peft_config, "trainable_token_indices", "") is None:
+            peft_config.trainable_token_indices = tags  # L² tags with LoRA: PEFT's own way to train only their rows
 
         # What was used to load the model is not passed on: SFTTrainer would log that it is ignored.
         model_init_kwargs = args.model_init_kwargs
@@ -111,14 +116,21 @@ class SelectiveFFNTrainer(SFTTrainer):
         logger.warning("SelectiveFFNTrainer got a plain %s; converting it with SLAM defaults.", type(args).__name__)
         return SelectiveFFNConfig(**dict_args)
 
-    def _identify_layers(self, model, tokenizer, args) -> list[int]:
-        """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank)."""
+    def _identify_layers(self, model, tokenizer, args, train_dataset) -> list[int]:
+        """Auto mode: measure language-specific FFN layers on parallel text (once, shared with every rank): the probe
+        data, else the training rows' parallel questions, else the built-in corpus."""
         from slam_trainer.probe.auto import resolve_auto_layers
 
         if tokenizer is None:
             raise ConfigError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
-            model, tokenizer, args.slam_probe_dataset, args.slam_num_layers, args.output_dir, args.slam_probe_region
+            model,
+            tokenizer,
+            args.slam_probe_dataset,
+            args.slam_num_layers,
+            args.output_dir,
+            args.slam_probe_region,
+            train_dataset=train_dataset,
         )
         return layers
 
@@ -173,6 +185,14 @@ class SelectiveFFNTrainer(SFTTrainer):
             stored = checkpoint_trained_layers(TrainerState.load_from_json(state_file).stateful_callbacks)
             check_resumed_layers(stored, self.slam_report.layers)
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss, unless the output layer has L² tag rows: TRL's fused LM head reads `lm_head.weight` directly,
+        past the hook that puts the trained tag rows in place, so the loss then comes from the model's own forward
+        (`Trainer.compute_loss`: full logits, and no entropy/accuracy metrics)."""
+        if has_output_tag_rows(self.accelerator.unwrap_model(model)):
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the SLAM summary (trained layers' count and share) to the first log record."""

@@ -808,6 +808,12 @@ API_CASES = [
         ConfigError,
         "FSDP cannot train half of the fused tensor(s) model.layers.0.mlp.gate_up_proj.weight",
     ),
+    Api(
+        "fsdp-l2-tag-rows",
+        lambda m, t: under_fsdp(lambda: tagged_trainer(t)),
+        ConfigError,
+        "SLAM does not train L² tag rows alone under FSDP",
+    ),
     # --- slam_trainer.checkpoints ---
     Api(
         "resume-true-nothing-there",
@@ -847,6 +853,20 @@ def fused_up_only_trainer(tmp):
     return Trainer(
         model=build_tiny_model("phi3"), args=cpu_config(tmp / "out", weight_decay=0.0), callbacks=[callback]
     )
+
+
+def tagged_trainer(tmp):
+    """`Trainer` over a tiny Llama with L² tags added and a `SelectiveFFNCallback`: the tag rows would train."""
+    from transformers import Trainer
+
+    from slam_trainer.callback import SelectiveFFNCallback
+    from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+    from tests.conftest import cpu_config
+
+    model = build_tiny_model()
+    add_language_tokens(build_tiny_tokenizer(), model, ["en", "zh"])
+    return Trainer(model=model, args=cpu_config(tmp / "out"), callbacks=[SelectiveFFNCallback([0])])
 
 
 def half_trainer(tmp, dtype, **overrides):

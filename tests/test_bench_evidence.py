@@ -1,4 +1,5 @@
-"""The evidence benchmark's smoke test: `--quick` on a tiny random model writes its three files with the schema."""
+"""The evidence benchmark: bad flags, the rate search's interior-or-extend rule, the records, the bootstrap intervals,
+the report on partial records, and (slow) `--quick` on a tiny random model end to end, resumed."""
 
 import json
 import os
@@ -6,83 +7,253 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_evidence.py"
-TRAINED_ARMS = ["full", "slam-auto", "slam-low", "slam-top", "slam-random", "lora", "slam-lora"]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "bench_evidence.py"
+sys.path.insert(0, str(BENCHMARKS))
+
+from bench_evidence import random_layers  # noqa: E402
+from evidence_design import EXPONENT_BOUNDS, SMOLLM2, choose_rate, rate_of  # noqa: E402
+from evidence_records import Records, base_key, check_design, final_key, search_key  # noqa: E402
+from evidence_report import summarise_model  # noqa: E402
+from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix  # noqa: E402
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--lr", "full=fast"], "`--lr full=fast`: give ARM=LR,LR,..."),
-        (["--lr", "slam-best=1e-3"], "ARM one of full, slam-auto"),
-        (["--lr", "lora=-1e-3"], "positive rates"),
         (["--languages", "es", "en"], "`--languages` must start with en"),
         (["--languages", "en", "xx"], "Unknown language code 'xx'"),
-        (["--steps", "0"], "`--steps` must be at least 1, got 0"),
-        (["--mgsm_problems", "-1"], "`--mgsm_problems` must be 0 (skip) or more"),
+        (["--budgets", "20", "60"], "`--budgets` must be 3 or more distinct positive step counts"),
+        (["--budgets", "60", "20", "180"], "ascending; got [60, 20, 180]"),
+        (["--seeds", "0", "0"], "`--seeds` must be distinct"),
+        (["--test_problems", "0"], "`--test_problems` must be at least 1, got 0"),
+        (["--arms", "slam-auto", "lora"], "`--arms` must include full"),
     ],
 )
 def test_bad_flags_fail_before_anything_loads(flags, message, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1])}
     command = [sys.executable, str(SCRIPT), *flags, "--work_dir", str(tmp_path / "work")]
+    command += ["--records_dir", str(tmp_path / "records")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
-    assert not (tmp_path / "work").exists()
+    assert not (tmp_path / "work").exists() and not (tmp_path / "records").exists()
 
 
-def test_a_record_cut_by_an_interruption_is_redone_and_the_log_stays_readable(tmp_path, monkeypatch):
-    import importlib
+# The rate search: scores per ladder exponent -> the next move. Ties go to the smaller rate; an edge extends the grid
+# by one point while there is room (max points, exponent bounds); otherwise the best rate is chosen.
+RATE_CASES = [
+    ({-9: 0.1, -8: 0.5, -7: 0.2}, 7, ("chosen", -8)),  # interior: done
+    ({-9: 0.1, -8: 0.2, -7: 0.5}, 7, ("extend", -6)),  # best at the top edge: one more rate above
+    ({-9: 0.5, -8: 0.2, -7: 0.1}, 7, ("extend", -10)),  # best at the bottom edge: one more rate below
+    ({-10: 0.3, -9: 0.5, -8: 0.2, -7: 0.1}, 7, ("chosen", -9)),  # the extension made it interior
+    ({-9: 0.0, -8: 0.0, -7: 0.0}, 7, ("extend", -10)),  # all tied: the smaller rate, an edge, so extend down
+    ({-9: 0.2, -8: 0.5, -7: 0.5}, 7, ("chosen", -8)),  # a tie between an interior and an edge rate: the smaller
+    ({-9: 0.1, -8: 0.2, -7: 0.5}, 3, ("chosen", -7)),  # no room left: the edge is chosen (reported as such)
+    ({EXPONENT_BOUNDS[1] - 1: 0.1, EXPONENT_BOUNDS[1]: 0.9}, 7, ("chosen", EXPONENT_BOUNDS[1])),  # at the bound
+    ({-8: 0.4}, 7, ("extend", -9)),  # one point is both edges: extend down first
+]
 
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    bench = importlib.import_module("bench_evidence")
-    path = tmp_path / "runs.jsonl"
-    path.write_text('{"key": "setup"}\n{"key": "train/full/lr=0.0001/seed=0", "val', encoding="utf-8")
-    log = bench.RunLog(path)
-    assert "setup" in log and "train/full/lr=0.0001/seed=0" not in log
-    log.add({"key": "train/full/lr=0.0001/seed=0", "val": {}})
-    assert list(bench.RunLog(path).records) == ["setup", "train/full/lr=0.0001/seed=0"]
+
+@pytest.mark.parametrize("scores, max_points, expected", RATE_CASES)
+def test_choose_rate_extends_until_the_best_rate_is_interior(scores, max_points, expected):
+    assert choose_rate(scores, max_points) == expected
+
+
+@pytest.mark.parametrize(
+    "scores, message", [({}, "at least one scored rate"), ({-9: 0.1, -7: 0.2}, "must be contiguous")]
+)
+def test_choose_rate_refuses_grids_it_cannot_extend(scores, message):
+    with pytest.raises(ValueError, match=message):
+        choose_rate(scores, 7)
+
+
+def test_the_ladder_has_the_same_points_per_decade_everywhere():
+    rates = [rate_of(e) for e in range(-10, -3)]
+    assert rates[:3] == [1e-5, 3.16e-5, 1e-4]
+    assert all(rate_of(e + 2) == pytest.approx(10 * rate_of(e), rel=1e-2) for e in range(-12, -3))
+
+
+def test_slam_random_draws_other_layers_for_each_seed():
+    draws = [random_layers(30, 6, seed) for seed in range(3)]
+    assert len({tuple(draw) for draw in draws}) == 3 and all(draw == sorted(set(draw)) for draw in draws)
+    assert random_layers(30, 6, 1) == draws[1]  # reproducible
+
+
+def test_records_are_whole_files_and_a_resume_reads_them_back(tmp_path):
+    records = Records(tmp_path)
+    records.add({"key": "search/full/lr=0.0001", "value": 1})
+    (tmp_path / "final" / "full").mkdir(parents=True)
+    (tmp_path / "final" / "full" / "seed=0.json.partial").write_text('{"key": "final/full/seed=0", "val')  # cut
+    again = Records(tmp_path)
+    assert list(again.records) == ["search/full/lr=0.0001"] and again["search/full/lr=0.0001"]["value"] == 1
+    assert (tmp_path / "search" / "full" / "lr=0.0001.json").exists()
+
+
+def test_records_of_another_design_are_refused(tmp_path):
+    check_design(tmp_path, {"model": "m", "budgets": [20, 60, 180]})
+    check_design(tmp_path, {"model": "m", "budgets": [20, 60, 180]})  # the same design resumes
+    with pytest.raises(SystemExit, match=r"other settings \(budgets\)"):
+        check_design(tmp_path, {"model": "m", "budgets": [10, 30, 90]})
+
+
+# -- the bootstrap ------------------------------------------------------------------------------------------------
+
+
+def test_verdict_matrix_averages_languages_per_seed_and_problem():
+    matrix = verdict_matrix([{"es": "1100", "zh": "1000"}, {"es": "0000", "zh": "1111"}], ["es", "zh"])
+    assert matrix.tolist() == [[1.0, 0.5, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]]
+    with pytest.raises(ValueError, match="different problem counts"):
+        verdict_matrix([{"es": "110", "zh": "1000"}], ["es", "zh"])
+
+
+@pytest.mark.parametrize(
+    "rows, mean, low, high",
+    [
+        ([[1.0] * 50], 1.0, 1.0, 1.0),  # no variation, no width
+        ([[0.0] * 50, [0.0] * 50], 0.0, 0.0, 0.0),
+        ([[1.0] * 25 + [0.0] * 25] * 3, 0.5, 0.35, 0.65),  # p = 0.5 on 50 problems: +-1.96 * 0.071 around 0.5
+    ],
+)
+def test_mean_and_interval(rows, mean, low, high):
+    value, (lower, upper) = mean_with_interval(np.array(rows))
+    assert value == mean and lower <= value <= upper
+    assert lower == pytest.approx(low, abs=0.04) and upper == pytest.approx(high, abs=0.04)
+
+
+def test_the_difference_interval_is_paired_over_problems():
+    """Two arms that agree on every problem but one, which only the first gets right: the paired difference is
+    0.01 and never below 0; resampling them independently would put half the mass below 0."""
+    rng = np.random.default_rng(1)
+    shared = (rng.random((3, 100)) < 0.5).astype(float)
+    better = shared.copy()
+    better[:, 0] = 1.0
+    shared[:, 0] = 0.0
+    diff, (low, high) = difference_with_interval(better, shared)
+    assert diff == pytest.approx(0.01) and 0.0 <= low <= high <= 0.04
+
+
+def test_a_one_seed_arm_pairs_with_every_seed_of_the_other():
+    base = np.zeros((1, 40))
+    trained = np.ones((3, 40))
+    assert difference_with_interval(trained, base) == (1.0, [1.0, 1.0])
+
+
+# -- the report on partial records --------------------------------------------------------------------------------
+
+
+def _eval(rng, languages, problems, p):
+    verdicts = {lang: "".join("1" if rng.random() < p else "0" for _ in range(problems)) for lang in languages}
+    accuracy = {lang: v.count("1") / problems for lang, v in verdicts.items()}
+    return {
+        "verdicts": verdicts,
+        "accuracy": accuracy,
+        "non_en": float(np.mean([accuracy[lang] for lang in languages[1:]])),
+        "tokens_per_correct": dict.fromkeys(languages, 20.0),
+        "mean_tokens": dict.fromkeys(languages, 18.0),
+        "language_fidelity": dict.fromkeys(languages, 1.0),
+    }
+
+
+def _records(design, arms_done):
+    """Records as the benchmark writes them: the base, a finished search and final runs for `arms_done` (arm ->
+    accuracy), and one search run only for slam-random."""
+    rng = np.random.default_rng(0)
+    languages, val, test = list(design.languages), design.val_problems, design.test_problems
+    records = {"setup": {"key": "setup", "layers": {"auto": [1, 2]}, "layer_stability": 0.9, "layers_stable": True}}
+    for split, count in (("val", val), ("test", test)):
+        for protocol, p in (("0-shot", 0.05), ("3-shot", 0.4)):
+            records[base_key(split, protocol)] = {"key": base_key(split, protocol), **_eval(rng, languages, count, p)}
+    for arm, p in arms_done.items():
+        for rate in (1e-4, 3.16e-4, 1e-3):
+            evals = {"val/60/0-shot": _eval(rng, languages, val, p if rate == 3.16e-4 else p / 2)}
+            records[search_key(arm, rate)] = {"key": search_key(arm, rate), "rate": rate, "evals": evals}
+        for seed in design.seeds:
+            evals = {f"test/{b}/0-shot": _eval(rng, languages, test, p * b / 180) for b in design.budgets}
+            records[final_key(arm, seed)] = {
+                "key": final_key(arm, seed),
+                "rate": 3.16e-4,
+                "seed": seed,
+                "layers": None,
+                "protocol": "0-shot",
+                "protocol_val": {"0-shot": p, "3-shot": p / 2},
+                "trainable_params": 10 if arm != "full" else 100,
+                "total_params": 100,
+                "step_seconds": 1.0 if arm != "full" else 2.0,
+                "peak_rss_bytes": 1,
+                "budgets": {str(b): {"steps": b, "train_loss": 1.0, "tokens_seen": 100 * b} for b in design.budgets},
+                "evals": evals,
+            }
+    rate = 1e-3
+    records[search_key("slam-random", rate)] = {
+        "key": search_key("slam-random", rate),
+        "rate": rate,
+        "evals": {"val/60/0-shot": _eval(rng, languages, val, 0.3)},
+    }
+    return records
+
+
+def test_the_report_summarises_partial_records_and_says_what_is_missing():
+    design = json.loads(json.dumps({"model": "m", **SMOLLM2.__dict__}))
+    design["test_problems"], design["val_problems"] = 100, 50
+    entry = summarise_model(design, _records(SMOLLM2, {"full": 0.9, "slam-auto": 0.6}))
+
+    assert entry["arms"]["base"]["chosen_protocol"] == "3-shot"  # chosen on validation
+    full, auto = entry["arms"]["full"], entry["arms"]["slam-auto"]
+    assert full["lr"] == 3.16e-4 and full["lr_interior"] and full["lr_grid"] == [1e-4, 3.16e-4, 1e-3]
+    assert auto["trainable_share"] == 0.1 and auto["step_time_ratio"] == 0.5
+    for budget in ("20", "60", "180"):
+        low, high = auto["budgets"][budget]["non_en_ci95"]
+        assert low <= auto["budgets"][budget]["non_en"] <= high
+    assert full["budgets"]["180"]["non_en"] > full["budgets"]["20"]["non_en"]
+    comparison = entry["comparisons"]["slam-auto - full"]
+    assert comparison["budget"] == 180 and comparison["ci95"][1] < 0 and comparison["seeds"] == [0, 1, 2]
+    assert "slam-auto - slam-random" not in entry["comparisons"]  # slam-random has no final run yet
+    assert entry["arms"]["slam-random"]["status"] == "rate search in progress"
+    assert "slam-random: seeds [0, 1, 2]" in entry["partial"]
+    assert any(item.startswith("slam-low") and "not started" in item for item in entry["partial"])
 
 
 @pytest.mark.slow
-def test_quick_run_writes_the_results_files_with_the_schema(tmp_path):
+def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
     subprocess.run([*command, "--results_dir", str(tmp_path / "results")], check=True, env=env, timeout=900)
 
     results = tmp_path / "results"
     assert (results / "evidence.png").read_bytes().startswith(b"\x89PNG")
-    assert "## Targets" in (results / "evidence.md").read_text(encoding="utf-8")
+    assert "### Differences that carry the claims" in (results / "evidence.md").read_text(encoding="utf-8")
     summary = json.loads((results / "evidence.json").read_text(encoding="utf-8"))
-    assert summary["model"] == "tiny:llama"
-    assert summary["languages"][0] == "en" and len(summary["seeds"]) >= 2
-    assert list(summary["arms"]) == ["base", *TRAINED_ARMS]
-    for arm, entry in summary["arms"].items():
-        assert set(entry["accuracy"]) == set(summary["languages"])
-        assert all(0.0 <= value <= 1.0 for value in entry["accuracy"].values())
-        assert 0.0 <= entry["trainable_share"] <= 1.0
-        if arm != "base":
-            assert set(entry["accuracy_by_seed"]) == {str(seed) for seed in summary["seeds"]}
-            assert entry["step_time_ratio"] > 0 and entry["peak_memory_ratio"] > 0
-    assert summary["arms"]["full"]["step_time_ratio"] == 1.0 and summary["arms"]["full"]["trainable_share"] == 1.0
-    assert all(summary["arms"][arm]["layers"] for arm in TRAINED_ARMS if arm.startswith("slam"))
-    assert set(summary["l2"]["arms"]) == {"en-cot", "l2-full", "l2-mixed"}
-    for decodings in summary["l2"]["arms"].values():
-        assert set(decodings) == {"baseline", "switch"}
-        assert 0.0 <= decodings["switch"]["rows_steered"] <= 1.0
-    assert set(summary["targets"]) == {
-        "gain_kept",
-        "trainable_share",
-        "english_retention",
-        "step_time",
-        "identification",
+    assert summary["schema"] == 2 and not summary["partial"]
+    entry = summary["models"]["tiny:llama"]
+    assert entry["languages"][0] == "en" and entry["budgets"] == [1, 2, 3] and entry["seeds"] == [0, 1]
+    assert list(entry["arms"]) == ["base", "full", "slam-auto", "slam-random", "lora", "l2-mixed"]
+    assert set(entry["arms"]["base"]["protocols"]) == {"0-shot", "1-shot"}
+    for arm, info in entry["arms"].items():
+        if arm == "base":
+            continue
+        assert len(info["lr_grid"]) == 2 and info["lr"] in info["lr_grid"]  # the search extended once
+        assert info["chosen_protocol"] in ("0-shot", "1-shot") and info["seeds_done"] == [0, 1]
+        assert set(info["budgets"]) == {"1", "2", "3"}
+        for point in info["budgets"].values():
+            assert 0.0 <= point["non_en_ci95"][0] <= point["non_en"] <= point["non_en_ci95"][1] <= 1.0
+    assert entry["arms"]["slam-random"]["layers"] == {str(seed): random_layers(8, 2, seed) for seed in (0, 1)}
+    assert "switch" in entry["arms"]["l2-mixed"]["budgets"]["3"]
+    assert set(entry["comparisons"]) == {
+        "slam-auto - full",
+        "slam-auto - base",
+        "slam-auto - slam-random",
+        "slam-auto - lora",
     }
 
-    # Every run is logged once; running again resumes from the log and trains nothing.
+    # Every unit is one file; running again resumes from them and trains nothing.
     rerun = subprocess.run(
         [*command, "--results_dir", str(tmp_path / "again")], check=True, env=env, capture_output=True, text=True
     )
-    assert "[1/" not in rerun.stdout
-    assert json.loads((tmp_path / "again" / "evidence.json").read_text(encoding="utf-8"))["arms"] == summary["arms"]
+    assert "s/step" not in rerun.stdout
+    assert (
+        json.loads((tmp_path / "again" / "evidence.json").read_text(encoding="utf-8"))["models"] == summary["models"]
+    )

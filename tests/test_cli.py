@@ -83,8 +83,10 @@ def test_tiny_recipes_run_end_to_end(recipe, tmp_path):
     trained = load_file(tmp_path / "model.safetensors")
     initial = build_tiny_model(values["model_name_or_path"].removeprefix("tiny:")).state_dict()
     expected = {f"model.layers.{i}.mlp.{p}_proj.weight" for i in values["slam_layers"] for p in ("up", "down")}
-    if values.get("l2_special_tokens"):  # the tag rows are new: embeddings and lm_head train with them
+    if values.get("l2_special_tokens"):  # tags appended: of the embeddings and lm_head only their rows train
         expected |= {"model.embed_tokens.weight", "lm_head.weight"}
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert torch.equal(trained[name][: len(initial[name])], initial[name]), f"an old row of {name} moved"
     assert trained.keys() == initial.keys()
     changed = {
         name

@@ -57,7 +57,14 @@ def reference(base, tmp_path_factory):
     return run([sys.executable, str(SCRIPT), "--base", str(base), "--output_dir", str(out), "--batch_size", "4"], out)
 
 
-def launch(recipe, base, out):
+@pytest.fixture(scope="module")
+def tagged_reference(base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single-tags")
+    command = [sys.executable, str(SCRIPT), "--base", str(base), "--output_dir", str(out), "--batch_size", "4"]
+    return run([*command, "--tags"], out)
+
+
+def launch(recipe, base, out, *extra):
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"recipes/accelerate/{recipe}"]
     return run(
         [
@@ -71,6 +78,7 @@ def launch(recipe, base, out):
             str(out),
             "--batch_size",
             "2",
+            *extra,
         ],
         out,
     )
@@ -148,3 +156,51 @@ def test_slam_train_in_bf16_keeps_the_precision_policy_and_shares_auto_layers(re
         else:
             assert final[name].dtype == torch.bfloat16, name
             assert torch.equal(final[name], initial[name].to(torch.bfloat16)), f"frozen {name} changed"
+
+
+def tagged_base(base) -> dict:
+    """The base's tensors after `add_language_tokens`, as the training script starts them."""
+    from transformers import AutoModelForCausalLM
+
+    from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.tiny import build_tiny_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    add_language_tokens(build_tiny_tokenizer(), model, ["en", "zh"])
+    return model.state_dict()
+
+
+def test_zero3_trains_only_the_tag_rows_and_the_delta_carries_them(base, tagged_reference, tmp_path):
+    """L² tags under ZeRO-3: the small tag-row parameters are partitioned like any other; old rows stay bitwise, the
+    saved model and the delta hold the trained rows, and resuming ends where the first run did."""
+    out = launch("zero3.yaml", base, tmp_path, "--tags")
+    initial = load_file(base / "model.safetensors")
+    final = load_file(out / "final" / "model.safetensors")
+    held = json.loads((out / "optimizer.json").read_text())
+    assert sorted(held["held"]) == sorted(held["trainable"])
+    assert sorted(n for n in held["trainable"] if n.endswith(".slam_tag_rows")) == [
+        "lm_head.slam_tag_rows",
+        "model.embed_tokens.slam_tag_rows",
+    ]
+    assert final.keys() == initial.keys()  # the tag-row parameters are not saved as weights of their own
+    tags = [260, 261]
+    started = tagged_base(base)
+    for name in initial:
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert torch.equal(final[name][:260], initial[name]), f"an old row of {name} moved"
+            assert not torch.equal(final[name][tags], started[name][tags]), f"the tag rows of {name} did not train"
+        elif name in held["delta"]:
+            assert not torch.equal(final[name], initial[name]), f"{name} did not train"
+        else:
+            assert torch.equal(final[name], initial[name]), f"frozen {name} changed"
+    single = load_file(tagged_reference / "final" / "model.safetensors")
+    for name in final:
+        torch.testing.assert_close(final[name], single[name], atol=ATOL, rtol=0)
+
+    delta = load_file(out / "final_delta" / "ffn_delta.safetensors")
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert torch.equal(delta[name + ":tag_rows"], final[name][tags])
+    assert DeltaMetadata.read(out / "final_delta").added_tokens == {"<|en|>": 260, "<|zh|>": 261}
+    resumed = load_file(out / "resumed" / "model.safetensors")
+    for name in final:
+        assert torch.equal(resumed[name], final[name]), f"resumed run ended elsewhere at {name}"

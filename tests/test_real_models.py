@@ -7,6 +7,7 @@ short sequences); what trained is read back from the saved model and compared wi
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,46 @@ def test_identify_eval_merge_and_reload_on_the_real_model(smollm2_path, mgsm_sli
     assert_only_these_trained(base_tensors, merged, ffn_names([0, 1]))
 
     common = ["--data", mgsm_slice, "--languages", "en", "es", "--limit", "2", "--max_new_tokens", "24",
+              "--batch_size", "4", "--device", "cpu", "--dtype", "float32"]  # fmt: skip
+    slam("eval", "--model", MODEL, "--delta", train / "ffn_delta", *common, "--output_dir", tmp_path / "eval_delta")
+    slam("eval", "--model", tmp_path / "merged", *common, "--output_dir", tmp_path / "eval_merged")
+
+    def outputs(run_dir):
+        (results,) = run_dir.glob("*/predictions.jsonl")
+        return [json.loads(line)["output"] for line in results.read_text().splitlines()]
+
+    assert outputs(tmp_path / "eval_delta") == outputs(tmp_path / "eval_merged")
+
+
+def test_l2_tags_train_inside_slams_budget_and_merge_back(smollm2_path, mgsm_slice, base_tensors, tmp_path):
+    """`slam train --l2_special_tokens true` trains the tag rows besides the FFN tensors and nothing else of the tied
+    embedding (the printed share counts them), `slam merge` rebuilds the trained model tensor for tensor with a
+    tokenizer that has the tags, and `slam eval --delta` answers as the merged model does."""
+    from transformers import AutoTokenizer
+
+    train = tmp_path / "train"
+    result = slam("train", "--config", "recipes/l2_tiny_cpu.yaml", "--model_name_or_path", MODEL, *CPU_FLAGS,
+                  "--max_length", "512", "--slam_save_delta", "true", "--output_dir", train)  # fmt: skip
+    tags, hidden = [49152, 49153, 49154], 576
+    assert f"tag rows   3 rows ({tags[0]}..{tags[-1]}) of model.embed_tokens.weight" in result.stdout
+    trainable, total = (
+        int(n.replace(",", "")) for n in re.search(r"trainable +([\d,]+) / ([\d,]+)", result.stdout).groups()
+    )
+    assert trainable == sum(base_tensors[name].numel() for name in ffn_names([0, 1])) + len(tags) * hidden
+    assert trainable / total < 0.03  # was 23.68% with the whole (tied) embedding trained for the tags
+
+    slam("merge", MODEL, train / "ffn_delta", tmp_path / "merged")
+    merged, trained = load_file(tmp_path / "merged" / "model.safetensors"), load_file(train / "model.safetensors")
+    assert merged.keys() == trained.keys()
+    assert all(torch.equal(merged[name], trained[name]) for name in trained)
+    embedding = "model.embed_tokens.weight"
+    assert merged[embedding].shape[0] == 49155 and torch.equal(merged[embedding][:49152], base_tensors[embedding])
+    assert_only_these_trained(base_tensors, merged, ffn_names([0, 1]) | {embedding})  # its old rows: just above
+    merged_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    assert merged_tokenizer.get_vocab() == AutoTokenizer.from_pretrained(train).get_vocab()
+    assert merged_tokenizer.convert_tokens_to_ids(["<|en|>", "<|zh|>", "<|ru|>"]) == tags
+
+    common = ["--data", mgsm_slice, "--languages", "en", "zh", "--limit", "2", "--max_new_tokens", "24",
               "--batch_size", "4", "--device", "cpu", "--dtype", "float32"]  # fmt: skip
     slam("eval", "--model", MODEL, "--delta", train / "ffn_delta", *common, "--output_dir", tmp_path / "eval_delta")
     slam("eval", "--model", tmp_path / "merged", *common, "--output_dir", tmp_path / "eval_merged")

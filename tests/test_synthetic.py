@@ -36,6 +36,7 @@ def _replay(problem):
 
 PROBLEMS = generate_problems(200, seed=7)
 ONE_STEP = generate_problems(120, seed=7, world="one-step")
+ONE_STEP_WIDE = generate_problems(120, seed=7, world="one-step-wide")
 
 
 @pytest.mark.parametrize(
@@ -43,8 +44,9 @@ ONE_STEP = generate_problems(120, seed=7, world="one-step")
     [
         (PROBLEMS, {"shopping", "sharing", "rates", "stickers"}),
         (ONE_STEP, {"found", "together", "eaten"}),
+        (ONE_STEP_WIDE, {"found", "together", "eaten"}),
     ],
-    ids=["multi-step", "one-step"],
+    ids=["multi-step", "one-step", "one-step-wide"],
 )
 def test_answers_are_correct_and_every_step_states_correct_arithmetic(problems, templates):
     assert {p.template for p in problems} == templates
@@ -83,6 +85,25 @@ def test_held_out_problems_are_never_training_problems_under_other_names():
     assert not {p.question["en"] for p in train} & {p.question["en"] for p in test}
     again_train, again_test = train_test_problems(150, 30, languages=["en", "zh"], seed=3, world="one-step")
     assert [p.id for p in again_train] == [p.id for p in train] and [p.id for p in again_test] == [p.id for p in test]
+
+
+def test_the_wide_world_reaches_numbers_up_to_20():
+    inputs = [v for p in ONE_STEP_WIDE for k, v in p.numbers.items() if k != p.operations[0][3]]
+    assert min(inputs) >= 1 and max(inputs) == 20 and sum(v > 9 for v in inputs) > len(inputs) / 3
+    assert all(p.answer >= 1 for p in ONE_STEP_WIDE)
+
+
+def test_equation_disjoint_held_out_problems_share_no_arithmetic_with_training():
+    """`disjoint="equation"`: "5 + 7" in a held-out problem never appears in training, under any template."""
+    train, test = train_test_problems(200, 150, languages=["en"], seed=20, world="one-step-wide", disjoint="equation")
+    equations = [(op, p.numbers[a], p.numbers[b]) for p in test for op, a, b, _ in p.operations]
+    assert len(test) == 150 and len(set(equations)) == 150
+    assert not {(op, p.numbers[a], p.numbers[b]) for p in train for op, a, b, _ in p.operations} & set(equations)
+    # The template-level split alone lets the same sum through under another template (what issue 20 found).
+    train, test = train_test_problems(200, 150, languages=["en"], seed=20, world="one-step-wide")
+    assert {p.equation_key for p in train} & {p.equation_key for p in test}
+    with pytest.raises(ValueError, match="`disjoint` must be one of problem, equation"):
+        train_test_problems(1, 1, disjoint="numbers")
 
 
 def test_too_many_held_out_problems_for_the_one_step_world_is_refused():

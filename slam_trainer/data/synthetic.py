@@ -15,6 +15,7 @@ from slam_trainer.data.synthetic_templates import (
     ANSWER_SENTENCE,
     NAMES,
     ONE_STEP_TEMPLATES,
+    ONE_STEP_WIDE_TEMPLATES,
     OPERATION_SYMBOLS,
     TEMPLATES,
 )
@@ -24,8 +25,12 @@ from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import LANGUAGES, validate_languages
 
 
-# The worlds: GSM8K-like problems of two to four operations, and one-operation problems with single digits.
-WORLDS = {"multi-step": TEMPLATES, "one-step": ONE_STEP_TEMPLATES}
+# The worlds: GSM8K-like problems of two to four operations, one-operation problems with single digits, and the same
+# one-operation problems with numbers up to 20 (the evidence benchmark's: enough distinct equations for its splits).
+WORLDS = {"multi-step": TEMPLATES, "one-step": ONE_STEP_TEMPLATES, "one-step-wide": ONE_STEP_WIDE_TEMPLATES}
+# What two problems must not share to count as different: `problem` (template and numbers) or `equation` (the
+# arithmetic alone: "5 + 7" under any template).
+DISJOINT = ("problem", "equation")
 _APPLY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a // b}
 
 
@@ -49,6 +54,11 @@ class SyntheticProblem:
     def key(self) -> tuple:
         """What makes two problems the same up to names and language: the template and its numbers."""
         return self.template, tuple(sorted(self.numbers.items()))
+
+    @property
+    def equation_key(self) -> tuple:
+        """What makes two problems the same arithmetic under any template: each operation and its operands."""
+        return tuple((op, self.numbers[left], self.numbers[right]) for op, left, right, _ in self.operations)
 
 
 def _draw(template: dict, rng: random.Random) -> dict[str, int]:
@@ -75,7 +85,8 @@ def generate_problems(
         world (`str`, *optional*, defaults to `"multi-step"`):
             `"multi-step"`: two to four operations per problem, numbers up to a few hundred (GSM8K-like);
             `"one-step"`: one addition or subtraction of single-digit numbers, small enough for a ~100M model to
-            learn in minutes (the demo's world).
+            learn in minutes (the demo's world); `"one-step-wide"`: the same with numbers up to 20 (the evidence
+            benchmark's world).
     """
     if not isinstance(num_problems, int) or num_problems < 0:
         raise ConfigError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
@@ -84,28 +95,39 @@ def generate_problems(
 
 
 def train_test_problems(
-    num_train: int, num_test: int, *, languages=None, seed: int = 0, world: str = "multi-step"
+    num_train: int,
+    num_test: int,
+    *,
+    languages=None,
+    seed: int = 0,
+    world: str = "multi-step",
+    disjoint: str = "problem",
 ) -> tuple[list[SyntheticProblem], list[SyntheticProblem]]:
     """Training problems and held-out problems that share no (template, numbers) pair, so that no held-out problem
     is a training problem under other names. Held-out problems come from `seed + 1` (distinct pairs), training
-    problems from `seed` with the held-out pairs skipped; arguments as `generate_problems`."""
+    problems from `seed` with the held-out pairs skipped; arguments as `generate_problems`. With
+    `disjoint="equation"` no held-out equation ("5 + 7") appears in training under any template either, and the
+    held-out problems have distinct equations."""
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"`{name}` must be a non-negative integer, got {value!r}.")
+    if disjoint not in DISJOINT:
+        raise ConfigError(f"`disjoint` must be one of {', '.join(DISJOINT)}, got {disjoint!r}.")
+    key = (lambda problem: problem.key) if disjoint == "problem" else (lambda problem: problem.equation_key)
     # The one-step world has a few hundred distinct problems: give up rather than loop when too many are asked.
     budget = 50 * (num_train + num_test) + 1000
     test, held_out = [], set()
     for index, problem in enumerate(_problem_stream(languages, seed + 1, world)):
         if len(test) == num_test or index == budget:
             break
-        if problem.key not in held_out:
-            held_out.add(problem.key)
+        if key(problem) not in held_out:
+            held_out.add(key(problem))
             test.append(problem)
     train = []
     for index, problem in enumerate(_problem_stream(languages, seed, world)):
         if len(train) == num_train or index == budget:
             break
-        if problem.key not in held_out:
+        if key(problem) not in held_out:
             train.append(problem)
     if len(test) < num_test or len(train) < num_train:
         raise ConfigError(

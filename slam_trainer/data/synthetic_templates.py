@@ -516,3 +516,15 @@ ONE_STEP_TEMPLATES = {
         },
     },
 }
+
+# The same three one-operation templates with numbers up to 20 (ours, for the evidence benchmark, issue 20): about 570
+# distinct equations instead of ~180, so that hundreds of held-out problems can avoid every training equation while
+# the arithmetic stays within what a ~100M-parameter model already does (sums up to 40).
+_WIDE_INPUTS = {
+    "found": {"start": (2, 20), "more": (1, 20)},
+    "together": {"mine": (2, 20), "friend": (1, 20)},
+    "eaten": {"baked": (3, 20), "eaten": lambda v, rng: rng.randint(1, v["baked"] - 1)},
+}
+ONE_STEP_WIDE_TEMPLATES = {
+    name: {**template, "inputs": _WIDE_INPUTS[name]} for name, template in ONE_STEP_TEMPLATES.items()
+}

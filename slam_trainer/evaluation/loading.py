@@ -43,11 +43,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def read_model_config(model: str, trust_remote_code: bool = False):
-    """The text config of `model` (read without loading weights), for checks made before the model loads."""
+def read_model_config(model: str, trust_remote_code: bool = False, delta: str | None = None):
+    """The text config of `model` (read without loading weights), for checks made before the model loads; with a
+    `delta` that adds L² tags, the vocabulary size the model will have once it is applied."""
     from slam_trainer.loading import read_model_config as read_config
 
-    return read_config(model, trust_remote_code=trust_remote_code).get_text_config()
+    config = read_config(model, trust_remote_code=trust_remote_code).get_text_config()
+    if delta is not None:
+        from slam_trainer.delta import DeltaMetadata, resolve_delta_directory
+
+        config.vocab_size = DeltaMetadata.read(resolve_delta_directory(delta)).vocab_size or config.vocab_size
+    return config
 
 
 def context_window(config, tokenizer) -> int | None:
@@ -60,11 +66,19 @@ def context_window(config, tokenizer) -> int | None:
     return limit if isinstance(limit, int) and limit < 10**8 else None
 
 
-def load_tokenizer(model: str, tokenizer: str | None = None, trust_remote_code: bool = False):
-    """The tokenizer of `model` (or of `tokenizer`; `slam_trainer.loading`), set up for left-padded generation."""
+def load_tokenizer(
+    model: str, tokenizer: str | None = None, trust_remote_code: bool = False, delta: str | None = None
+):
+    """The tokenizer of `model` (or of `tokenizer`; `slam_trainer.loading`), set up for left-padded generation; with
+    the L² tags of `delta` when it has some (`add_delta_tags`), so that prompts and the decoding intervention see
+    them before the model loads."""
     from slam_trainer.loading import load_tokenizer as load
 
     loaded = load(model, tokenizer, trust_remote_code=trust_remote_code)
+    if delta is not None:
+        from slam_trainer.delta import add_delta_tags
+
+        add_delta_tags(loaded, delta)
     loaded.padding_side = "left"
     if loaded.pad_token is None:
         if loaded.eos_token is None:
@@ -77,7 +91,13 @@ def load_tokenizer(model: str, tokenizer: str | None = None, trust_remote_code: 
 
 
 def load_model(
-    model: str, *, delta: str | None = None, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False
+    model: str,
+    *,
+    delta: str | None = None,
+    tokenizer=None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
 ):
     """The causal LM to evaluate, in eval mode on `device`, loaded by `slam_trainer.loading.load_model`.
 
@@ -87,6 +107,8 @@ def load_model(
             its `adapter_config.json`; the adapter is merged into its base for faster generation).
         delta (`str`, *optional*):
             A saved FFN delta (`slam_trainer.delta`), applied in place on top of `model`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*):
+            The loaded tokenizer; a delta with L² tags needs it (`load_tokenizer(model, delta=delta)` adds them).
         dtype (`str`, *optional*, defaults to `"auto"`):
             `auto`, `bfloat16`, `float16` or `float32` (see `resolve_dtype`: `auto` here is bfloat16 on a GPU that
             supports it, else float32, not the checkpoint's dtype).
@@ -99,5 +121,5 @@ def load_model(
 
     device = resolve_device(device)
     kwargs = {"dtype": resolve_dtype(dtype, device), "device_map": None, "trust_remote_code": trust_remote_code}
-    loaded = load(model, kwargs, delta=delta)
+    loaded = load(model, kwargs, delta=delta, tokenizer=tokenizer)
     return loaded.to(device).eval()

@@ -208,6 +208,7 @@ def run_evaluation(
         model = load_model(
             settings.model,
             delta=settings.delta,
+            tokenizer=inputs.tokenizer,  # a delta's L² tags (added to it already)
             dtype=settings.dtype,
             device=settings.device,
             trust_remote_code=settings.trust_remote_code,
@@ -252,8 +253,8 @@ def _prepare_inputs(settings: EvalSettings) -> _Inputs:
     rows = load_benchmark(settings.data, settings.languages, settings.limit)
     languages = list(dict.fromkeys(row["lang"] for row in rows))
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
-    tokenizer = load_tokenizer(settings.model, settings.tokenizer, settings.trust_remote_code)
-    config = read_model_config(settings.model, settings.trust_remote_code)
+    tokenizer = load_tokenizer(settings.model, settings.tokenizer, settings.trust_remote_code, delta=settings.delta)
+    config = read_model_config(settings.model, settings.trust_remote_code, delta=settings.delta)  # with a delta's tags
     chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
     chat_template = chat_template or settings.prompt_style == "chat"
     prompts = build_prompts(

@@ -30,8 +30,10 @@ def add_language_tokens(
 ) -> dict[str, int]:
     """Add the language tags as special tokens (one id each) and grow the model's embeddings to match.
 
-    The new rows must be trained: with `SelectiveFFNConfig`, set `slam_extra_trainable=["embeddings", "lm_head"]`;
-    with another trainer, leave the embeddings trainable. How they start (`init`) matters on a real model:
+    The tags are recorded on the model: SLAM's freezing (`SelectiveFFNTrainer`, `SelectiveFFNCallback`,
+    `freeze_except_ffn`) then trains their rows alone, in the input embedding and the output layer (see
+    `slam_trainer.l2.tag_rows`), and the FFN delta carries them. With another trainer, leave the embeddings trainable.
+    How they start (`init`) matters on a real model:
 
     - `"name"` (the default, **ours**): each tag's row is the mean of the rows of its language's English name
       ("Spanish" for `<|es|>`), in the input and, when untied, the output embeddings. The tags start distinct and
@@ -68,6 +70,7 @@ def add_language_tokens(
             raise ConfigError(f"The tag {tag!r} does not tokenize to one token after adding it; check `tag_format`.")
     if model is not None:
         from slam_trainer.distributed import full_shape
+        from slam_trainer.l2.tag_rows import record_tag_tokens
 
         old_rows = full_shape(model.get_input_embeddings().weight)[0]  # also under ZeRO-3
         if old_rows < len(tokenizer):
@@ -75,6 +78,7 @@ def add_language_tokens(
             if init == "name":
                 new = {lang: index for lang, index in ids.items() if index >= old_rows}
                 _init_from_names(model, tokenizer, new)
+        record_tag_tokens(model, {tags[lang]: index for lang, index in ids.items()})
     return ids
 
 

@@ -25,10 +25,13 @@ class MergeResult:
     layers: list[int]
     dtype: str
     tokenizer_saved: bool
+    tags: tuple[str, ...] = ()
 
     def describe(self, base: str) -> str:
         """What `slam merge` prints (and the demo's merge step)."""
-        line = f"slam merge: {base} + {self.tensors} delta tensors (layers {self.layers}) -> {self.out} ({self.dtype})"
+        tags = f", L² tags {' '.join(self.tags)}" if self.tags else ""
+        line = f"slam merge: {base} + {self.tensors} delta tensors (layers {self.layers}{tags}) -> {self.out}"
+        line += f" ({self.dtype})"
         if self.tokenizer_saved:
             return line
         return f"slam merge: no tokenizer found with the base {base!r}; wrote the model only.\n{line}"
@@ -53,7 +56,8 @@ def merge_ffn_delta(
     trust_remote_code: bool = False,
 ) -> MergeResult:
     """Apply the FFN delta `delta` (a folder, one of its files, or a Hub repo id) to `base` and save the result (and
-    the base's tokenizer, when it has one) to `out`.
+    the base's tokenizer, when it has one) to `out`. A delta with L² tags adds them to the tokenizer, which it then
+    needs.
 
     Parameters:
         base (`str`): The base model (Hub id, folder or offline short name) the delta was trained on.
@@ -76,20 +80,26 @@ def merge_ffn_delta(
     metadata = verify_ffn_delta(delta_dir)  # a missing, damaged or incomplete delta fails before the base loads
     revision = revision or metadata.base_revision
     check_base_config(base, metadata, revision, trust_remote_code)  # config.json: architecture and depth
-    model_init_kwargs = dict(revision=revision, dtype="auto", trust_remote_code=trust_remote_code, device_map=None)
-    model = load_model(base, model_init_kwargs, delta=delta_dir)
-    if dtype != "auto":
-        model.to(getattr(torch, dtype))
     try:
         tokenizer = load_tokenizer(base, revision=revision, trust_remote_code=trust_remote_code)
     except (ModelError, ValueError):
         tokenizer = None
+    tags = tuple(metadata.added_tokens or ())
+    if tokenizer is None and tags:
+        raise ModelError(
+            f"The delta adds the L² tags {', '.join(tags)}, but the base {base!r} has no tokenizer to add them to; "
+            "merge onto a base folder that holds its tokenizer."
+        )
+    model_init_kwargs = dict(revision=revision, dtype="auto", trust_remote_code=trust_remote_code, device_map=None)
+    model = load_model(base, model_init_kwargs, delta=delta_dir, tokenizer=tokenizer)  # tags go into the tokenizer
+    if dtype != "auto":
+        model.to(getattr(torch, dtype))
     with _writing(out) as folder:  # whole or not at all: a kill leaves no half model at `out`
         model.save_pretrained(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
     saved_dtype = str(model.dtype).removeprefix("torch.")
-    return MergeResult(out, len(metadata.tensors), list(metadata.layers), saved_dtype, tokenizer is not None)
+    return MergeResult(out, len(metadata.tensors), list(metadata.layers), saved_dtype, tokenizer is not None, tags)
 
 
 def check_base_config(base: str, metadata, revision: str | None, trust_remote_code: bool) -> None:

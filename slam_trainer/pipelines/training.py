@@ -87,7 +87,10 @@ class TrainScriptArguments:
     )
     l2_special_tokens: bool = field(
         default=False,
-        metadata={"help": "Add the L² language tags as special tokens (their embedding rows are then trained)."},
+        metadata={
+            "help": "Add the L² language tags as special tokens. With SLAM only their rows of the embedding and "
+            "lm_head train besides the FFN tensors; the FFN delta carries them."
+        },
     )
     l2_tag_init: str = field(
         default="name",
@@ -128,7 +131,6 @@ def load_rows(script_args: TrainScriptArguments):
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
     from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
-    from slam_trainer.freezing import EXTRA_ALIASES
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset, select_languages
     from slam_trainer.l2.tags import add_language_tokens
@@ -143,16 +145,8 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
         return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE), None
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
     languages = script_args.languages or sorted(parallel[0]["question"])
-    if script_args.l2_special_tokens:
+    if script_args.l2_special_tokens:  # SLAM then trains the tag rows alone (slam_trainer.l2.tag_rows)
         add_language_tokens(tokenizer, model, languages, init=script_args.l2_tag_init)
-        extra = training_args.slam_extra_trainable or []
-        extra = [extra] if extra in EXTRA_ALIASES else extra
-        if isinstance(extra, str):  # one value is a regex (TRL's convention), which a list of names cannot hold
-            raise ConfigError(
-                "`l2_special_tokens` adds embeddings and lm_head to `slam_extra_trainable`, which holds one value, "
-                "read as a regex; give names instead (two or more values)."
-            )
-        training_args.slam_extra_trainable = sorted({*extra, "embeddings", "lm_head"})
     collator = L2DataCollator(
         tokenizer,
         languages=languages,

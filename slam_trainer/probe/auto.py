@@ -13,7 +13,7 @@ from transformers.utils import logging
 
 from slam_trainer import errors
 from slam_trainer.distributed import broadcast_from_main, is_main_process, is_partitioned
-from slam_trainer.probe.corpus import load_probe_corpus
+from slam_trainer.probe.default_texts import default_probe_texts
 from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import LayerReport
 from slam_trainer.probe.settings import DEFAULTS
@@ -48,6 +48,7 @@ def resolve_auto_layers(
     num_layers: int = DEFAULTS["num_layers"],
     output_dir: str | None = None,
     region: str = DEFAULTS["region"],
+    train_dataset=None,
     **probe_kwargs,
 ) -> tuple[list[int], LayerReport]:
     """Choose the layers for `slam_layers="auto"`: probe on the main process, share the result with every rank.
@@ -58,8 +59,8 @@ def resolve_auto_layers(
         tokenizer (`PreTrainedTokenizerBase`):
             Its tokenizer (the trainer's `processing_class`).
         probe_data (`dict`, `datasets.Dataset`, `list[dict]` or `str`, *optional*):
-            Parallel texts as `identify_language_layers` takes them (`slam_probe_dataset`); defaults to the built-in
-            corpus (`slam_trainer.probe.corpus`).
+            Parallel texts as `identify_language_layers` takes them (`slam_probe_dataset`); defaults to the parallel
+            questions of `train_dataset`, else the built-in corpus (`slam_trainer.probe.default_texts`).
         num_layers (`int`, *optional*, defaults to `6`):
             Layers to choose (`slam_num_layers`).
         output_dir (`str`, *optional*):
@@ -67,6 +68,8 @@ def resolve_auto_layers(
         region (`str`, *optional*, defaults to `"lower_half"`):
             Where the layers may be chosen (`slam_probe_region`): `"lower_half"` (SLAM's claim) or `"all"` (LAPE's
             view); the same default as `identify_language_layers` and `slam identify`.
+        train_dataset (`datasets.Dataset`, *optional*):
+            The training rows: without `probe_data`, their parallel questions are probed when they have some.
         probe_kwargs:
             Passed on to `identify_language_layers` (`score`, `pivot`, `top_rate`, `batch_size`, `resamples`, ...),
             whose defaults apply otherwise.
@@ -79,7 +82,8 @@ def resolve_auto_layers(
     payload = None
     if is_main:
         try:
-            data = probe_data if probe_data is not None else load_probe_corpus()
+            data, source = default_probe_texts(probe_data, train_dataset)
+            logger.info("slam_layers='auto' probes %s.", source)
             report = identify_language_layers(
                 model, tokenizer, data, num_layers=num_layers, region=region, **probe_kwargs
             )
