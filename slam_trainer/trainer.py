@@ -122,7 +122,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         from slam_trainer.probe.auto import resolve_auto_layers
 
         if tokenizer is None:
-            raise ValueError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
+            raise ConfigError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
             model,
             tokenizer,
@@ -140,7 +140,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         callbacks = collator_callbacks(data_collator, args)
         if peft_config is not None:
             if args.slam_save_delta or args.slam_push == "delta":
-                raise ValueError(
+                raise ConfigError(
                     "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
                     "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
                     "`push_to_hub` then hold the adapter)."

@@ -20,6 +20,7 @@ import argparse
 import json
 
 from slam_trainer.dtypes import DTYPES
+from slam_trainer.errors import DataError
 from slam_trainer.evaluation.prompts import PROMPT_STYLES
 
 
@@ -157,11 +158,11 @@ def read_results_file(path: str) -> dict:
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"`--compare` {path} is not JSON ({error}); pass a run's results.json.") from None
+        raise DataError(f"`--compare` {path} is not JSON ({error}); pass a run's results.json.") from None
     if (
         not isinstance(result, dict)
         or not isinstance(result.get("run"), str)
         or "languages" not in result.get("scores", {})
     ):
-        raise ValueError(f"`--compare` {path} is not a run's results.json (it needs `run` and `scores`).")
+        raise DataError(f"`--compare` {path} is not a run's results.json (it needs `run` and `scores`).")
     return result

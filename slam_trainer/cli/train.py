@@ -43,9 +43,14 @@ def make_parser(subparsers=None):
 
 def parse_own_arguments(argv: list[str]) -> None:
     """`slam train` parses its arguments with TRL's `TrlParser` (dataclass fields, YAML `--config`)."""
+    from slam_trainer.errors import ConfigError
+
     parser = make_parser()
     parser.prog = "slam train"
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except ValueError as error:  # what the parser and the configs' `__post_init__` refuse is the user's to fix
+        raise ConfigError(str(error)) from None
     trainer = run(script_args, training_args, model_args)
     # a rank that exits with its process group alive can abort in teardown (seen with ZeRO-3 on gloo)
     trainer.accelerator.end_training()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 from slam_trainer.architectures import get_architecture_map
+from slam_trainer.errors import ConfigError
 from slam_trainer.probe.batches import make_batches, tokenize_parallel
 from slam_trainer.probe.counting import ActivationCounts, count_activations
 from slam_trainer.probe.parallel import load_parallel_texts
@@ -22,7 +23,7 @@ from slam_trainer.probe.stability import bootstrap_stability, describe_stability
 def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
     """Layers eligible for the choice; checks `num_layers` against them before any forward pass."""
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
+        raise ConfigError(f"`num_layers` must be a positive integer, got {num_layers!r}.")
     candidates = region_layers(total, region)
     if num_layers > len(candidates):
         where = (
@@ -30,7 +31,7 @@ def candidate_layers(total: int, num_layers: int, region: str) -> list[int]:
             if region == "lower_half"
             else f"the model's {total} decoder layers"
         )
-        raise ValueError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
+        raise ConfigError(f"`num_layers`={num_layers} is more than {where}; choose at most {len(candidates)}.")
     return candidates
 
 
@@ -106,7 +107,7 @@ def check_probe_inputs(model, texts_by_lang, pivot, languages, text_column, opti
     candidate_layers(architecture.num_layers, options["num_layers"], options["region"])
     parallel = load_parallel_texts(texts_by_lang, languages=languages, text_column=text_column)
     if pivot is not None and pivot not in parallel.languages:
-        raise ValueError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
+        raise ConfigError(f"`pivot` {pivot!r} is not among the probe languages {parallel.languages}.")
     return architecture, parallel
 
 
