@@ -24,6 +24,12 @@ _EXPORTS = {
     "synthetic_parallel_dataset": "slam_trainer.data.synthetic",
     "synthetic_rows": "slam_trainer.data.synthetic",
     "FFNDeltaCallback": "slam_trainer.delta",
+    "ConfigError": "slam_trainer.errors",
+    "DataError": "slam_trainer.errors",
+    "MissingDependencyError": "slam_trainer.errors",
+    "ModelError": "slam_trainer.errors",
+    "ResumeError": "slam_trainer.errors",
+    "SlamTrainerError": "slam_trainer.errors",
     "load_ffn_delta": "slam_trainer.delta",
     "save_ffn_delta": "slam_trainer.delta",
     "extract_answer": "slam_trainer.evaluation.extraction",
@@ -37,6 +43,7 @@ _EXPORTS = {
     "build_parallel_dataset": "slam_trainer.l2.parallel",
     "split_steps": "slam_trainer.l2.segmentation",
     "add_language_tokens": "slam_trainer.l2.tags",
+    "load_model_and_tokenizer": "slam_trainer.loading",
     "LayerReport": "slam_trainer.probe",
     "identify_language_layers": "slam_trainer.probe",
     "SelectiveFFNTrainer": "slam_trainer.trainer",
@@ -44,6 +51,8 @@ _EXPORTS = {
 
 __all__ = [
     "ArchitectureMap",
+    "ConfigError",
+    "DataError",
     "EvalSettings",
     "FFNDeltaCallback",
     "FreezeReport",
@@ -51,9 +60,13 @@ __all__ = [
     "L2EpochCallback",
     "LanguageSwitchLogitsProcessor",
     "LayerReport",
+    "MissingDependencyError",
+    "ModelError",
+    "ResumeError",
     "SelectiveFFNCallback",
     "SelectiveFFNConfig",
     "SelectiveFFNTrainer",
+    "SlamTrainerError",
     "UnsupportedArchitectureError",
     "__version__",
     "add_language_tokens",
@@ -65,6 +78,7 @@ __all__ = [
     "identify_language_layers",
     "load_ffn_delta",
     "load_jsonl_rows",
+    "load_model_and_tokenizer",
     "run_evaluation",
     "save_ffn_delta",
     "split_steps",
@@ -93,6 +107,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from slam_trainer.data.loaders import load_jsonl_rows
     from slam_trainer.data.synthetic import generate_problems, synthetic_parallel_dataset, synthetic_rows
     from slam_trainer.delta import FFNDeltaCallback, load_ffn_delta, save_ffn_delta
+    from slam_trainer.errors import (
+        ConfigError,
+        DataError,
+        MissingDependencyError,
+        ModelError,
+        ResumeError,
+        SlamTrainerError,
+    )
     from slam_trainer.evaluation.extraction import extract_answer
     from slam_trainer.evaluation.runner import EvalSettings, run_evaluation
     from slam_trainer.freezing import FreezeReport, freeze_except_ffn
@@ -101,5 +123,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from slam_trainer.l2.parallel import build_parallel_dataset
     from slam_trainer.l2.segmentation import split_steps
     from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.loading import load_model_and_tokenizer
     from slam_trainer.probe import LayerReport, identify_language_layers
     from slam_trainer.trainer import SelectiveFFNTrainer

@@ -33,6 +33,7 @@ from typing import NamedTuple
 from torch import nn
 
 from slam_trainer.distributed import full_shape
+from slam_trainer.errors import ConfigError, ModelError
 
 
 ROLES = ("gate", "up", "down", "router")
@@ -54,7 +55,7 @@ ROUTER_NAMES = ("gate", "router", "shared_expert_gate")
 ACTIVATION_NAMES = ("act_fn", "act", "activation_fn")
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(ModelError):
     """Raised when the decoder layers or the FFN projections of a model cannot be found."""
 
 
@@ -76,13 +77,13 @@ def validate_layers(layers, argument: str = "layers") -> list[int]:
     `ArchitectureMap.resolve_layers`)."""
     layers = [layers] if isinstance(layers, int) and not isinstance(layers, bool) else layers
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
-        raise TypeError(f"`{argument}` must be a list of layer indices such as [0, 1, 2], got {layers!r}.")
+        raise ConfigError(f"`{argument}` must be a list of layer indices such as [0, 1, 2], got {layers!r}.")
     layers = list(layers)
     if not layers:
-        raise ValueError(f"`{argument}` is empty: name at least one decoder layer to train, e.g. [0, 1].")
+        raise ConfigError(f"`{argument}` is empty: name at least one decoder layer to train, e.g. [0, 1].")
     for index in layers:
         if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"`{argument}` must hold integers, got {index!r} ({type(index).__name__}).")
+            raise ConfigError(f"`{argument}` must hold integers, got {index!r} ({type(index).__name__}).")
     return layers
 
 
@@ -92,10 +93,10 @@ def validate_projections(projections, argument: str = "projections") -> str | li
     if projections == ["all"]:
         return "all"
     if not projections:
-        raise ValueError(f"`{argument}` is empty: choose among {', '.join(ROLES)} (or 'all').")
+        raise ConfigError(f"`{argument}` is empty: choose among {', '.join(ROLES)} (or 'all').")
     unknown = [role for role in projections if role not in ROLES]
     if unknown:
-        raise ValueError(f"`{argument}` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'.")
+        raise ConfigError(f"`{argument}` has unknown role(s) {unknown}; valid: {', '.join(ROLES)}, or 'all'.")
     return list(dict.fromkeys(projections))
 
 
@@ -157,13 +158,13 @@ class ArchitectureMap:
         resolved = []
         for index in validate_layers(layers):
             if not -n <= index < n:
-                raise ValueError(
+                raise ConfigError(
                     f"`layers` has index {index} but {self.model_class} has {n} decoder layers (valid: {-n}..{n - 1})."
                 )
             resolved.append(index % n)
         duplicates = sorted({i for i in resolved if resolved.count(i) > 1})
         if duplicates:
-            raise ValueError(f"`layers` names layer(s) {duplicates} more than once (after resolving negatives).")
+            raise ConfigError(f"`layers` names layer(s) {duplicates} more than once (after resolving negatives).")
         return sorted(resolved)
 
     def resolve_roles(self, projections) -> list[str]:
@@ -174,7 +175,7 @@ class ArchitectureMap:
         available = self.roles()
         for role in projections:
             if role not in available:
-                raise ValueError(
+                raise ModelError(
                     f"{self.model_class} has no `{role}` projection in its FFN; its roles are "
                     f"{', '.join(r for r in ROLES if r in available)}."
                 )
@@ -369,7 +370,7 @@ def _explicit_layer(index: int, prefix: str, layer: nn.Module, modules: dict[str
     tensors = []
     for role, relative_name in modules.items():
         if role not in ROLES:
-            raise ValueError(f"`modules` has unknown role {role!r}; valid roles: {', '.join(ROLES)}.")
+            raise ConfigError(f"`modules` has unknown role {role!r}; valid roles: {', '.join(ROLES)}.")
         try:
             module = layer.get_submodule(relative_name)
         except AttributeError:

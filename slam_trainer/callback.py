@@ -9,7 +9,7 @@ from transformers.trainer_callback import ExportableState
 
 from slam_trainer.architectures import validate_layers, validate_projections
 from slam_trainer.distributed import uses_fsdp
-from slam_trainer.errors import ConfigError
+from slam_trainer.errors import ConfigError, ResumeError
 from slam_trainer.freezing import (
     FreezeReport,
     apply_freeze,
@@ -60,7 +60,7 @@ def checkpoint_trained_layers(state_callbacks: dict | None) -> list[int] | None:
 def check_resumed_layers(stored_layers: list[int] | None, layers: list[int]) -> None:
     """Refuse to resume a checkpoint that trained other layers: its optimizer state belongs to other tensors."""
     if stored_layers is not None and list(stored_layers) != list(layers):
-        raise ValueError(
+        raise ResumeError(
             f"The checkpoint being resumed trained layers {stored_layers}, but this run trains {layers}. Resume "
             "with the same `slam_layers` (or layers=...) as the original run."
         )
@@ -191,7 +191,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         missing = sorted(name for pid, name in trainable.items() if pid not in in_optimizer)
         extra = len(in_optimizer - set(trainable))
         if missing or extra:
-            raise ValueError(
+            raise ConfigError(
                 f"The optimizer does not hold exactly the SLAM-trainable parameters: {len(missing)} trainable "
                 f"tensor(s) missing (e.g. {missing[:3]}) and {extra} frozen tensor(s) present. The optimizer was "
                 "probably built before the freezing; pass SelectiveFFNCallback in `callbacks=` of the trainer's "
@@ -223,7 +223,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad and not n.endswith(TAG_ROWS)}
         same_tag_rows = set(installed_tag_rows(model)) == set(plan.report.tag_rows)
         if trainable != set(plan.to_train) or not same_tag_rows or not set(plan.masks) <= masked_tensor_names(model):
-            raise ValueError(
+            raise ConfigError(
                 f"SelectiveFFNCallback(layers={self.layers}) did not freeze this model: it joined the trainer after "
                 f"`Trainer.__init__` (`trainer.add_callback`), when freezing can no longer shrink the optimizer, so "
                 f"{len(trainable)} tensors would train instead of the {len(plan.to_train)} chosen ones. Pass it in "
@@ -235,7 +235,7 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
 
 def _refuse_weight_decay(masked_names: list[str], weight_decay: float, where: str) -> None:
     if masked_names and weight_decay:
-        raise ValueError(
+        raise ConfigError(
             f"`weight_decay={weight_decay}`{where} would move the frozen part of the fused tensor(s) "
             f"{', '.join(masked_names)} (only one of gate/up is trained): weight decay shrinks every weight it "
             "holds, gradient or not. Set `weight_decay=0.0` (for a custom optimizer: on the param groups holding "

@@ -18,6 +18,8 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from slam_trainer.errors import ResumeError
+
 
 logger = logging.get_logger(__name__)
 
@@ -62,10 +64,10 @@ def resolve_resume_checkpoint(value, output_dir: str) -> str | None:
     if isinstance(value, (str, os.PathLike)):
         reason = incomplete_reason(os.fspath(value))
         if reason is not None:
-            raise ValueError(f"`resume_from_checkpoint` {os.fspath(value)!r} cannot be resumed from: {reason}.")
+            raise ResumeError(f"`resume_from_checkpoint` {os.fspath(value)!r} cannot be resumed from: {reason}.")
         return os.fspath(value)
     if value is not True:
-        raise TypeError(f"`resume_from_checkpoint` must be a bool or a checkpoint path, got {value!r}.")
+        raise ResumeError(f"`resume_from_checkpoint` must be a bool or a checkpoint path, got {value!r}.")
     found = []
     if os.path.isdir(output_dir):
         found = [(int(match.group(1)), name) for name in os.listdir(output_dir) if (match := _CHECKPOINT.match(name))]
@@ -79,7 +81,7 @@ def resolve_resume_checkpoint(value, output_dir: str) -> str | None:
             return checkpoint
         skipped.append((name, reason))
     detail = f" (skipped: {'; '.join(f'{name}: {reason}' for name, reason in skipped)})" if skipped else ""
-    raise ValueError(
+    raise ResumeError(
         f"`resume_from_checkpoint` is true, but {output_dir!r} holds no complete checkpoint to resume from{detail}. "
         "Start without it, or point it at a checkpoint folder."
     )

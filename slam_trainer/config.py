@@ -48,7 +48,7 @@ def parse_layers(value: Any) -> list[int] | str:
     try:
         return validate_layers(value, "slam_layers")
     except TypeError as error:
-        raise ValueError(f"{error} Use 'auto' or layer indices such as [0, 1, 2].") from None
+        raise ConfigError(f"{error} Use 'auto' or layer indices such as [0, 1, 2].") from None
 
 
 @dataclass
@@ -196,7 +196,7 @@ class SelectiveFFNConfig(SFTConfig):
             or not isinstance(self.slam_num_layers, int)
             or self.slam_num_layers < 1
         ):
-            raise ValueError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
+            raise ConfigError(f"`slam_num_layers` must be a positive integer, got {self.slam_num_layers!r}.")
         projections = validate_projections(self.slam_projections, "slam_projections")
         self.slam_projections = ["all"] if projections == "all" else projections
         extra = self.slam_extra_trainable
@@ -213,14 +213,14 @@ class SelectiveFFNConfig(SFTConfig):
                     f"not a valid one ({error}); escape it, or give two or more names."
                 ) from None
         if self.slam_push not in ("full", "delta"):
-            raise ValueError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+            raise ConfigError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
         check_trainable_dtype(self.slam_trainable_dtype)
         if self.slam_probe_region not in REGIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_probe_region` must be one of {', '.join(REGIONS)}, got {self.slam_probe_region!r}."
             )
         if self.slam_ffn_modules is not None and not isinstance(self.slam_ffn_modules, dict):
-            raise ValueError(
+            raise ConfigError(
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
             )
 

@@ -121,24 +121,24 @@ class DeltaMetadata:
             with open(path, encoding="utf-8") as handle:
                 values = json.load(handle)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON ({error}): the delta is damaged; save it again.") from None
+            raise ModelError(f"{path} is not valid JSON ({error}): the delta is damaged; save it again.") from None
         if not isinstance(values, dict) or values.get("format") != DELTA_FORMAT:
-            raise ValueError(f"{path} is not the metadata of an FFN delta (no `format: {DELTA_FORMAT}`).")
+            raise ModelError(f"{path} is not the metadata of an FFN delta (no `format: {DELTA_FORMAT}`).")
         version = values.get("format_version")
         if not isinstance(version, int) or version > DELTA_FORMAT_VERSION:
-            raise ValueError(
+            raise ModelError(
                 f"{path} is {DELTA_FORMAT!r} v{version}; this slam-trainer reads v{DELTA_FORMAT_VERSION}. Upgrade "
                 "slam-trainer."
             )
         if version < 2:
-            raise ValueError(
+            raise ModelError(
                 f"{path} is {DELTA_FORMAT!r} v{version}, written by an older slam-trainer without tensor checksums; "
                 f"save the delta again with this version (v{DELTA_FORMAT_VERSION})."
             )
         expected = {item.name for item in fields(cls)} - (set(_TAG_FIELDS) if version == 2 else set())
         if set(values) != expected:
             wrong = sorted(set(values) ^ expected)
-            raise ValueError(f"{path}: unexpected or missing field(s) {', '.join(wrong)}: the delta is damaged.")
+            raise ModelError(f"{path}: unexpected or missing field(s) {', '.join(wrong)}: the delta is damaged.")
         metadata = cls(**values)
         shapes_ok = isinstance(metadata.tensors, dict) and all(
             isinstance(shape, list) and all(isinstance(size, int) for size in shape)
@@ -149,9 +149,9 @@ class DeltaMetadata:
             or not isinstance(metadata.checksums, dict)
             or set(metadata.checksums) != set(metadata.tensors)
         ):
-            raise ValueError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
+            raise ModelError(f"{path}: `tensors` and `checksums` must name the same tensors: the delta is damaged.")
         if version == 3 and not _tags_are_valid(metadata):
-            raise ValueError(
+            raise ModelError(
                 f"{path}: `added_tokens` and `vocab_size` do not describe a vocabulary: the delta is damaged."
             )
         metadata._check_layers_listed(path)
@@ -168,15 +168,15 @@ class DeltaMetadata:
         if not isinstance(self.layers, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in self.layers
         ):
-            raise ValueError(f"{path}: `layers` must be a list of layer indices, got {self.layers!r}: it was edited.")
+            raise ModelError(f"{path}: `layers` must be a list of layer indices, got {self.layers!r}: it was edited.")
         if not isinstance(self.projections, list) or not all(role in ROLES for role in self.projections):
-            raise ValueError(
+            raise ModelError(
                 f"{path}: `projections` must list roles among {', '.join(ROLES)}, got {self.projections!r}: it was "
                 "edited."
             )
         named = sorted({int(match.group(1)) for name in self.tensors if (match := _LAYER_INDEX.search(name))})
         if named != sorted(self.layers):
-            raise ValueError(
+            raise ModelError(
                 f"{path} lists layers {sorted(self.layers)} but its tensors are in layers {named}: the file was "
                 "edited or comes from another save; save the delta again."
             )
@@ -185,7 +185,7 @@ class DeltaMetadata:
         """`layers` and `projections` must be what the tensors are in `model`'s architecture map."""
         layers, roles = _layers_and_roles(model, list(self.tensors))
         if layers != sorted(self.layers) or roles != [role for role in ROLES if role in self.projections]:
-            raise ValueError(
+            raise ModelError(
                 f"The delta at {path!r} lists layers {sorted(self.layers)} and projections {self.projections}, but "
                 f"its tensors are layers {layers} and projections {roles} of this architecture: {DELTA_CONFIG_NAME} "
                 "was edited or comes from another save; save the delta again."
@@ -214,7 +214,7 @@ def _tags_are_valid(metadata: DeltaMetadata) -> bool:
 
 def _refuse_peft(model: nn.Module) -> None:
     if hasattr(model, "peft_config"):
-        raise TypeError(
+        raise ModelError(
             f"{type(model).__name__} is a PEFT model: its adapter already is the small artefact of a SLAM + LoRA "
             "run. Save it with `model.save_pretrained(path)` (or merge it with `model.merge_and_unload()`) instead "
             "of `save_ffn_delta` / `load_ffn_delta`."
@@ -273,7 +273,7 @@ def tensor_checksum(tensor: torch.Tensor) -> str:
 def _trained_names(model: nn.Module) -> list[str]:
     names = [name for name, param in model.named_parameters() if param.requires_grad and not name.endswith(TAG_ROWS)]
     if not names or len(names) == len(list(model.parameters())):
-        raise ValueError(
+        raise ModelError(
             f"{type(model).__name__} has {'no' if not names else 'only'} trainable parameters, so there is no delta "
             "to tell apart from the base. Freeze it first (`freeze_except_ffn(model, layers)`), or pass a "
             "`SelectiveFFNTrainer`."
@@ -310,9 +310,9 @@ def save_ffn_delta(
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
             Hub id (or path) of the base model, recorded for `slam merge` and the model card; defaults to the
-            model's `config._name_or_path` (an offline model's short name when it was loaded by one).
+            model's `config.name_or_path` (an offline model's short name when it was loaded by one).
         base_revision (`str`, *optional*):
-            Revision of the base model; defaults to the config's `_commit_hash` when the model came from the Hub.
+            Revision of the base model (a Hub commit or tag); recorded only when given.
 
     Returns:
         `DeltaMetadata`: what was written to `slam_delta.json`.
@@ -320,11 +320,11 @@ def save_ffn_delta(
     report = getattr(model_or_trainer, "slam_report", None)
     model = model_or_trainer.model if hasattr(model_or_trainer, "slam_report") else model_or_trainer
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise ConfigError(
             f"`model_or_trainer` must be a model or a `SelectiveFFNTrainer`, got {type(model_or_trainer).__name__}."
         )
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a directory path, got {type(path).__name__}.")
+        raise ConfigError(f"`path` must be a directory path, got {type(path).__name__}.")
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADirectoryError(f"`path` {path!r} is a file; `save_ffn_delta` writes a directory there.")
@@ -341,8 +341,8 @@ def save_ffn_delta(
     layers, roles = (report.layers, report.projections) if report is not None else _layers_and_roles(model, names)
     config = model.config
     metadata = DeltaMetadata(
-        base_model=base_model or _base_model_name(getattr(config, "_name_or_path", None)),
-        base_revision=base_revision or getattr(config, "_commit_hash", None),
+        base_model=base_model or _base_model_name(config.name_or_path),
+        base_revision=base_revision,
         architecture=model_class_name(model),
         model_type=getattr(config, "model_type", None),
         layers=list(layers),
@@ -458,7 +458,7 @@ def resolve_delta_directory(path, revision: str | None = None) -> str:
     """The local directory of a delta: `path` itself, the directory of one of its two files, or a Hub repo id
     downloaded (the delta files only) to the cache. Says what is wrong when `path` is none of these."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` of an FFN delta must be a string or path, got {type(path).__name__}.")
+        raise ConfigError(f"`path` of an FFN delta must be a string or path, got {type(path).__name__}.")
     path = os.fspath(path)
     if os.path.isdir(path):
         nested = os.path.join(path, DELTA_DIR_NAME)
@@ -473,7 +473,7 @@ def resolve_delta_directory(path, revision: str | None = None) -> str:
             os.path.join(directory, DELTA_CONFIG_NAME)
         ):
             return directory  # one file of a delta given: its directory is the delta
-        raise ValueError(
+        raise ModelError(
             f"{path!r} is a file, but an FFN delta is a directory holding {DELTA_WEIGHTS_NAME} and "
             f"{DELTA_CONFIG_NAME} (written by `save_ffn_delta`): pass that directory."
         )
@@ -500,13 +500,13 @@ def _read_checked_tensors(directory: str, metadata: DeltaMetadata) -> dict[str, 
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError) as error:
-        raise ValueError(
+        raise ModelError(
             f"{path} cannot be read ({error}): it is damaged or cut short; save the delta again."
         ) from None
     listed, found = set(metadata.tensors), set(tensors)
     if listed != found:
         missing, extra = sorted(listed - found), sorted(found - listed)
-        raise ValueError(
+        raise ModelError(
             f"{path} does not hold the tensors {DELTA_CONFIG_NAME} lists (missing: {missing or 'none'}; not listed: "
             f"{extra or 'none'}): the two files come from different saves; save the delta again."
         )
@@ -514,22 +514,22 @@ def _read_checked_tensors(directory: str, metadata: DeltaMetadata) -> dict[str, 
     for name in sorted(listed):
         tensor = tensors[name]
         if list(tensor.shape) != list(metadata.tensors[name]):
-            raise ValueError(
+            raise ModelError(
                 f"{path}: `{name}` has shape {list(tensor.shape)}, but {DELTA_CONFIG_NAME} records "
                 f"{metadata.tensors[name]}: the delta is damaged; save it again."
             )
         if not tensor.is_floating_point() or _dtype_name(tensor) not in dtypes:
-            raise ValueError(
+            raise ModelError(
                 f"{path}: `{name}` is {_dtype_name(tensor)}, but {DELTA_CONFIG_NAME} records {metadata.dtype}: the "
                 "delta is damaged; save it again."
             )
         if tensor_checksum(tensor) != metadata.checksums[name]:
-            raise ValueError(
+            raise ModelError(
                 f"{path}: `{name}` does not match the checksum recorded when the delta was saved: the file is "
                 "damaged, or the two files come from different saves (a save killed between them); save it again."
             )
         if not torch.isfinite(tensor).all():
-            raise ValueError(f"{path}: `{name}` holds NaN or infinite values (a diverged run?); refusing to apply it.")
+            raise ModelError(f"{path}: `{name}` holds NaN or infinite values (a diverged run?); refusing to apply it.")
     return tensors
 
 
@@ -571,9 +571,9 @@ def load_ffn_delta(
         or the delta has tags and `tokenizer` is missing or would give them other ids.
     """
     if not isinstance(base_model, nn.Module):
-        raise TypeError(f"`base_model` must be a model (`torch.nn.Module`), got {type(base_model).__name__}.")
+        raise ConfigError(f"`base_model` must be a model (`torch.nn.Module`), got {type(base_model).__name__}.")
     if not isinstance(check_base, bool):
-        raise TypeError(f"`check_base` must be True or False, got {check_base!r}.")
+        raise ConfigError(f"`check_base` must be True or False, got {check_base!r}.")
     _refuse_peft(base_model)
     directory = resolve_delta_directory(path, revision)
     metadata = DeltaMetadata.read(directory)
@@ -581,7 +581,7 @@ def load_ffn_delta(
     if metadata.base_revision:
         trained_on += f" (revision {metadata.base_revision})"
     if metadata.architecture != type(base_model).__name__:
-        raise ValueError(
+        raise ModelError(
             f"The delta at {path!r} was trained on a {metadata.architecture} ({trained_on}), but `base_model` is a "
             f"{type(base_model).__name__}. Load the base model it was trained from."
         )
@@ -590,7 +590,7 @@ def load_ffn_delta(
     metadata.check_against(base_model, path)
     tensors = _read_checked_tensors(directory, metadata)
     if check_base and base_fingerprint(base_model, metadata.tensors, metadata.tag_ids) != metadata.base_fingerprint:
-        raise ValueError(
+        raise ModelError(
             f"`base_model` has other weights than the base the delta at {path!r} was trained on ({trained_on}): "
             "the fingerprint of its embeddings and first and last layers differs. Load that base model (and "
             "revision) in float32 or bfloat16 (a float16 load rounds differently: load it in its stored dtype, apply "

@@ -3,7 +3,7 @@ moment, which launcher shards the model, and which process writes files or runs 
 
 Under DeepSpeed ZeRO-3 each rank holds an empty partition of every parameter; DeepSpeed records the full shape and
 element count on it (`ds_shape`, `ds_numel`) and gathers it on request (`GatheredParameters`, a collective: every rank
-must take part). The process checks go through accelerate's `PartialState`, the state `Trainer` itself uses.
+must take part). Which process is the main one: see `is_main_process`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,13 @@ def is_distributed() -> bool:
 
 
 def is_main_process() -> bool:
-    """Whether this process writes the files and runs what is done once (rank 0, or the only process)."""
+    """Whether this process writes the files and runs what is done once (rank 0, or the only process).
+
+    With a process group, its rank decides: the group the collectives here run on, also when it was started
+    without accelerate (`torchrun` + `init_process_group`, which accelerate's state does not see); otherwise
+    accelerate's `PartialState` (the state `Trainer` uses) does."""
+    if is_distributed():
+        return torch.distributed.get_rank() == 0
     from accelerate import PartialState
 
     return PartialState().is_main_process

@@ -24,6 +24,7 @@ from slam_trainer.architectures import (
     get_architecture_map,
 )
 from slam_trainer.distributed import full_shape, numel
+from slam_trainer.errors import ConfigError, ModelError
 from slam_trainer.l2.tag_rows import TAG_ROWS, install_tag_rows, plan_tag_rows, tag_row_count
 
 
@@ -257,7 +258,7 @@ def _output_requires_grad(module, inputs, output):
 
 def _refuse_inference_peft(model: nn.Module) -> None:
     if any(getattr(c, "inference_mode", False) for c in getattr(model, "peft_config", {}).values()):
-        raise ValueError(
+        raise ModelError(
             f"{type(model).__name__} was loaded for inference (every parameter frozen, `inference_mode=True`); load "
             "the adapter with `PeftModel.from_pretrained(..., is_trainable=True)` to train it."
         )
@@ -272,7 +273,7 @@ def _tensor_selection(model: nn.Module, chosen: list[FFNTensor]):
     for tensor in chosen:
         param = params[tensor.name]
         if not param.is_floating_point():
-            raise ValueError(
+            raise ModelError(
                 f"`{tensor.name}` is {param.dtype} (a quantized weight) and cannot be trained directly; "
                 "pass a `peft_config` to train LoRA adapters on the chosen projections instead."
             )
@@ -302,7 +303,7 @@ def _adapter_selection(model: nn.Module, chosen: list[FFNTensor], roles: list[st
         adapter = [(n, p) for n, p in _adapter_params(model, tensor) if p.is_floating_point()]
         if not adapter:
             if not tensor.name.endswith("bias"):  # LoRA adapts weights; a bias without adapter just stays frozen
-                raise ValueError(
+                raise ConfigError(
                     f"{model_class} is a PEFT model but `{tensor.name}` carries no adapter. Pass `peft_config` to "
                     "SelectiveFFNTrainer (it targets exactly the chosen projections), or set the LoRA "
                     "`target_modules` (`target_parameters` for expert banks) to cover them."
@@ -424,7 +425,7 @@ def resolve_extra(
             matched = _names_matching(model, entry, regex=isinstance(extra, str))
         if not matched:
             form = "regex" if isinstance(extra, str) else "entry"
-            raise ValueError(
+            raise ConfigError(
                 f"`extra` {form} {entry!r} matches no module or parameter of {type(model).__name__}. A list entry "
                 f"is an alias ({', '.join(EXTRA_ALIASES)}) or a module/parameter name matched exactly or as a dotted "
                 "suffix (`layers.3.input_layernorm`); a string is a regex that must match a whole name, as PEFT's "
@@ -448,7 +449,7 @@ def _check_extra_size(model: nn.Module, by_pattern: dict[str, list[str]], budget
             f"{entry!r}: {len(matched)} tensors, {sum(numel(params[n]) for n in matched):,} parameters"
             for entry, matched in by_pattern.items()
         )
-        raise ValueError(
+        raise ConfigError(
             f"`extra` selects {size:,} parameters ({100 * size / total:.1f}% of {type(model).__name__}), more than "
             f"the chosen FFN tensors themselves ({budget:,}): {counts}; e.g. {', '.join(names[:4])}. A list entry "
             "matches every module or parameter whose name ends with it, in every layer. Name fewer tensors (e.g. "

@@ -10,8 +10,9 @@ model from the base.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from slam_trainer.delta import DELTA_DIR_NAME, save_ffn_delta
 from slam_trainer.offline_models import OFFLINE_MODELS
@@ -133,28 +134,26 @@ def push_ffn_delta(
     private=None,
     dataset_name=None,
 ):
-    """Save the delta under `output_dir/ffn_delta/` (all ranks: ZeRO-3 gathers), then upload that folder."""
-    from transformers.utils.hub import hf_api
-
-    trainer.callback_handler.on_push_begin(trainer.args, trainer.state, trainer.control)
-    token = token if token is not None else trainer.args.hub_token
-    if trainer.hub_model_id is None:
-        trainer.init_hf_repo(token=token, private=private)
-    folder = os.path.join(trainer.args.output_dir, DELTA_DIR_NAME)
+    """Save the delta under `output_dir/ffn_delta/` (all ranks: ZeRO-3 gathers), then upload that folder with
+    huggingface_hub: the repo is `hub_model_id` (default: the output folder's name), created if needed."""
+    args = trainer.args
+    folder = os.path.join(args.output_dir, DELTA_DIR_NAME)
     metadata = save_ffn_delta(trainer, folder)
     if not trainer.is_world_process_zero():
         return None
+    api = HfApi(token=token if token is not None else args.hub_token)
+    repo_id = api.create_repo(
+        args.hub_model_id or Path(args.output_dir).absolute().name,
+        private=private if private is not None else args.hub_private_repo,
+        exist_ok=True,
+    ).repo_id
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(folder)
-    delta_card(trainer, metadata, trainer.hub_model_id, dataset_name).save(os.path.join(folder, "README.md"))
-    pending = getattr(trainer, "push_in_progress", None)  # checkpoint uploads `Trainer` started (hub_strategy)
-    if pending is not None:
-        pending.wait_until_done()
-    return hf_api().upload_folder(
-        repo_id=trainer.hub_model_id,
+    delta_card(trainer, metadata, repo_id, dataset_name).save(os.path.join(folder, "README.md"))
+    return api.upload_folder(
+        repo_id=repo_id,
         folder_path=folder,
         commit_message=commit_message,
-        token=token,
         run_as_future=not blocking,
-        revision=revision if revision is not None else trainer.args.hub_revision,
+        revision=revision if revision is not None else args.hub_revision,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from slam_trainer.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Language:
@@ -49,7 +51,7 @@ def get_language(code: str) -> Language:
     try:
         return LANGUAGES[code]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown language code {code!r}; the shipped languages are {', '.join(LANGUAGES)}."
         ) from None
 
@@ -61,7 +63,7 @@ def validate_languages(codes, *, argument: str = "languages", min_count: int = 1
         get_language(code)
     duplicates = sorted({c for c in codes if codes.count(c) > 1})
     if duplicates:
-        raise ValueError(f"`{argument}` lists {', '.join(duplicates)} more than once.")
+        raise ConfigError(f"`{argument}` lists {', '.join(duplicates)} more than once.")
     if len(codes) < min_count:
-        raise ValueError(f"`{argument}` needs at least {min_count} language(s), got {len(codes)}: {codes}.")
+        raise ConfigError(f"`{argument}` needs at least {min_count} language(s), got {len(codes)}: {codes}.")
     return codes

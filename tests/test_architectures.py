@@ -11,6 +11,7 @@ from slam_trainer.architectures import (
     validate_layers,
     validate_projections,
 )
+from slam_trainer.errors import ConfigError
 from slam_trainer.freezing import freeze_except_ffn
 from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 
@@ -42,9 +43,9 @@ def test_every_layer_is_mapped_with_its_roles(architecture):
         ([0, -1], None, None),
         (3, None, None),
         ([], ValueError, "`layers` is empty"),
-        ("0,1", TypeError, "must be a list of layer indices"),
-        ([0, 1.0], TypeError, r"must hold integers, got 1\.0 \(float\)"),
-        ([True], TypeError, "must hold integers, got True"),
+        ("0,1", ConfigError, "must be a list of layer indices"),
+        ([0, 1.0], ConfigError, r"must hold integers, got 1\.0 \(float\)"),
+        ([True], ConfigError, "must hold integers, got True"),
     ],
 )
 def test_layer_choices_are_checked_in_one_place(layers, error, message):

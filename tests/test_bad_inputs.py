@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from slam_trainer.cli.main import main
-from slam_trainer.errors import ConfigError
+from slam_trainer.errors import ConfigError, DataError, ResumeError
 from tests.test_delta import DAMAGES
 
 
@@ -281,6 +281,21 @@ CLI_CASES = [
     Cli(
         "l2-nothing-valid", l2(), "No valid parallel example", (("rows.jsonl", jsonl({**PARALLEL_ROW, "steps": []})),)
     ),
+    # --- slam demo (checked before any model loads) ---
+    Cli(
+        "demo-no-english", ("demo", "--model", "tiny:llama", "--languages", "es", "zh"), "--languages must include en"
+    ),
+    Cli("demo-one-language", ("demo", "--model", "tiny:llama", "--languages", "en"), "at least 2 language(s)"),
+    Cli("demo-zero-steps", ("demo", "--model", "tiny:llama", "--max_steps", "0"), "--max_steps must be at least 1"),
+    Cli(
+        "demo-rate-zero", ("demo", "--model", "tiny:llama", "--learning_rate", "0"), "--learning_rate must be positive"
+    ),
+    Cli(
+        "demo-merged-exists",
+        ("demo", "--model", "tiny:llama", "--output_dir", "{tmp}/demo"),
+        "exists from an earlier run",
+        (("demo/merged/config.json", "{}"),),
+    ),
     # --- slam merge ---
     Cli("merge-delta-missing", merge(delta="{tmp}/none"), "No FFN delta at"),
     Cli("merge-delta-missing-repo-like", merge(delta="org/no-such-delta"), "could not be downloaded"),
@@ -359,6 +374,26 @@ CLI_CASES = [
         (("t.csv", "prompt,completion\nWhat is 2+2?,4\nCaf\xe9 prices?,5\n".encode("latin-1")),),
     ),
     Cli("train-layers-absurd-range", train("--slam_layers", "0-10000000000"), "beyond 100,000"),
+    Cli(
+        "train-eval-on-a-file-without-test-split",
+        train("--eval_strategy", "steps"),
+        "has no split 'test'",
+        (("train.jsonl", '{"prompt": "a", "completion": "b"}\n'),),
+        early=True,
+    ),
+    Cli(
+        "train-eval-share-out-of-range",
+        train("--eval_share", "1.5"),
+        "`eval_share` must be between 0 and 1",
+        early=True,
+    ),
+    Cli(
+        "train-eval-share-holds-out-no-id",
+        train("--eval_strategy", "steps", "--synthetic_problems", "2", data="synthetic"),
+        "`eval_share` 0.1 of 2 problem ids holds out 0",
+        early=True,
+    ),
+    Cli("train-dataset-streaming", train("--dataset_streaming", "true"), "`dataset_streaming`", early=True),
     Cli("train-extra-trainable-bad-regex", train("--slam_extra_trainable", "("), "not a valid one"),
     Cli(
         "train-ffn-modules-bad-json", train("--slam_ffn_modules", "{{bad json"), "`slam_ffn_modules` is not valid JSON"
@@ -578,7 +613,7 @@ def write(tmp, name, data):
 
 API_CASES = [
     # --- slam_trainer.l2.annotation: Endpoint, annotate, parse_translation, AnnotationCache ---
-    Api("endpoint-url-not-text", lambda m, t: endpoint(base_url=8000), TypeError, "`base_url` must be a string"),
+    Api("endpoint-url-not-text", lambda m, t: endpoint(base_url=8000), ConfigError, "`base_url` must be a string"),
     Api(
         "endpoint-plain-http-remote",
         lambda m, t: endpoint(base_url="http://10.1.2.3/v1"),
@@ -596,12 +631,12 @@ API_CASES = [
     Api("endpoint-model-empty", lambda m, t: endpoint(model=" "), ValueError, "`model` must be the model name"),
     Api("endpoint-timeout-negative", lambda m, t: endpoint(timeout=-1), ValueError, "`timeout` must be a positive"),
     Api("endpoint-temperature-nan", lambda m, t: endpoint(temperature=float("nan")), ValueError, "`temperature`"),
-    Api("endpoint-key-not-text", lambda m, t: endpoint(api_key=123), TypeError, "`api_key` must be a string"),
+    Api("endpoint-key-not-text", lambda m, t: endpoint(api_key=123), ConfigError, "`api_key` must be a string"),
     Api("endpoint-key-with-newline", lambda m, t: endpoint(api_key="sk-a\nX-Evil: 1"), ValueError, "whitespace"),
     Api(
         "annotate-endpoint-a-string",
         lambda m, t: run_annotate(t, endpoint=CLOSED),
-        TypeError,
+        ConfigError,
         "`endpoint` must be an `Endpoint`",
     ),
     Api("annotate-max-retries-negative", lambda m, t: run_annotate(t, max_retries=-1), ValueError, "`max_retries`"),
@@ -624,8 +659,8 @@ API_CASES = [
         ValueError,
         "`segmentation` must be one of",
     ),
-    Api("annotate-rows-a-string", lambda m, t: run_annotate(t, rows="q1"), TypeError, "`seed_rows` must be a list"),
-    Api("annotate-row-not-a-dict", lambda m, t: run_annotate(t, rows=("q1",)), TypeError, "Seed row 1 must be a dict"),
+    Api("annotate-rows-a-string", lambda m, t: run_annotate(t, rows="q1"), DataError, "`seed_rows` must be a list"),
+    Api("annotate-row-not-a-dict", lambda m, t: run_annotate(t, rows=("q1",)), DataError, "Seed row 1 must be a dict"),
     Api("annotate-no-rows", lambda m, t: run_annotate(t, rows=()), ValueError, "`seed_rows` is empty"),
     Api(
         "parse-translation-content-null",
@@ -781,7 +816,7 @@ API_CASES = [
     Api(
         "save-delta-not-a-model",
         lambda m, t: public("slam_trainer.delta", "save_ffn_delta")("model", str(t)),
-        TypeError,
+        ConfigError,
         "must be a model or",
     ),
     Api(
@@ -793,25 +828,25 @@ API_CASES = [
     Api(
         "save-delta-path-a-number",
         lambda m, t: public("slam_trainer.delta", "save_ffn_delta")(tiny_frozen(), 3),
-        TypeError,
+        ConfigError,
         "`path` must be a directory path",
     ),
     Api(
         "load-delta-not-a-model",
         lambda m, t: public("slam_trainer.delta", "load_ffn_delta")("model", m["delta"]),
-        TypeError,
+        ConfigError,
         "`base_model` must be a model",
     ),
     Api(
         "load-delta-check-base-text",
         lambda m, t: public("slam_trainer.delta", "load_ffn_delta")(tiny_frozen(), m["delta"], check_base="no"),
-        TypeError,
+        ConfigError,
         "`check_base` must be True or False",
     ),
     Api(
         "load-delta-path-a-number",
         lambda m, t: public("slam_trainer.delta", "load_ffn_delta")(tiny_frozen(), 3),
-        TypeError,
+        ConfigError,
         "must be a string or path",
     ),
     Api(
@@ -869,7 +904,7 @@ API_CASES = [
     Api(
         "resume-a-number",
         lambda m, t: public("slam_trainer.checkpoints", "resolve_resume_checkpoint")(3, str(t)),
-        TypeError,
+        ResumeError,
         "must be a bool or a checkpoint path",
     ),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from slam_trainer.cli.main import COMMANDS, main
+from slam_trainer.errors import ConfigError, DataError, MissingDependencyError
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,8 +43,9 @@ def test_every_recipe_parses_into_config_objects(recipe):
     import yaml
     from trl import ModelConfig
 
-    from slam_trainer.cli.train import TrainScriptArguments, make_parser
+    from slam_trainer.cli.train import make_parser
     from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.pipelines.training import TrainScriptArguments
 
     assert recipe.read_text().startswith("#"), "each recipe opens with a comment saying where its numbers come from"
     values = yaml.safe_load(recipe.read_text())
@@ -118,9 +120,11 @@ def test_a_yaml_config_supplies_required_options_and_flags_win(tmp_path, capsys)
 @pytest.mark.parametrize(
     "error",
     [
-        ImportError("`merge` needs deepspeed; install it with: pip install slam-trainer[deepspeed]"),
+        MissingDependencyError("`merge` needs deepspeed; install it with: pip install slam-trainer[deepspeed]"),
         PermissionError(13, "Permission denied", "/data/out"),
-        TypeError("`layers` must be a list of ints,\ngot 'x'"),
+        FileNotFoundError(2, "No such file or directory", "/data/in.jsonl"),
+        ConfigError("`layers` must be a list of ints,\ngot 'x'"),
+        DataError("data.jsonl:3: not valid JSON"),
         KeyboardInterrupt(),
     ],
     ids=lambda error: type(error).__name__,
@@ -136,6 +140,30 @@ def test_expected_failures_are_one_line_never_a_traceback(error, monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert status == (130 if isinstance(error, KeyboardInterrupt) else 2) and len(lines) == 1
     assert lines[0].startswith("slam merge: ") and (str(error).split("\n")[0] in lines[0] or not str(error))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("a bug's ValueError"),
+        TypeError("unsupported operand type(s)"),
+        KeyError("layers"),
+        ImportError("cannot import name 'x' from partially initialized module"),
+        OSError("[Errno 28] No space left on device"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_anything_else_is_a_bug_and_keeps_its_traceback(error, monkeypatch):
+    """Only the package's errors (and a missing file, bad YAML, a missing package) are the user's to fix."""
+    import slam_trainer.cli.merge as merge
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(merge, "main", fail)
+    with pytest.raises(type(error)) as raised:
+        main(["merge", "base", "delta", "out"])
+    assert raised.value is error
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from slam_trainer.cli.main import main as slam
 from slam_trainer.delta import DELTA_CONFIG_NAME, DELTA_DIR_NAME, base_fingerprint, load_ffn_delta, save_ffn_delta
+from slam_trainer.errors import ModelError
 from slam_trainer.freezing import freeze_except_ffn
 from slam_trainer.tiny import build_tiny_model
 from slam_trainer.trainer import SelectiveFFNTrainer
@@ -131,7 +132,7 @@ def test_unfrozen_and_peft_models_are_refused_with_the_fix(tmp_path):
     from peft import LoraConfig, get_peft_model
 
     peft_model = get_peft_model(build_tiny_model("llama"), LoraConfig(target_modules=["up_proj"]))
-    with pytest.raises(TypeError, match=r"model.save_pretrained\(path\)"):
+    with pytest.raises(ModelError, match=r"model.save_pretrained\(path\)"):
         save_ffn_delta(peft_model, str(tmp_path))
 
 

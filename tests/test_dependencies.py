@@ -1,4 +1,5 @@
-"""The dependency floors in setup.cfg are versions the test suite has passed on, and the installed ones meet them."""
+"""The dependency floors in setup.cfg are the versions the test suite runs on: each floor is the installed version's
+major.minor (or that version exactly), so a floor never promises a version nobody has tested."""
 
 import configparser
 import importlib.metadata
@@ -10,39 +11,37 @@ from packaging.version import Version
 
 
 SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
-# The lowest version of each that the suite has passed on, and what the code needs from it. A floor below these is
-# a promise nobody has tested: lower one only after running the suite there, and lower it here too.
-TESTED_FLOORS = {
-    "transformers": ("5.23", "expert banks' layout flags (gpt-oss), `activation_checkpointing` in TrainingArguments"),
-    "trl": ("1.16", "`SFTConfig.trust_remote_code`, SFTTrainer's model-card hooks"),
-    "peft": ("0.21", "`target_parameters` / `ParamWrapper` for MoE expert banks"),
-    "datasets": ("5.2", "the suite's version"),
-    "accelerate": ("1.15", "the suite's version (ZeRO-2/3 on CPU tests)"),
-    "deepspeed": ("0.19.8", "the suite's version; ZeRO-3 with frozen parameters needs >= 0.19.3"),
-}
 
 
-def _requirements() -> dict[str, Requirement]:
+def _requirements() -> dict[str, tuple[Requirement, bool]]:
+    """Each requirement of setup.cfg, with whether it is a core one (`install_requires`) or an extra's."""
     config = configparser.ConfigParser()
     config.read(SETUP_CFG)
-    lines = config["options"]["install_requires"].splitlines()
-    lines += [line for extra in config["options.extras_require"].values() for line in extra.splitlines()]
-    requirements = [Requirement(line) for line in lines if line.strip() and not line.strip().startswith("#")]
-    return {requirement.name: requirement for requirement in requirements}
+    sections = [(config["options"]["install_requires"], True)]
+    sections += [(extra, False) for extra in config["options.extras_require"].values()]
+    requirements = {}
+    for text, core in sections:
+        for line in text.splitlines():
+            if line.strip() and not line.strip().startswith("#"):
+                requirement = Requirement(line)
+                requirements.setdefault(requirement.name, (requirement, core))
+    return requirements
 
 
-@pytest.mark.parametrize("name", sorted(TESTED_FLOORS))
-def test_floor_is_a_tested_version_and_installed_one_meets_it(name):
-    requirement = _requirements()[name]
-    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator == ">="]
-    tested, needed_for = TESTED_FLOORS[name]
-    assert floors and floors[0] >= Version(tested), (
-        f"{requirement} allows untested versions below {tested} ({needed_for})"
-    )
+@pytest.mark.parametrize("name", sorted(_requirements()))
+def test_floor_is_the_tested_version(name):
+    requirement, core = _requirements()[name]
+    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator in (">=", "==")]
+    assert len(floors) == 1, f"{requirement}: give one floor (>= or ==), the version the suite runs on"
     try:
-        installed = importlib.metadata.version(name)
+        installed = Version(importlib.metadata.version(name))
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{name} is not installed")
+        if core:
+            raise
+        pytest.skip(f"{name} (an extra) is not installed here, so no floor of it is tested")
     assert requirement.specifier.contains(installed, prereleases=True), (
         f"installed {name} {installed} fails {requirement}"
+    )
+    assert floors[0].release[:2] == installed.release[:2], (
+        f"{requirement}: not the tested {name} {installed}; set the floor to >={installed.major}.{installed.minor}"
     )

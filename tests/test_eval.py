@@ -370,6 +370,7 @@ def test_real_smollm2_outputs_end_at_their_stop(smollm2_path, shared_data, tmp_p
     assert results[0]["throughput"]["tokens"] == sum(r["num_tokens"] for r in records)
 
 
+@pytest.mark.slow
 @pytest.mark.real_model
 def test_smollm2_telugu_8_shot_prompts_exceed_its_context_window(smollm2_path, shared_data):
     from transformers import AutoConfig, AutoTokenizer

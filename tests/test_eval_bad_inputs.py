@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from slam_trainer.cli.main import main as slam
+from slam_trainer.errors import ConfigError
 from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 from slam_trainer.evaluation.scoring import score_records
 from slam_trainer.l2.decoding import LanguageSwitchLogitsProcessor
@@ -88,7 +89,7 @@ API_CASES = [
     (
         "max_new_tokens as text",
         lambda: EvalSettings("m", "d", max_new_tokens="10"),
-        TypeError,
+        ConfigError,
         "`max_new_tokens` must be an integer",
     ),
     ("nan top_p", lambda: EvalSettings("m", "d", top_p=math.nan), ValueError, "`top_p` is a probability mass"),

@@ -219,6 +219,7 @@ def test_training_a_tied_lm_head_is_announced(extra, caplog):
     assert "ties" not in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.real_model
 @pytest.mark.parametrize("fixture", ["smollm2_path", "gemma3_path"])
 def test_real_tied_models_train_both_ends_through_lm_head(fixture, request, caplog):

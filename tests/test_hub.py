@@ -42,7 +42,7 @@ def hub_commits(monkeypatch):
 
 def make_trainer(cpu_args, tokenizer, dataset, **overrides):
     model = build_tiny_model("llama")
-    model.config._name_or_path = "org/tiny-llama"  # as if loaded from the Hub
+    model.config.name_or_path = "org/tiny-llama"  # as if loaded from the Hub
     args = cpu_args(hub_model_id="user/tiny-slam", max_steps=1, **overrides)
     return SelectiveFFNTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer)
 

@@ -86,25 +86,44 @@ dist.destroy_process_group()
 """
 
 
+def run_on_two_ranks(script_text: str, tmp_path, port: int) -> list[dict]:
+    """Run `script_text` under `torch.distributed.run` with 2 CPU ranks; each rank's JSON record, by rank."""
+    script = tmp_path / "rank.py"
+    script.write_text(script_text)
+    env = {**os.environ, "PYTHONPATH": ROOT, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    result = subprocess.run(
+        command + [str(script), str(tmp_path)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
 @pytest.mark.distributed
 def test_auto_agrees_on_every_rank(tmp_path):
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": ROOT, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        str(script),
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    ranks = run_on_two_ranks(RANK_SCRIPT, tmp_path, 29517)
     assert ranks[0]["layers"] == ranks[1]["layers"] == DESIGNED_LAYERS
     assert ranks[0]["report"] == ranks[1]["report"]
     assert (tmp_path / "out0" / JSON_NAME).exists() and not (tmp_path / "out1").exists()
+
+
+FAILING_RANK_SCRIPT = """
+import json, sys, torch.distributed as dist
+from slam_trainer.probe.auto import resolve_auto_layers
+from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+try:  # 3 layers asked of the lower half of a 4-layer model: the user's mistake, found on the main process only
+    resolve_auto_layers(build_tiny_model("llama"), build_tiny_tokenizer(), num_layers=3)
+except Exception as error:
+    with open(f"{sys.argv[1]}/rank{rank}.json", "w") as handle:
+        json.dump({"type": type(error).__name__, "message": str(error)}, handle)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.distributed
+def test_a_failed_probe_raises_the_same_error_on_every_rank(tmp_path):
+    ranks = run_on_two_ranks(FAILING_RANK_SCRIPT, tmp_path, 29518)
+    assert ranks[0] == ranks[1] and ranks[0]["type"] == "ConfigError" and "lower half" in ranks[0]["message"]

@@ -17,7 +17,7 @@ from tests.conftest import cpu_config
 from tests.test_probe import probe_batches
 
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 
 def mgsm_rows(shared_data, items: int, languages=None) -> list[dict]:
@@ -42,7 +42,7 @@ def test_default_max_length_keeps_mgsm_parallel_with_smollm2(shared_data, smollm
     assert max(len(row) for row in tokenized.input_ids["te"]) > 1000  # whole questions, not cut ones
 
 
-@pytest.mark.parametrize("model_fixture", ["smollm2_path", pytest.param("gemma3_path", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model_fixture", ["smollm2_path", "gemma3_path"])
 def test_counted_neurons_are_the_positive_gates(request, model_fixture):
     """SiLU (SmolLM2) and GELU-tanh (Gemma): a neuron counts exactly when its gate pre-activation is > 0; Gemma's
     slightly negative outputs for negative gates do not count."""
@@ -61,7 +61,6 @@ def test_counted_neurons_are_the_positive_gates(request, model_fixture):
         assert (act_fn(negative) < 0).float().mean() > 0.5  # most negative gates give a (small) negative output
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*NOT STABLE")  # four items are too few for a stable choice; not the point here
 def test_cli_and_auto_mode_choose_the_same_layers(shared_data, smollm2_path, arithmetic_dataset, tmp_path):
     """`slam identify` and `SelectiveFFNTrainer(slam_layers="auto")` with their defaults, on the same MGSM-format

@@ -486,6 +486,7 @@ def test_a_model_loaded_by_name_draws_missing_weights_from_the_seed(tmp_path, to
     assert not torch.equal(lm_head(0, state=3), lm_head(1, state=3))
 
 
+@pytest.mark.slow
 @pytest.mark.real_model
 def test_a_real_model_loads_by_offline_short_name_with_its_init_kwargs(arithmetic_dataset, cpu_args, smollm2_path):
     args = cpu_args(

@@ -21,6 +21,7 @@ import json
 
 from slam_trainer.cli.errors import in_flag_words
 from slam_trainer.dtypes import DTYPES
+from slam_trainer.errors import DataError
 from slam_trainer.evaluation.prompts import PROMPT_STYLES
 
 
@@ -176,11 +177,11 @@ def read_results_file(path: str) -> dict:
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"`--compare` {path} is not JSON ({error}); pass a run's results.json.") from None
+        raise DataError(f"`--compare` {path} is not JSON ({error}); pass a run's results.json.") from None
     if (
         not isinstance(result, dict)
         or not isinstance(result.get("run"), str)
         or "languages" not in result.get("scores", {})
     ):
-        raise ValueError(f"`--compare` {path} is not a run's results.json (it needs `run` and `scores`).")
+        raise DataError(f"`--compare` {path} is not a run's results.json (it needs `run` and `scores`).")
     return result

@@ -11,7 +11,8 @@ the module of the command being run is imported (all of them for `slam --help`).
 FILE.yaml`: the file's keys become the parser's defaults (a key can stand in for a required option), flags given on
 the command line win, and a key the sub-command does not know is an error (as TRL's `TrlParser` does). Expected
 failures (bad input, a missing or unreadable file, bad YAML, a missing optional package) print one line, `slam
-COMMAND: error: ...`, on stderr and exit with status 2; anything else is a bug and keeps its traceback.
+COMMAND: error: ...`, on stderr and exit with status 2 (`EXPECTED_ERRORS`: `slam_trainer.errors.SlamTrainerError` and
+its subclasses, a missing file); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import warnings
 import yaml
 
 from slam_trainer.cli.errors import CommandError
+from slam_trainer.errors import SlamTrainerError
 from slam_trainer.redaction import REDACTED, looks_like_key, redact
 
 
@@ -43,8 +45,17 @@ COMMANDS = {
     "demo": "slam_trainer.cli.demo",
 }
 
-# The user's to fix: printed as one line with exit status 2.
-EXPECTED_ERRORS = (CommandError, ValueError, TypeError, OSError, ImportError, yaml.YAMLError)
+# The user's to fix, printed as one line with exit status 2: the package's errors (`CommandError` among them), a
+# file that is missing or cannot be opened, bad YAML, a missing optional package. Anything else keeps its traceback.
+EXPECTED_ERRORS = (
+    SlamTrainerError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    yaml.YAMLError,
+    ModuleNotFoundError,
+)
 
 
 class SlamArgumentParser(argparse.ArgumentParser):

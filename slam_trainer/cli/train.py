@@ -7,15 +7,15 @@ Usage:
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m slam_trainer.cli train --config recipe.yaml
 
 Arguments are those of `SelectiveFFNConfig` (all of `trl.SFTConfig`), `trl.ModelConfig` (model, dtype, LoRA) and
-`TrainScriptArguments` (`slam_trainer.pipelines.training`, which does the work); a YAML `--config` gives defaults,
-flags win, unknown keys fail (TRL's `TrlParser`).
+`TrainScriptArguments` (`trl.ScriptArguments` extended; `slam_trainer.pipelines.training`, which does the work); a
+YAML `--config` gives defaults, flags win, unknown keys fail (TRL's `TrlParser`). As in TRL's `sft.py`,
+`--eval_strategy steps|epoch` evaluates: on `--dataset_test_split`, or for parallel and synthetic data on a held-out
+share of the problem ids (`--eval_share`).
 """
 
 from __future__ import annotations
 
 import argparse
-
-from slam_trainer.pipelines.training import TrainScriptArguments
 
 
 def make_parser(subparsers=None):
@@ -29,6 +29,7 @@ def make_parser(subparsers=None):
 
     from slam_trainer.cli.errors import CommandError
     from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.pipelines.training import TrainScriptArguments
 
     class TrainParser(TrlParser):
         """TRL's parser whose argparse errors are one `slam train: error: ...` line (printed by `slam`, which leaves
@@ -42,8 +43,11 @@ def make_parser(subparsers=None):
 
 def parse_own_arguments(argv: list[str]) -> None:
     """`slam train` parses its arguments with TRL's `TrlParser` (dataclass fields, YAML `--config`)."""
+    from slam_trainer.errors import ConfigError
+
     if "-h" in argv or "--help" in argv:  # the package's options, grouped, without importing TRL
         from slam_trainer.cli.train_help import short_help
+        from slam_trainer.pipelines.training import TrainScriptArguments
 
         print(short_help(TrainScriptArguments))
         raise SystemExit(0)  # as argparse's --help of the other sub-commands
@@ -53,7 +57,10 @@ def parse_own_arguments(argv: list[str]) -> None:
         parser.print_help()
         raise SystemExit(0)
     check_option_names(argv, parser.dataclass_types)  # before TRL builds (and checks) the configs
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except ValueError as error:  # what the parser and the configs' `__post_init__` refuse is the user's to fix
+        raise ConfigError(str(error)) from None
     trainer = run(script_args, training_args, model_args)
     # a rank that exits with its process group alive can abort in teardown (seen with ZeRO-3 on gloo)
     trainer.accelerator.end_training()

@@ -34,18 +34,18 @@ def iter_jsonl_rows(path, *, required=REQUIRED_COLUMNS):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"{path}:{number}: not UTF-8 text; save the file as UTF-8.") from None
+                raise DataError(f"{path}:{number}: not UTF-8 text; save the file as UTF-8.") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}).") from None
+                raise DataError(f"{path}:{number}: not valid JSON ({error.msg}).") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}.")
+                raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}.")
             missing = [column for column in required if column not in row]
             if missing:
-                raise ValueError(
+                raise DataError(
                     f"{path}:{number}: missing column(s) {', '.join(missing)}; every row needs "
                     f"{', '.join(required)} (found {', '.join(row) or 'none'})."
                 )
@@ -98,9 +98,9 @@ def _json_document_rows(path: Path) -> int:
     try:
         document = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text; save the file as UTF-8.") from None
+        raise DataError(f"{path}: not UTF-8 text; save the file as UTF-8.") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
     return len(document) if isinstance(document, (list, dict)) else 0
 
 
@@ -144,4 +144,4 @@ def check_data_file(path) -> None:
     else:
         rows = path.stat().st_size
     if not rows:
-        raise ValueError(f"{path} is empty: it holds no rows to train on.")
+        raise DataError(f"{path} is empty: it holds no rows to train on.")

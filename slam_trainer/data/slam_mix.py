@@ -13,7 +13,7 @@ from collections import defaultdict
 from datasets import Dataset
 
 from slam_trainer.data.loaders import check_unique_rows
-from slam_trainer.errors import DataError
+from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import get_language
 
@@ -56,9 +56,9 @@ def build_slam_training_set(
     get_language(pivot)
     unknown = [task for task in tasks if task not in TASKS]
     if unknown or not tasks:
-        raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
+        raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
     if answer_language not in ("same", "pivot"):
-        raise ValueError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
+        raise ConfigError(f"`answer_language` must be 'same' or 'pivot', got {answer_language!r}.")
     by_id: dict = defaultdict(dict)
     rows = list(rows)
     for number, row in enumerate(rows, start=1):
@@ -87,7 +87,7 @@ def build_slam_training_set(
                     )
                 examples.append(_example(example_id, lang, "answer", row["question"], solution, prompt_template))
     if not examples:
-        raise ValueError(f"No training example could be built: no id has both `{pivot}` and another language.")
+        raise DataError(f"No training example could be built: no id has both `{pivot}` and another language.")
     return Dataset.from_list(examples)
 
 

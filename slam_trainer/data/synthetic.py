@@ -19,6 +19,7 @@ from slam_trainer.data.synthetic_templates import (
     OPERATION_SYMBOLS,
     TEMPLATES,
 )
+from slam_trainer.errors import ConfigError
 from slam_trainer.l2.parallel import build_parallel_dataset
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import LANGUAGES, validate_languages
@@ -88,7 +89,7 @@ def generate_problems(
             benchmark's world).
     """
     if not isinstance(num_problems, int) or num_problems < 0:
-        raise ValueError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
+        raise ConfigError(f"`num_problems` must be a non-negative integer, got {num_problems!r}.")
     stream = _problem_stream(languages, seed, world)
     return [next(stream) for _ in range(num_problems)]
 
@@ -109,9 +110,9 @@ def train_test_problems(
     held-out problems have distinct equations."""
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+            raise ConfigError(f"`{name}` must be a non-negative integer, got {value!r}.")
     if disjoint not in DISJOINT:
-        raise ValueError(f"`disjoint` must be one of {', '.join(DISJOINT)}, got {disjoint!r}.")
+        raise ConfigError(f"`disjoint` must be one of {', '.join(DISJOINT)}, got {disjoint!r}.")
     key = (lambda problem: problem.key) if disjoint == "problem" else (lambda problem: problem.equation_key)
     # The one-step world has a few hundred distinct problems: give up rather than loop when too many are asked.
     budget = 50 * (num_train + num_test) + 1000
@@ -129,7 +130,7 @@ def train_test_problems(
         if key(problem) not in held_out:
             train.append(problem)
     if len(test) < num_test or len(train) < num_train:
-        raise ValueError(
+        raise ConfigError(
             f"The {world!r} world has too few distinct problems for {num_test} held-out and {num_train} training "
             "problems; ask for fewer, or use the multi-step world."
         )
@@ -139,7 +140,7 @@ def train_test_problems(
 def _problem_stream(languages, seed: int, world: str):
     """Problem 0, 1, 2, ... of `(seed, world)`, each written in `languages`."""
     if world not in WORLDS:
-        raise ValueError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
+        raise ConfigError(f"`world` must be one of {', '.join(WORLDS)}, got {world!r}.")
     templates = WORLDS[world]
     languages = validate_languages(list(LANGUAGES) if languages is None else languages)
     names = sorted(templates)

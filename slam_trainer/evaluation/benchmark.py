@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from slam_trainer.data.loaders import REQUIRED_COLUMNS, check_unique_rows, load_jsonl_rows
-from slam_trainer.errors import DataError
+from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.evaluation.extraction import parse_gold
 from slam_trainer.languages import LANGUAGES, validate_languages
 
@@ -19,7 +19,7 @@ def read_jsonl(path: str | Path, required: tuple[str, ...], argument: str) -> li
     """The rows of a JSONL file, each checked to hold the `required` columns; an empty file is an error too."""
     rows = load_jsonl_rows(path, required=required)
     if not rows:
-        raise ValueError(f"`{argument}` {path} holds no rows.")
+        raise DataError(f"`{argument}` {path} holds no rows.")
     return rows
 
 
@@ -43,7 +43,7 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
     )
     unknown = [code for code in present if code not in LANGUAGES]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"`data` {path} has rows in unknown language(s) {', '.join(map(str, unknown))}; "
             f"the shipped languages are {', '.join(LANGUAGES)}."
         )
@@ -52,11 +52,11 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
     languages = validate_languages(languages)
     absent = [code for code in languages if code not in present]
     if absent:
-        raise ValueError(
+        raise ConfigError(
             f"`languages` asks for {', '.join(absent)} but `data` {path} only holds {', '.join(present)}."
         )
     if limit is not None and limit <= 0:
-        raise ValueError(f"`limit` must be a positive number of rows per language, got {limit}.")
+        raise ConfigError(f"`limit` must be a positive number of rows per language, got {limit}.")
     selected = []
     for lang in sorted(languages, key=list(LANGUAGES).index):
         lang_rows = [row for row in rows if row["lang"] == lang][:limit]
@@ -78,12 +78,12 @@ def load_benchmark(path: str | Path, languages: list[str] | None = None, limit: 
 def check_row(row: dict, where: str, text_columns: tuple[str, ...] = ("question",)) -> None:
     """Refuse a row whose `id` is not a number or a string, whose `lang` is not a string, or whose text is empty."""
     if isinstance(row.get("id"), bool) or not isinstance(row.get("id", ""), (int, str)):
-        raise ValueError(f"{where}: `id` is {row['id']!r}; it must be a number or a string.")
+        raise DataError(f"{where}: `id` is {row['id']!r}; it must be a number or a string.")
     if not isinstance(row["lang"], str):
-        raise ValueError(f'{where}: `lang` is {row["lang"]!r}; it must be a language code such as "en".')
+        raise DataError(f'{where}: `lang` is {row["lang"]!r}; it must be a language code such as "en".')
     for column in text_columns:
         if not isinstance(row[column], str) or not row[column].strip():
-            raise ValueError(f"{where}: `{column}` is {row[column]!r}; it must be non-empty text.")
+            raise DataError(f"{where}: `{column}` is {row[column]!r}; it must be non-empty text.")
 
 
 def load_exemplars(path: str | Path, languages: list[str], num_shots: int) -> dict[str, list[dict]]:
@@ -94,7 +94,7 @@ def load_exemplars(path: str | Path, languages: list[str], num_shots: int) -> di
     exemplars = {lang: [row for row in rows if row["lang"] == lang][:num_shots] for lang in languages}
     short = [f"{lang} ({len(found)})" for lang, found in exemplars.items() if len(found) < num_shots]
     if short:
-        raise ValueError(
+        raise DataError(
             f"`num_shots` is {num_shots} but `exemplars` {path} has fewer for {', '.join(short)}; "
             f"lower `num_shots` or add exemplars."
         )

@@ -36,6 +36,7 @@ import math
 import re
 import unicodedata
 
+from slam_trainer.errors import DataError
 from slam_trainer.languages import LANGUAGES, get_language
 
 
@@ -224,9 +225,7 @@ def parse_gold(answer: str | int | float) -> float:
         return float(answer)
     value = parse_number(str(answer), "en")
     if value is None:
-        raise ValueError(
-            f"Gold answer {answer!r} is not a number; the `answer` column must hold numbers like `2,125`."
-        )
+        raise DataError(f"Gold answer {answer!r} is not a number; the `answer` column must hold numbers like `2,125`.")
     return value
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.evaluation import lm_eval_mgsm, mathoctopus
 from slam_trainer.languages import get_language
 
@@ -47,7 +48,7 @@ def question_label(exemplar_question: str) -> str:
 
 def check_style(style: str) -> None:
     if style not in PROMPT_STYLES:
-        raise ValueError(f"`prompt_style` must be one of {', '.join(PROMPT_STYLES)}, got {style!r}.")
+        raise ConfigError(f"`prompt_style` must be one of {', '.join(PROMPT_STYLES)}, got {style!r}.")
 
 
 def build_prompts(
@@ -75,7 +76,7 @@ def build_prompts(
     check_style(style)
     exemplars = exemplars or {}
     if (style == "chat" or chat_template) and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise ConfigError(
             "The chat template is asked for (`prompt_style='chat'` or `chat_template=True`) but the tokenizer has "
             "none; use another `prompt_style` or `chat_template=False`."
         )

@@ -99,36 +99,36 @@ class EvalSettings:
         for name in ("max_new_tokens", "batch_size", "num_beams", "num_shots", "seed", "limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"`{name}` must be an integer, got {value!r}.")
+                raise ConfigError(f"`{name}` must be an integer, got {value!r}.")
         if self.max_new_tokens <= 0:
-            raise ValueError(f"`max_new_tokens` must be a positive number of tokens, got {self.max_new_tokens}.")
+            raise ConfigError(f"`max_new_tokens` must be a positive number of tokens, got {self.max_new_tokens}.")
         if self.batch_size <= 0:
-            raise ValueError(f"`batch_size` must be positive, got {self.batch_size}.")
+            raise ConfigError(f"`batch_size` must be positive, got {self.batch_size}.")
         if self.num_beams < 1:
-            raise ValueError(f"`num_beams` must be at least 1, got {self.num_beams}.")
+            raise ConfigError(f"`num_beams` must be at least 1, got {self.num_beams}.")
         if self.do_sample and self.num_beams > 1:
-            raise ValueError("`do_sample` with `num_beams` > 1 (beam sampling) is not supported; pick one.")
+            raise ConfigError("`do_sample` with `num_beams` > 1 (beam sampling) is not supported; pick one.")
         if not (
             isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
         ):
-            raise ValueError(f"`temperature` must be a positive number, got {self.temperature!r}.")
+            raise ConfigError(f"`temperature` must be a positive number, got {self.temperature!r}.")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"`top_p` is a probability mass in (0, 1], got {self.top_p!r}.")
+            raise ConfigError(f"`top_p` is a probability mass in (0, 1], got {self.top_p!r}.")
         check_style(self.prompt_style)
         if self.num_shots < 0:
-            raise ValueError(f"`num_shots` must be >= 0, got {self.num_shots}.")
+            raise ConfigError(f"`num_shots` must be >= 0, got {self.num_shots}.")
         if self.num_shots and not self.exemplars:
-            raise ValueError("`num_shots` > 0 needs `exemplars`, e.g. ../shared/data/mgsm/exemplars.jsonl.")
+            raise ConfigError("`num_shots` > 0 needs `exemplars`, e.g. ../shared/data/mgsm/exemplars.jsonl.")
         if self.chat_template is False and self.prompt_style == "chat":
-            raise ValueError(
+            raise ConfigError(
                 "`prompt_style='chat'` is the chat template itself; it cannot go with `chat_template=False`."
             )
         if self.stop_strings is not None and (
             isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings)
         ):
-            raise ValueError(f"`stop_strings` must be a list of non-empty strings, got {self.stop_strings!r}.")
+            raise ConfigError(f"`stop_strings` must be a list of non-empty strings, got {self.stop_strings!r}.")
         if self.context_overflow not in CONTEXT_OVERFLOW:
-            raise ValueError(
+            raise ConfigError(
                 f"`context_overflow` must be one of {', '.join(CONTEXT_OVERFLOW)}, got {self.context_overflow!r}."
             )
         resolve_device(self.device)
@@ -363,7 +363,7 @@ def check_context(
             "languages out, or pass `context_overflow='warn'` to generate anyway."
         )
         if on_overflow == "error":
-            raise ValueError(message)
+            raise ConfigError(message)
         logger.warning(message)
     return over
 

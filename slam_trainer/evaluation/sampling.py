@@ -14,6 +14,8 @@ import zlib
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
+from slam_trainer.errors import ConfigError
+
 
 def example_seed(seed: int, lang: str, example_id) -> int:
     """A stable 31-bit seed for one example of a run (the same across processes, batch sizes and resumes)."""
@@ -45,7 +47,7 @@ class PerExampleSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[0] != len(self.generators):
-            raise ValueError(f"`PerExampleSampler` has {len(self.generators)} seeds for {scores.shape[0]} rows.")
+            raise ConfigError(f"`PerExampleSampler` has {len(self.generators)} seeds for {scores.shape[0]} rows.")
         probabilities = self.warpers(input_ids, scores).float().softmax(-1)
         uniforms = torch.cat([torch.rand(1, generator=generator) for generator in self.generators])
         cdf = probabilities.cumsum(-1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from slam_trainer.errors import DataError
 from slam_trainer.evaluation.extraction import extract_answer, find_numbers, is_correct, parse_gold
 from slam_trainer.evaluation.language_id import is_in_language
 from slam_trainer.evaluation.mathoctopus import LANGUAGES as MATHOCTOPUS_LANGUAGES
@@ -90,7 +91,7 @@ def score_records(records: Iterable[Mapping], tolerance: float = 1e-3, *, prompt
         )
         by_lang.setdefault(record["lang"], []).append((verdict, record))
     if not by_lang:
-        raise ValueError("No predictions to score: the records are empty.")
+        raise DataError("No predictions to score: the records are empty.")
     order = [code for code in LANGUAGES if code in by_lang]
     languages = {lang: _summarise(by_lang[lang]) for lang in order}
     scores = {"languages": languages, "average": _average(languages, order)}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slam_trainer.errors import DataError
+
 
 def metric_path() -> str:
     """Path of the `multilingual_math_accuracy` metric script, for `evaluate.load(metric_path())` (no hub needed)."""
@@ -38,7 +40,7 @@ def build_compute_metrics(tokenizer, references: list[str], languages: list[str]
         if predictions.ndim == 3:
             predictions = predictions.argmax(-1)
         if len(predictions) != len(references):
-            raise ValueError(f"The eval set has {len(predictions)} examples but `references` has {len(references)}.")
+            raise DataError(f"The eval set has {len(predictions)} examples but `references` has {len(references)}.")
         pad_id = -1 if tokenizer.pad_token_id is None else tokenizer.pad_token_id
         texts = []
         for row, label_row in zip(predictions, labels if labels is not None else [None] * len(predictions)):

@@ -183,13 +183,13 @@ def _seed_examples(seed_rows, segmentation: str) -> list[tuple[dict, list[str]]]
     A row repeated with the same id and content is kept once (with a warning); the same id with other content fails.
     """
     if not isinstance(seed_rows, (list, tuple)):
-        raise TypeError(f"`seed_rows` must be a list of dicts, got {type(seed_rows).__name__}.")
+        raise DataError(f"`seed_rows` must be a list of dicts, got {type(seed_rows).__name__}.")
     if not seed_rows:
         raise DataError("`seed_rows` is empty: there is nothing to annotate.")
     examples, seen, duplicates = [], {}, 0
     for number, row in enumerate(seed_rows, start=1):
         if not isinstance(row, dict):
-            raise TypeError(f"Seed row {number} must be a dict, got {type(row).__name__}.")
+            raise DataError(f"Seed row {number} must be a dict, got {type(row).__name__}.")
         missing = [key for key in ("id", "question", "answer") if key not in row]
         if missing:
             raise DataError(f"Seed row {number} is missing {', '.join(missing)}.")
@@ -221,7 +221,7 @@ def _check_at_least(name: str, value, minimum) -> None:
 
 def _check_options(endpoint, concurrency, max_retries, invalid_retries, backoff, max_backoff, segmentation) -> None:
     if not isinstance(endpoint, Endpoint):
-        raise TypeError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
+        raise ConfigError(f"`endpoint` must be an `Endpoint`, got {type(endpoint).__name__}.")
     for name, value, minimum in (
         ("concurrency", concurrency, 1),
         ("max_retries", max_retries, 0),

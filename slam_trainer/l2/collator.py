@@ -145,18 +145,18 @@ class L2DataCollator(DataCollatorMixin):
         self.languages = validate_languages(self.languages)
         self._check_types()
         if self.mode not in MODES:
-            raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
+            raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
         if not 0.0 <= self.mixed_ratio <= 1.0:
-            raise ValueError(f"`mixed_ratio` must be in [0, 1], got {self.mixed_ratio}.")
+            raise ConfigError(f"`mixed_ratio` must be in [0, 1], got {self.mixed_ratio}.")
         if self.question_language not in QUESTION_LANGUAGES:
-            raise ValueError(
+            raise ConfigError(
                 f"`question_language` must be one of {', '.join(QUESTION_LANGUAGES)}, got {self.question_language!r}."
             )
         get_language(self.pivot_language)
         weights = self.language_weights or {}
         unknown = sorted(set(weights) - set(self.languages))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"`language_weights` names {', '.join(unknown)}, which are not in `languages` "
                 f"{self.languages}; add them to `languages` or drop their weights."
             )
@@ -175,11 +175,11 @@ class L2DataCollator(DataCollatorMixin):
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id
         if self._pad_id is None:
-            raise ValueError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
+            raise ConfigError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
         if self.use_chat_template is None:
             self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         elif self.use_chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
                 "`use_chat_template=False` to use `prompt_template`."
             )
@@ -240,7 +240,7 @@ class L2DataCollator(DataCollatorMixin):
         parallel example, after checking it."""
         missing = [key for key in ("id", "question", "steps") if key not in example]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"An example is missing {', '.join(missing)}: L2DataCollator reads the parallel schema "
                 "(id, question, steps) of `build_parallel_dataset`, or its `prepare`d form."
             )
@@ -249,7 +249,7 @@ class L2DataCollator(DataCollatorMixin):
         needed += [("question", questions, lang) for lang in self._question_languages]
         for name, table, lang in needed:
             if table.get(lang) is None:
-                raise ValueError(
+                raise DataError(
                     f"Example id {example['id']!r} has no {name} in language {lang!r}; drop it from "
                     "`languages` (or change `pivot_language`) or rebuild the dataset with it."
                 )
@@ -260,7 +260,7 @@ class L2DataCollator(DataCollatorMixin):
                 raise DataError(f"Example id {example['id']!r}: the question in {lang!r} is not a non-empty text.")
         counts = {lang: len(steps[lang]) for lang in self.languages}
         if len(set(counts.values())) != 1 or not next(iter(counts.values())):
-            raise ValueError(
+            raise DataError(
                 f"Example id {example['id']!r} has step counts {counts}; every language needs the same "
                 "non-zero number of steps (validate with `build_parallel_dataset`)."
             )
@@ -296,7 +296,7 @@ class L2DataCollator(DataCollatorMixin):
                     self.max_length,
                 )
             if len(prepared) == 0:
-                raise ValueError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
+                raise ConfigError(f"Every example can exceed `max_length`={self.max_length}; raise it.")
         return prepared
 
     # -- sampling, per example and epoch -----------------------------------------------------------------------
@@ -315,7 +315,7 @@ class L2DataCollator(DataCollatorMixin):
             self.max_length = trainer_max
             logger.info("L2DataCollator: no `max_length` given; using the trainer's `max_length`=%d.", trainer_max)
         elif self.max_length > trainer_max:
-            raise ValueError(
+            raise ConfigError(
                 f"L2DataCollator has `max_length`={self.max_length} but the trainer's `max_length`={trainer_max} "
                 f"({type(args).__name__}): the trainer does not truncate what the collator builds, so sequences "
                 "would exceed its limit. Give both the same value (or leave the collator's unset to adopt the "
@@ -392,7 +392,7 @@ class L2DataCollator(DataCollatorMixin):
             completion = completion + self._eos_ids
             if self.max_length is not None and len(prompt) + len(completion) > self.max_length:
                 if len(prompt) >= self.max_length:
-                    raise ValueError(
+                    raise DataError(
                         f"Example id {example['id']!r}: the prompt alone has {len(prompt)} tokens, not "
                         f"less than `max_length`={self.max_length}; raise it or drop the example."
                     )

@@ -111,7 +111,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"`seed` must be an integer, got {seed!r}.")
         if boundary not in BOUNDARIES:
-            raise ValueError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
+            raise ConfigError(f"`boundary` must be one of {', '.join(BOUNDARIES)}, got {boundary!r}.")
         self.alpha, self.beta, self.top_k, self.policy, self.boundary = alpha, float(beta), top_k, policy, boundary
         self._weights = self._policy_weights(policy, target, weights)
 
@@ -121,7 +121,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
             tag = language_tag(lang, tag_format)
             ids = tokenizer.encode(tag, add_special_tokens=False)
             if len(ids) != 1:
-                raise ValueError(
+                raise ConfigError(
                     f"The language tag {tag!r} is {len(ids)} tokens for this tokenizer; it must be one. Add the tags "
                     "with `tokenizer.add_special_tokens({'additional_special_tokens': tags})` and "
                     "`model.resize_token_embeddings(len(tokenizer))`."
@@ -140,27 +140,27 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
     def _policy_weights(self, policy: str, target: str | None, weights: list[float] | None) -> torch.Tensor | None:
         """The fixed per-language draw weights of `policy`; None for `"switch"`, whose weights depend on the row."""
         if policy not in TARGET_POLICIES:
-            raise ValueError(f"`policy` must be one of {', '.join(TARGET_POLICIES)}, got {policy!r}.")
+            raise ConfigError(f"`policy` must be one of {', '.join(TARGET_POLICIES)}, got {policy!r}.")
         if (target is not None) != (policy == "fixed"):
-            raise ValueError("`target` is needed with `policy='fixed'` and only then.")
+            raise ConfigError("`target` is needed with `policy='fixed'` and only then.")
         if (weights is not None) != (policy == "weighted"):
-            raise ValueError("`weights` are needed with `policy='weighted'` and only then.")
+            raise ConfigError("`weights` are needed with `policy='weighted'` and only then.")
         if policy == "fixed":
             if target not in self.languages:
-                raise ValueError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
+                raise ConfigError(f"`target` {target!r} must be one of `languages` ({', '.join(self.languages)}).")
             return torch.nn.functional.one_hot(torch.tensor(self.languages.index(target)), len(self.languages)).float()
         if policy == "weighted":
             if not isinstance(weights, (list, tuple)):
                 raise ConfigError(f"`weights` must be a list of numbers, one per language, got {weights!r}.")
             finite = all(_is_number(w) and math.isfinite(w) for w in weights)
             if len(weights) != len(self.languages) or not finite or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError(
+                raise ConfigError(
                     f"`weights` must be {len(self.languages)} finite non-negative numbers (one per language) with a "
                     f"positive sum, got {weights}."
                 )
             return torch.tensor(weights, dtype=torch.float)
         if len(self.languages) < 2:
-            raise ValueError("`policy='switch'` needs at least two `languages` to switch between.")
+            raise ConfigError("`policy='switch'` needs at least two `languages` to switch between.")
         return None
 
     def _buffers(self, device: torch.device, vocab_size: int) -> tuple[torch.Tensor, ...]:
@@ -183,7 +183,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.dim() != 2 or input_ids.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"Expected `input_ids` (batch, length) and `scores` (batch, vocabulary) with one batch size, got "
                 f"shapes {tuple(input_ids.shape)} and {tuple(scores.shape)}."
             )

@@ -67,7 +67,7 @@ def _is_number(value) -> bool:
 def _check_url(name: str, url) -> urllib.parse.SplitResult:
     """The parts of an http(s) URL without credentials; refused (never shown whole) otherwise."""
     if not isinstance(url, str):
-        raise TypeError(f"`{name}` must be a string, got {type(url).__name__}.")
+        raise ConfigError(f"`{name}` must be a string, got {type(url).__name__}.")
     if carries_credentials(url):  # the URL itself is secret, well-formed or not: not shown
         raise ConfigError(
             f"`{name}` carries credentials (user:password@host); remove them and pass the key as `api_key` "
@@ -145,7 +145,7 @@ class Endpoint:
 
     def _check_key(self) -> None:
         if self.api_key is not None and not isinstance(self.api_key, str):
-            raise TypeError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
+            raise ConfigError(f"`api_key` must be a string or None, got {type(self.api_key).__name__}.")
         self.api_key = self.api_key or None
         if self.api_key is None:
             return

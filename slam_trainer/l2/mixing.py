@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import random
 
+from slam_trainer.errors import ConfigError
+
 
 def _row_sums(weights: list[float], switch_probability: float) -> list[float]:
     """How often each language is switched away from: proportional to its weight where that is feasible."""
     cap = switch_probability / 2
     if sum(min(w, cap) for w in weights) < switch_probability - 1e-12:
-        raise ValueError(
+        raise ConfigError(
             f"`switch_probability`={switch_probability} cannot hold with `language_weights` {weights}: every switch "
             "leaves one language and enters another, so rare languages limit how often the language can change. "
             "Lower `switch_probability` or make the weights more even."
@@ -71,15 +73,15 @@ class LanguageSchedule:
 
     def __init__(self, languages: list[str], weights: list[float] | None = None, switch_probability: float = 0.3):
         if not 0.0 <= switch_probability <= 1.0:
-            raise ValueError(f"`switch_probability` must be in [0, 1], got {switch_probability}.")
+            raise ConfigError(f"`switch_probability` must be in [0, 1], got {switch_probability}.")
         weights = [1.0] * len(languages) if weights is None else [float(w) for w in weights]
         if len(weights) != len(languages) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"`language_weights` must give one non-negative weight per language with a positive sum, "
                 f"got {weights} for {languages}."
             )
         if switch_probability > 0 and len(languages) < 2:
-            raise ValueError("`switch_probability` > 0 needs at least two languages to switch between.")
+            raise ConfigError("`switch_probability` > 0 needs at least two languages to switch between.")
         self.languages = list(languages)
         self.weights = [w / sum(weights) for w in weights]
         self.switch_probability = switch_probability

@@ -96,7 +96,7 @@ def build_parallel_dataset(
     from transformers.utils import logging
 
     if on_invalid not in ON_INVALID:
-        raise ValueError(f"`on_invalid` must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
+        raise ConfigError(f"`on_invalid` must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
     grouped = _group_rows(rows, segmentation, cues)
     if languages is None:
         languages = sorted({lang for group in grouped.values() for lang in group})
@@ -106,14 +106,14 @@ def build_parallel_dataset(
     if report.problems and on_invalid == "raise":
         shown = "\n  ".join(report.problems[:20])
         more = f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
-        raise ValueError(
+        raise DataError(
             f"{report.dropped} invalid example(s) (pass on_invalid='drop' to leave them out):\n  {shown}{more}"
         )
     if report.dropped:
         first = "; ".join(report.problems[:5])
         logging.get_logger(__name__).warning("Parallel CoT builder: %s. First problems: %s", report.summary(), first)
     if not examples:
-        raise ValueError(
+        raise DataError(
             f"No valid parallel example for languages {languages}: {report.summary()}. "
             f"First problems: {'; '.join(report.problems[:5])}"
         )

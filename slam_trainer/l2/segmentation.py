@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.languages import get_language
 
 
@@ -81,7 +82,7 @@ def cues_for(lang: str, cues: Iterable[str] | None = None) -> tuple[str, ...]:
     if cues is not None:
         cues = tuple(cues)
         if not cues or not all(isinstance(c, str) and c.strip() for c in cues):
-            raise ValueError(f"`cues` must be a non-empty list of non-empty strings, got {cues!r}.")
+            raise ConfigError(f"`cues` must be a non-empty list of non-empty strings, got {cues!r}.")
         return cues
     return REFLECTION_CUES[lang]
 
@@ -114,9 +115,9 @@ def split_steps(
         `list[str]`: the steps, none empty (an all-whitespace text gives `[]`).
     """
     if not isinstance(text, str):
-        raise TypeError(f"`text` must be a string, got {type(text).__name__}.")
+        raise ConfigError(f"`text` must be a string, got {type(text).__name__}.")
     if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
+        raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
     cue_list = cues_for(lang, cues)
     word_boundary = get_language(lang).uses_spaces()
     sentence_spans = _cut(text, _SENTENCE_END, keep_whitespace)

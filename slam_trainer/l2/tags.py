@@ -7,6 +7,7 @@ reads them, so both take the format from here.
 
 from __future__ import annotations
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.languages import LANGUAGES, get_language, validate_languages
 
 
@@ -17,7 +18,7 @@ def language_tag(lang: str, tag_format: str = DEFAULT_TAG_FORMAT) -> str:
     """The tag text for `lang`, e.g. `<|zh|>` with the default format."""
     get_language(lang)
     if "{lang}" not in tag_format:
-        raise ValueError(f"`tag_format` must contain '{{lang}}', got {tag_format!r}.")
+        raise ConfigError(f"`tag_format` must contain '{{lang}}', got {tag_format!r}.")
     return tag_format.format(lang=lang)
 
 
@@ -59,14 +60,14 @@ def add_language_tokens(
         `dict[str, int]`: the token id of each language's tag.
     """
     if init not in TAG_INITS:
-        raise ValueError(f"`init` must be one of {', '.join(TAG_INITS)}, got {init!r}.")
+        raise ConfigError(f"`init` must be one of {', '.join(TAG_INITS)}, got {init!r}.")
     languages = validate_languages(list(LANGUAGES) if languages is None else languages)
     tags = {lang: language_tag(lang, tag_format) for lang in languages}
     tokenizer.add_tokens(list(tags.values()), special_tokens=True)
     ids = {lang: tokenizer.convert_tokens_to_ids(tag) for lang, tag in tags.items()}
     for lang, tag in tags.items():
         if tokenizer(tag, add_special_tokens=False)["input_ids"] != [ids[lang]]:
-            raise ValueError(f"The tag {tag!r} does not tokenize to one token after adding it; check `tag_format`.")
+            raise ConfigError(f"The tag {tag!r} does not tokenize to one token after adding it; check `tag_format`.")
     if model is not None:
         from slam_trainer.distributed import full_shape
         from slam_trainer.l2.tag_rows import record_tag_tokens

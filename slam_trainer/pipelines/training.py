@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trl import ScriptArguments
+
 from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.tags import TAG_INITS
 
@@ -21,11 +23,14 @@ DATASET_FORMATS = ("auto", "prompt_completion", "messages", "text", "parallel")
 L2_MODES = ("off", "full", "mixed", "both")
 TRAINING = ("slam", "full")
 PROMPT_FORMATS = ("auto", "chat", "plain")
+EVAL_SHARE = 0.1  # ours: share of the problem ids of parallel (and synthetic) data held out for evaluation
 
 
 @dataclass
-class TrainScriptArguments:
-    """What to train on: a dataset and how to read it, whether to build L² sequences, and SLAM or full training."""
+class TrainScriptArguments(ScriptArguments):
+    """What to train on: TRL's `ScriptArguments` (`dataset_name`, `dataset_config`, `dataset_train_split`,
+    `dataset_test_split`, ...) with our default dataset and the package's own fields: how to read the rows, the
+    evaluation share of parallel data, whether to build L² sequences, and SLAM or full training."""
 
     training: str = field(
         default="slam",
@@ -43,8 +48,14 @@ class TrainScriptArguments:
             "(e.g. by `slam l2-build`), or 'synthetic' (the package's multilingual arithmetic world)."
         },
     )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_share: float = field(
+        default=EVAL_SHARE,
+        metadata={
+            "help": "When --eval_strategy is not 'no': the share of problem ids of parallel and synthetic data held "
+            "out for evaluation (split by id, so no problem is in both; ours). Other data evaluates on "
+            "--dataset_test_split."
+        },
+    )
     dataset_format: str = field(
         default="auto",
         metadata={
@@ -137,6 +148,74 @@ def load_rows(script_args: TrainScriptArguments):
     return load_dataset(name, script_args.dataset_config, split=script_args.dataset_train_split)
 
 
+def load_test_split(name: str, config: str | None, split: str):
+    """The evaluation split of a Hub or local-folder dataset in a TRL format; a file or a missing split is refused
+    naming the flags that fix it."""
+    import os
+
+    from datasets import load_dataset
+
+    fix = "give a dataset with that split, or parallel rows (then `--eval_share` of their ids is held out)"
+    if name == "synthetic" or os.path.isfile(name):
+        raise ConfigError(
+            f"`--eval_strategy` needs evaluation rows: `dataset_name` {name!r} has no split {split!r}; {fix}."
+        )
+    try:
+        return load_dataset(name, config, split=split)
+    except ValueError as error:
+        if "Unknown split" not in str(error):
+            raise
+        raise DataError(f"`dataset_test_split` {split!r} is not a split of {name} ({error}); {fix}.") from None
+
+
+def split_eval_rows(dataset, fmt: str, script_args: TrainScriptArguments, training_args):
+    """(training rows, evaluation rows or None), before the model loads. Evaluation rows exist only when
+    `eval_strategy` asks for them: parallel (and synthetic) rows hold out `eval_share` of their problem ids, all
+    languages of a problem on the same side (split by id, not by row, so no problem is in both); other data reads
+    `dataset_test_split`."""
+    import random
+
+    if training_args.eval_strategy == "no":
+        return dataset, None
+    if fmt != "parallel":
+        return dataset, load_test_split(
+            script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+        )
+    ids = sorted(set(dataset["id"]), key=str)
+    count = round(script_args.eval_share * len(ids))
+    if not 0 < count < len(ids):
+        raise ConfigError(
+            f"`eval_share` {script_args.eval_share} of {len(ids)} problem ids holds out {count}; choose a share that "
+            "leaves at least one id for evaluation and one for training."
+        )
+    held_out = set(random.Random(training_args.seed).sample(ids, count))
+    return (
+        dataset.filter(lambda row: row["id"] not in held_out),
+        dataset.filter(lambda row: row["id"] in held_out),
+    )
+
+
+def uses_chat_prompts(script_args: TrainScriptArguments, tokenizer) -> bool:
+    """`prompt_format` resolved: "auto" is chat when the tokenizer has a chat template (ours)."""
+    return script_args.prompt_format == "chat" or (
+        script_args.prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None))
+    )
+
+
+def build_eval_data(eval_rows, script_args, tokenizer, collator):
+    """The evaluation set built as the training set was (SLAM rows, or L² examples for the same collator)."""
+    from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
+    from slam_trainer.l2.parallel import build_parallel_dataset, select_languages
+
+    if eval_rows is None or check_training_data(eval_rows, script_args) != "parallel":
+        return eval_rows
+    rows = select_languages(list(eval_rows), script_args.languages, "--languages")
+    if collator is None:
+        chat = uses_chat_prompts(script_args, tokenizer)
+        return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE)
+    return collator.prepare(build_parallel_dataset(rows, languages=script_args.languages)[0])
+
+
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
     from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
@@ -147,9 +226,7 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
     if check_training_data(dataset, script_args) != "parallel":
         return dataset, None
     rows = select_languages(list(dataset), script_args.languages, "--languages")
-    chat = script_args.prompt_format == "chat" or (
-        script_args.prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None))
-    )
+    chat = uses_chat_prompts(script_args, tokenizer)
     if script_args.l2_mode == "off":
         return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE), None
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
@@ -199,7 +276,9 @@ def load_training_model(model_args, training_args):
     return load_model_and_tokenizer(model_args.model_name_or_path, model_kwargs, seed=training_args.seed)
 
 
-def build_trainer(training, model, args, train_dataset, collator, tokenizer, peft_config, callbacks=()):
+def build_trainer(
+    training, model, args, train_dataset, collator, tokenizer, peft_config, callbacks=(), eval_dataset=None
+):
     """`SelectiveFFNTrainer` for `training="slam"`, else TRL's `SFTTrainer` with the L² collator's own SFT settings
     and epoch callback when there is one: the wiring `slam train` and the evidence benchmark share."""
     from trl import SFTTrainer
@@ -216,6 +295,7 @@ def build_trainer(training, model, args, train_dataset, collator, tokenizer, pef
         model=model,
         args=args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks or None,
@@ -230,6 +310,10 @@ def check_script_arguments(script_args: TrainScriptArguments, training_args=None
         raise ConfigError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ConfigError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    if script_args.dataset_streaming:
+        raise ConfigError("`dataset_streaming`: slam train checks every row before the model loads; drop the flag.")
+    if not 0 < script_args.eval_share < 1:
+        raise ConfigError(f"`eval_share` must be between 0 and 1 (exclusive), got {script_args.eval_share}.")
     if script_args.training != "full" or training_args is None:
         return
     given = {
@@ -299,12 +383,15 @@ def prepare_training(script_args, training_args, model_args):
     # true/false as TRL's parser reads booleans; incomplete checkpoints (a kill during a save) are skipped
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     dataset = load_rows(script_args)  # a bad data file fails before the model loads
-    check_training_data(dataset, script_args)
+    fmt = check_training_data(dataset, script_args)
+    dataset, eval_rows = split_eval_rows(dataset, fmt, script_args, training_args)
     check_layers_fit(training_args, model_args)  # everything the config and the data tell, before the weights
     model, tokenizer = load_training_model(model_args, training_args)
     train_dataset, collator = build_training_data(dataset, script_args, tokenizer, model, training_args)
+    eval_dataset = build_eval_data(eval_rows, script_args, tokenizer, collator)
+    peft_config = get_peft_config(model_args)
     trainer = build_trainer(
-        script_args.training, model, training_args, train_dataset, collator, tokenizer, get_peft_config(model_args)
+        script_args.training, model, training_args, train_dataset, collator, tokenizer, peft_config, (), eval_dataset
     )
     return trainer, resume
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slam_trainer.errors import ModelError
+
 
 # Inputs on both sides of 0, from far below (where SiLU/GELU round to -0) to far above, and 0 itself.
 SIGN_GRID = (-1e4, -30.0, -5.0, -1.0, -0.1, -1e-3, 0.0, 1e-3, 0.1, 1.0, 5.0, 30.0, 1e4)
@@ -55,7 +57,7 @@ def check_sign_preserving(module: nn.Module, name: str) -> None:
         if wrong:
             problem = f"act(x) > 0 does not mean x > 0 (wrong sign at x = {wrong})"
     if problem is not None:
-        raise ValueError(
+        raise ModelError(
             f"The probe counts a neuron as active when its activation is > 0, which needs a sign-preserving "
             f"activation; `{name}` ({type(module).__name__}) is not: {problem}. Choose `slam_layers` by hand."
         )

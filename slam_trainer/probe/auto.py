@@ -3,17 +3,18 @@
 The trainer calls `resolve_auto_layers` before the optimizer exists. Only the main process runs the probe (every
 rank holds the same weights, so one pass suffices); under `accelerate launch`/DeepSpeed, where
 `torch.distributed` is initialised, the report is broadcast so every rank freezes the same layers. A failure on the
-main process is broadcast too, so the other ranks raise instead of waiting forever.
+main process is broadcast too, so the other ranks raise instead of waiting forever, and every rank raises the same
+type: the package error for a user's mistake, a `RuntimeError` for anything else.
 """
 
 from __future__ import annotations
 
 import sys
 
-import torch
 from transformers.utils import logging
 
-from slam_trainer.distributed import is_distributed, is_main_process, is_partitioned
+from slam_trainer import errors
+from slam_trainer.distributed import broadcast_from_main, is_main_process, is_partitioned
 from slam_trainer.probe.default_texts import default_probe_texts
 from slam_trainer.probe.identify import identify_language_layers
 from slam_trainer.probe.report import LayerReport
@@ -26,10 +27,20 @@ logger = logging.get_logger(__name__)
 def _check_full_weights(model) -> None:
     """Under ZeRO-3 loading each rank holds an empty shard; a forward pass outside the engine cannot run."""
     if is_partitioned(model):
-        raise ValueError(
+        raise errors.ModelError(
             "`slam_layers='auto'` needs the full model weights, but they are partitioned by DeepSpeed ZeRO-3. Run "
             "`slam identify` on the model first and pass the chosen layers as `slam_layers`."
         )
+
+
+def _same_on_every_rank(name: str, message: str) -> Exception:
+    """The error every rank raises for a failure of the main process's probe: the same package error (a user's
+    mistake, e.g. too few layers in the region), else a `RuntimeError` naming the original (whose traceback the main
+    process keeps as the cause)."""
+    error_class = getattr(errors, name, None)
+    if isinstance(error_class, type) and issubclass(error_class, errors.SlamTrainerError):
+        return error_class(message)
+    return RuntimeError(f"Language-layer identification failed on the main process: {name}: {message}")
 
 
 def resolve_auto_layers(
@@ -70,7 +81,7 @@ def resolve_auto_layers(
     """
     _check_full_weights(model)
     is_main = is_main_process()
-    payload = [None]
+    payload = None
     if is_main:
         try:
             data, source = default_probe_texts(probe_data, train_dataset)
@@ -78,18 +89,19 @@ def resolve_auto_layers(
             report = identify_language_layers(
                 model, tokenizer, data, num_layers=num_layers, region=region, **{"progress": True, **probe_kwargs}
             )
-            payload = [{"report": report.to_dict()}]
+            payload = {"report": report.to_dict()}
         except Exception as error:
-            payload = [{"error": f"{type(error).__name__}: {error}"}]
-            if is_distributed():
-                torch.distributed.broadcast_object_list(payload, src=0)
-            raise
-    if is_distributed():
-        torch.distributed.broadcast_object_list(payload, src=0)
-    if "error" in payload[0]:
-        raise RuntimeError(f"Language-layer identification failed on the main process: {payload[0]['error']}")
-    report = LayerReport.from_dict(payload[0]["report"])
-    if is_main:  # printed, not logged at INFO: a script shows no INFO, and this decides what trains
+            broadcast_from_main({"error": type(error).__name__, "message": str(error)})
+            shared = _same_on_every_rank(type(error).__name__, str(error))
+            if type(shared) is type(error):
+                raise
+            raise shared from error
+    payload = broadcast_from_main(payload)
+    if "error" in payload:
+        raise _same_on_every_rank(payload["error"], payload["message"])
+    report = LayerReport.from_dict(payload["report"])
+    if is_main:
+        # printed, not logged at INFO: a script shows no INFO, and this decides what trains
         print(f"slam_layers='auto' on a model of {report.num_layers} layers: {report.describe_choice()}")
         logger.info("Probe tokens per language: %s.", ", ".join(f"{lang} {n}" for lang, n in report.tokens.items()))
         if output_dir is not None:

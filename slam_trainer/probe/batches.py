@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from slam_trainer.errors import DataError
 from slam_trainer.probe.parallel import ParallelTexts
 
 
@@ -76,7 +77,7 @@ def tokenize_parallel(tokenizer, parallel: ParallelTexts, *, max_length: int) ->
     if over_length:
         counts = ", ".join(f"{lang} {n}" for lang, n in sorted(over_length.items(), key=lambda kv: -kv[1]))
         if not keep:
-            raise ValueError(
+            raise DataError(
                 f"Every probe item is longer than `max_length`={max_length} tokens in some language ({counts}); "
                 "raise `max_length`."
             )
@@ -94,7 +95,7 @@ def tokenize_parallel(tokenizer, parallel: ParallelTexts, *, max_length: int) ->
     )
     for lang, rows in tokenized.special.items():
         if not any(s == 0 for row in rows for s in row):
-            raise ValueError(f"Language {lang!r} has no token to count: its texts tokenise to special tokens only.")
+            raise DataError(f"Language {lang!r} has no token to count: its texts tokenise to special tokens only.")
     return tokenized
 
 

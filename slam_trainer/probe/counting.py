@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slam_trainer.architectures import SHARED_EXPERT_NAMES, get_architecture_map
+from slam_trainer.errors import ModelError
 from slam_trainer.probe.activation import check_sign_preserving
 from slam_trainer.probe.batches import ProbeBatch
 
@@ -76,7 +77,7 @@ class _ExpertBank:
     def __init__(self, experts: nn.Module, layer: int):
         weight = getattr(experts, "gate_up_proj", None)
         if not isinstance(weight, torch.Tensor) or weight.dim() != 3 or not getattr(experts, "has_gate", True):
-            raise ValueError(
+            raise ModelError(
                 f"The probe cannot read the experts of layer {layer} ({type(experts).__name__}): it supports MoE "
                 "expert banks with a 3-D `gate_up_proj` (Mixtral, Qwen2-MoE, Qwen3-MoE in transformers 5)."
             )
@@ -113,13 +114,13 @@ class ActivationCounter:
         seen = set()
         for layer in self.layers:
             if layer.activation is None:
-                raise ValueError(
+                raise ModelError(
                     f"Layer {layer.index} ({layer.container}) has no activation module (`act_fn`/`act`) for the "
                     "probe to hook; choose `slam_layers` by hand for this architecture."
                 )
             module = self.model.get_submodule(layer.activation)
             if id(module) in seen:
-                raise ValueError(f"`{layer.activation}` is shared with another layer; the probe needs one per layer.")
+                raise ModelError(f"`{layer.activation}` is shared with another layer; the probe needs one per layer.")
             seen.add(id(module))
             check_sign_preserving(module, layer.activation)
             if layer.kind == "moe":

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from slam_trainer.data.loaders import check_unique_rows, load_jsonl_rows
+from slam_trainer.errors import ConfigError, DataError
 
 
 TEXT_COLUMNS = ("text", "question")
@@ -46,18 +47,18 @@ def _read_rows(path: str) -> list | dict:
     if path.endswith(".json"):
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    raise ValueError(f"Probe data file {path!r}: expected a .jsonl or .json file.")
+    raise DataError(f"Probe data file {path!r}: expected a .jsonl or .json file.")
 
 
 def _from_rows(rows: list[Mapping], text_column: str | None) -> dict[str, dict]:
     if not rows:
-        raise ValueError("The probe data has no rows; it needs parallel texts in at least two languages.")
+        raise DataError("The probe data has no rows; it needs parallel texts in at least two languages.")
     columns = set(rows[0])
     if text_column is None:
         text_column = next((c for c in TEXT_COLUMNS if c in columns), None)
     missing = [c for c in ("id", "lang") if c not in columns]
     if text_column not in columns or missing:
-        raise ValueError(
+        raise DataError(
             f"The probe data rows have columns {sorted(columns)}; they need `id`, `lang` and a text column "
             f"({' or '.join(TEXT_COLUMNS)}, or name it with `text_column`)."
         )
@@ -106,7 +107,7 @@ def load_parallel_texts(data, *, languages=None, text_column: str | None = None)
     elif isinstance(data, Mapping):
         lengths = {lang: len(texts) for lang, texts in data.items()}
         if len(set(lengths.values())) > 1:
-            raise ValueError(
+            raise DataError(
                 f"`texts_by_lang` lists are aligned by position but have different lengths {lengths}; give every "
                 "language the same items, or pass `{lang: {id: text}}` / rows with an `id` column to align by id."
             )
@@ -117,17 +118,17 @@ def load_parallel_texts(data, *, languages=None, text_column: str | None = None)
     if languages is not None:
         absent = [lang for lang in languages if lang not in parallel.texts]
         if absent:
-            raise ValueError(f"`languages` asks for {absent}, but the probe data has only {parallel.languages}.")
+            raise ConfigError(f"`languages` asks for {absent}, but the probe data has only {parallel.languages}.")
         parallel.texts = {lang: parallel.texts[lang] for lang in languages}
     if len(parallel.texts) < 2:
-        raise ValueError(
+        raise DataError(
             f"The probe needs parallel texts in at least two languages to compare them; got {parallel.languages}."
         )
     if not parallel.ids:
-        raise ValueError(f"The probe data has no item present in every language of {parallel.languages}.")
+        raise DataError(f"The probe data has no item present in every language of {parallel.languages}.")
     for lang, texts in parallel.texts.items():
         if not all(isinstance(text, str) for text in texts):
-            raise ValueError(f"Probe texts of language {lang!r} must be strings.")
+            raise DataError(f"Probe texts of language {lang!r} must be strings.")
         if not any(text.strip() for text in texts):
-            raise ValueError(f"Every probe text of language {lang!r} is empty; give it real text or leave it out.")
+            raise DataError(f"Every probe text of language {lang!r} is empty; give it real text or leave it out.")
     return parallel

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.probe.settings import SCORES
 
 
@@ -50,7 +51,7 @@ def lape(probs: list[torch.Tensor], *, top_rate: float = 0.01, activation_bar_ra
     entropy[(all_probs > bar).sum(-1) == 0] = torch.inf
     k = round(all_probs.shape[0] * top_rate)
     if k < 1:
-        raise ValueError(
+        raise ConfigError(
             f"`top_rate`={top_rate} selects no neuron out of {all_probs.shape[0]}; raise it to at least "
             f"{1 / all_probs.shape[0]:.2g}."
         )
@@ -113,7 +114,7 @@ def layer_score(
 ) -> torch.Tensor:
     """One score per layer, computing only what `score` needs (the bootstrap calls it once per resample)."""
     if score not in SCORES:
-        raise ValueError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
+        raise ConfigError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
     if score == "lape":
         return lape(probs, top_rate=top_rate, activation_bar_ratio=activation_bar_ratio)["lape"]
     if active_threshold is None:

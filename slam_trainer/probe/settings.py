@@ -6,6 +6,8 @@ Light on purpose (no torch import): the command line checks its flags here befor
 
 from __future__ import annotations
 
+from slam_trainer.errors import ConfigError
+
 
 SCORES = ("lape", "overlap", "activated_msd", "overlap_msd")
 
@@ -36,7 +38,7 @@ STABLE_FREQUENCY = 0.8
 
 def _positive_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
 def check_probe_settings(
@@ -57,17 +59,17 @@ def check_probe_settings(
     """
     _positive_int("num_layers", num_layers)
     if score not in SCORES:
-        raise ValueError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
+        raise ConfigError(f"`score` is {score!r}; choose one of {', '.join(SCORES)}.")
     if region not in REGIONS:
-        raise ValueError(f"`region` is {region!r}; choose one of {', '.join(REGIONS)}.")
+        raise ConfigError(f"`region` is {region!r}; choose one of {', '.join(REGIONS)}.")
     if isinstance(top_rate, bool) or not isinstance(top_rate, (int, float)) or not 0 < top_rate <= 1:
-        raise ValueError(f"`top_rate` must be in (0, 1], got {top_rate!r}.")
+        raise ConfigError(f"`top_rate` must be in (0, 1], got {top_rate!r}.")
     if (
         isinstance(activation_bar_ratio, bool)
         or not isinstance(activation_bar_ratio, (int, float))
         or not 0 < activation_bar_ratio < 1
     ):
-        raise ValueError(f"`activation_bar_ratio` must be in (0, 1), got {activation_bar_ratio!r}.")
+        raise ConfigError(f"`activation_bar_ratio` must be in (0, 1), got {activation_bar_ratio!r}.")
     _positive_int("batch_size", batch_size)
     _positive_int("max_length", max_length)
     _positive_int("resamples", resamples, minimum=0)
@@ -77,5 +79,5 @@ def region_layers(total: int, region: str) -> list[int]:
     """The layers `region` lets the probe choose: all, or the lower half `0 .. ceil(total / 2) - 1` (the middle
     layer of an odd count included)."""
     if region not in REGIONS:
-        raise ValueError(f"`region` is {region!r}; choose one of {', '.join(REGIONS)}.")
+        raise ConfigError(f"`region` is {region!r}; choose one of {', '.join(REGIONS)}.")
     return list(range((total + 1) // 2)) if region == "lower_half" else list(range(total))

@@ -12,6 +12,7 @@ Shipped inside slam-trainer and loaded offline from its path:
 import datasets
 import evaluate
 
+from slam_trainer.errors import ConfigError
 from slam_trainer.evaluation.scoring import score_records
 
 
@@ -50,9 +51,9 @@ class MultilingualMathAccuracy(evaluate.Metric):
         if isinstance(languages, str):
             languages = [languages] * len(predictions)
         if len(languages) != len(predictions):
-            raise ValueError(f"`languages` has {len(languages)} entries for {len(predictions)} predictions.")
+            raise ConfigError(f"`languages` has {len(languages)} entries for {len(predictions)} predictions.")
         if num_tokens is not None and len(num_tokens) != len(predictions):
-            raise ValueError(f"`num_tokens` has {len(num_tokens)} entries for {len(predictions)} predictions.")
+            raise ConfigError(f"`num_tokens` has {len(num_tokens)} entries for {len(predictions)} predictions.")
         records = [
             {"output": output, "answer": gold, "lang": lang, "num_tokens": None if num_tokens is None else count}
             for output, gold, lang, count in zip(
