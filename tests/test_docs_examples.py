@@ -136,6 +136,11 @@ SPECS = {
         append=("--max_new_tokens 8", "generation kept short (600 new tokens by default)"),
         context="eval_files",
     ),
+    ("README.md", "from slam_trainer.loading import load_model_and_tokenizer"): Spec(
+        run=False,
+        reason="not yet run here (added by the one-way work after this test was written): a 7B model and an "
+        "adapter and delta from other examples; each kind of name is loaded in tests/test_loading.py",
+    ),
     ("docs/l2.md", "SLAM: training up+down of layers [0, 1] of LlamaForCausalLM"): Spec(
         run=False, reason="printed output shown in the text, not code"
     ),
