@@ -136,11 +136,7 @@ SPECS = {
         append=("--max_new_tokens 8", "generation kept short (600 new tokens by default)"),
         context="eval_files",
     ),
-    ("README.md", "from slam_trainer.loading import load_model_and_tokenizer"): Spec(
-        run=False,
-        reason="not yet run here (added by the one-way work after this test was written): a 7B model and an "
-        "adapter and delta from other examples; each kind of name is loaded in tests/test_loading.py",
-    ),
+    ("README.md", "from slam_trainer.loading import load_model_and_tokenizer"): Spec(slow=True),
     ("docs/l2.md", "SLAM: training up+down of layers [0, 1] of LlamaForCausalLM"): Spec(
         run=False, reason="printed output shown in the text, not code"
     ),
@@ -149,10 +145,15 @@ SPECS = {
         reason="8 GPUs; the same launch with fsdp2.yaml runs on 2 CPU ranks in tests/test_real_models.py "
         "(marked distributed)",
     ),
-    ("docs/slam.md", "model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.bfloat16)"): Spec(
-        run=False,
-        reason="not yet run here: a fragment of the precision section (a bf16 model trained with bf16=True), added "
-        "by the precision work after this test was written; its behaviour is tested in tests/test_precision.py",
+    ("docs/slam.md", "import torch"): Spec(
+        subs=(
+            (
+                'SelectiveFFNConfig(output_dir="out", ',
+                'SelectiveFFNConfig(output_dir="out", use_cpu=True, report_to="none", ',
+                "no GPU here (the block's own bf16=True is CPU autocast)",
+            ),
+        ),
+        slow=True,
     ),
     ("docs/evaluation.md", "import evaluate"): Spec(
         subs=(
