@@ -147,7 +147,7 @@ def test_bad_arguments_are_clear_errors(tokenizer, kwargs, message):
 
 
 def test_multi_token_tag_is_an_error_that_says_how_to_fix_it():
-    with pytest.raises(ValueError, match="add_special_tokens"):
+    with pytest.raises(ValueError, match="add_language_tokens"):
         LanguageSwitchLogitsProcessor(build_tiny_tokenizer(), LANGS)
 
 

@@ -13,9 +13,10 @@ token is among the k most likely) — but not the formula. This module is our re
    when the row has no tag yet), `"weighted"` (a draw from `weights`).
 
 Tags are the `slam_trainer.l2.tags` format (`<|zh|>` by default) and must each be ONE token of the tokenizer: add them
-with `tokenizer.add_special_tokens({"additional_special_tokens": tags})` and `model.resize_token_embeddings(
-len(tokenizer))` (training with `L2DataCollator` needs the same). A tag that splits into several tokens is an error,
-because shifting only its first token would also shift every text that starts with that token.
+with `slam_trainer.add_language_tokens(model, tokenizer, languages)` (training with `L2DataCollator` needs the same),
+which starts each new row at its language's name; plain mean-resized rows on a tied model do not learn. A tag that
+splits into several tokens is an error, because shifting only its first token would also shift every text that starts
+with that token.
 
 State is derived from `input_ids` on every call, so it survives beam reordering, and each row of a batch (or each
 beam) is decided on its own. `row_shifts` counts, per row, the steps at which a tag logit was shifted (reset it to
@@ -123,8 +124,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
             if len(ids) != 1:
                 raise ConfigError(
                     f"The language tag {tag!r} is {len(ids)} tokens for this tokenizer; it must be one. Add the tags "
-                    "with `tokenizer.add_special_tokens({'additional_special_tokens': tags})` and "
-                    "`model.resize_token_embeddings(len(tokenizer))`."
+                    "with `slam_trainer.add_language_tokens(model, tokenizer, languages)` and train their rows."
                 )
             tag_ids.append(ids[0])
         self.tag_ids = torch.tensor(tag_ids)
@@ -190,8 +190,9 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
         if int(self.tag_ids.max()) >= scores.shape[-1]:
             raise ModelError(
                 f"The scores cover {scores.shape[-1]} token ids but the language tags are ids up to "
-                f"{int(self.tag_ids.max())}: the model was not resized for the tags. Call "
-                "`model.resize_token_embeddings(len(tokenizer))` (and train the new rows) before generating."
+                f"{int(self.tag_ids.max())}: the model was not resized for the tags. Add them "
+                "with `slam_trainer.add_language_tokens(model, tokenizer, languages)` (and train their rows) before "
+                "generating."
             )
         device = scores.device
         tag_ids, _, newline = self._buffers(device, scores.shape[-1])
