@@ -288,7 +288,7 @@ def _build_runs(settings: EvalSettings, intervention, inputs: _Inputs, skip_base
             raise ModelError(
                 f"The language tags are token ids up to {int(processor.tag_ids.max())} but the model has "
                 f"{inputs.config.vocab_size} embedding rows: the tags were added to the tokenizer and the model was "
-                "not resized. Add them with `slam_trainer.add_language_tokens(model, tokenizer, languages)` (and "
+                "not resized. Add them with `slam_trainer.add_language_tokens(tokenizer, model, languages)` (and "
                 "train their rows) before saving."
             )
         runs.append(("switch", LogitsProcessorList([processor])))

@@ -13,7 +13,7 @@ token is among the k most likely) — but not the formula. This module is our re
    when the row has no tag yet), `"weighted"` (a draw from `weights`).
 
 Tags are the `slam_trainer.l2.tags` format (`<|zh|>` by default) and must each be ONE token of the tokenizer: add them
-with `slam_trainer.add_language_tokens(model, tokenizer, languages)` (training with `L2DataCollator` needs the same),
+with `slam_trainer.add_language_tokens(tokenizer, model, languages)` (training with `L2DataCollator` needs the same),
 which starts each new row at its language's name; plain mean-resized rows on a tied model do not learn. A tag that
 splits into several tokens is an error, because shifting only its first token would also shift every text that starts
 with that token.
@@ -124,7 +124,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
             if len(ids) != 1:
                 raise ConfigError(
                     f"The language tag {tag!r} is {len(ids)} tokens for this tokenizer; it must be one. Add the tags "
-                    "with `slam_trainer.add_language_tokens(model, tokenizer, languages)` and train their rows."
+                    "with `slam_trainer.add_language_tokens(tokenizer, model, languages)` and train their rows."
                 )
             tag_ids.append(ids[0])
         self.tag_ids = torch.tensor(tag_ids)
@@ -191,7 +191,7 @@ class LanguageSwitchLogitsProcessor(LogitsProcessor):
             raise ModelError(
                 f"The scores cover {scores.shape[-1]} token ids but the language tags are ids up to "
                 f"{int(self.tag_ids.max())}: the model was not resized for the tags. Add them "
-                "with `slam_trainer.add_language_tokens(model, tokenizer, languages)` (and train their rows) before "
+                "with `slam_trainer.add_language_tokens(tokenizer, model, languages)` (and train their rows) before "
                 "generating."
             )
         device = scores.device
