@@ -305,7 +305,8 @@ def save_ffn_delta(
     Parameters:
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
-            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call this.
+            trainer, whose `slam_freeze_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call
+            this.
         path (`str` or `os.PathLike`):
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
@@ -317,8 +318,8 @@ def save_ffn_delta(
     Returns:
         `DeltaMetadata`: what was written to `slam_delta.json`.
     """
-    report = getattr(model_or_trainer, "slam_report", None)
-    model = model_or_trainer.model if hasattr(model_or_trainer, "slam_report") else model_or_trainer
+    report = getattr(model_or_trainer, "slam_freeze_report", None)
+    model = model_or_trainer.model if hasattr(model_or_trainer, "slam_freeze_report") else model_or_trainer
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"`model_or_trainer` must be a model or a `SelectiveFFNTrainer`, got {type(model_or_trainer).__name__}."
