@@ -236,8 +236,8 @@ def base_fingerprint(model: nn.Module, delta_names, tag_ids=()) -> str:
         if name in tagged:
             shape[0] -= sum(index < shape[0] for index in tag_ids)
         digest.update(f"{name}:{shape};".encode())
-    amap = get_architecture_map(model)
-    layer_prefixes = (f"{amap.layers_path}.0.", f"{amap.layers_path}.{amap.num_layers - 1}.")
+    architecture = get_architecture_map(model)
+    layer_prefixes = (f"{architecture.layers_path}.0.", f"{architecture.layers_path}.{architecture.num_layers - 1}.")
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
     hashed = [
         name
