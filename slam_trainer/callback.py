@@ -98,8 +98,8 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
             half-precision model then needs the Trainer's `bf16=True`; a combination that cannot run fails here,
             when the Trainer is built.
         print_report (`bool`, *optional*, defaults to `True`):
-            Print what trains (the layers, tensors and trainable share; `callback.report`) on the main process when
-            the trainer is built. Printed rather than logged, since a script shows no INFO logs.
+            Print what trains (the layers, tensors and trainable share; `callback.slam_freeze_report`) on the main
+            process when the trainer is built. Printed rather than logged, since a script shows no INFO logs.
 
     Example:
         ```python
@@ -125,10 +125,10 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         self.allow_large_extra = allow_large_extra
         self.trainable_dtype = check_trainable_dtype(trainable_dtype, "trainable_dtype")
         self.print_report = print_report
-        self.report: FreezeReport | None = None
+        self.slam_freeze_report: FreezeReport | None = None
 
     def state(self) -> dict:
-        report = self.report.to_dict() if self.report is not None else {}
+        report = self.slam_freeze_report.to_dict() if self.slam_freeze_report is not None else {}
         return {
             "args": {
                 "layers": self.layers,
@@ -168,21 +168,21 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
         apply_precision_policy(model, plan.to_train, self.trainable_dtype, args)
         apply_freeze(model, plan)
         apply_precision_policy(model, installed_tag_rows(model), self.trainable_dtype, args)  # made by apply_freeze
-        self.report = plan.report
+        self.slam_freeze_report = plan.report
         if args.activation_checkpointing:
             make_inputs_require_grad(model)
         if state.is_world_process_zero and self.print_report:  # printed: a script shows no INFO logs
-            print(self.report)
+            print(self.slam_freeze_report)
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
-        if self.report is None:
-            self.report = self._adopt_freezing(model)
-        if set(installed_tag_rows(model)) != set(self.report.tag_rows):
+        if self.slam_freeze_report is None:
+            self.slam_freeze_report = self._adopt_freezing(model)
+        if set(installed_tag_rows(model)) != set(self.slam_freeze_report.tag_rows):
             raise ConfigError(
                 "The L² tag rows were merged into the embeddings when the previous `train()` ended, so this one would "
                 "not train them; build a new trainer (resume with `resume_from_checkpoint` to continue a run)."
             )
-        check_resumed_layers(checkpoint_trained_layers(state.stateful_callbacks), self.report.layers)
+        check_resumed_layers(checkpoint_trained_layers(state.stateful_callbacks), self.slam_freeze_report.layers)
         if optimizer is None:
             return
         groups = optimizer_param_groups(optimizer)
@@ -197,12 +197,11 @@ class SelectiveFFNCallback(TrainerCallback, ExportableState):
                 "probably built before the freezing; pass SelectiveFFNCallback in `callbacks=` of the trainer's "
                 "constructor (not `add_callback` after a custom optimizer was created)."
             )
-        masked = {id(param) for name, param in model.named_parameters() if name in self.report.masked_names}
+        masked_names = self.slam_freeze_report.masked_names
+        masked = {id(param) for name, param in model.named_parameters() if name in masked_names}
         for params, group in groups:
             if masked & {id(param) for param in params}:
-                _refuse_weight_decay(
-                    self.report.masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)"
-                )
+                _refuse_weight_decay(masked_names, group.get("weight_decay", 0.0), " (a param group of the optimizer)")
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         check_tag_logits_used(model)

@@ -236,8 +236,8 @@ def base_fingerprint(model: nn.Module, delta_names, tag_ids=()) -> str:
         if name in tagged:
             shape[0] -= sum(index < shape[0] for index in tag_ids)
         digest.update(f"{name}:{shape};".encode())
-    amap = get_architecture_map(model)
-    layer_prefixes = (f"{amap.layers_path}.0.", f"{amap.layers_path}.{amap.num_layers - 1}.")
+    architecture = get_architecture_map(model)
+    layer_prefixes = (f"{architecture.layers_path}.0.", f"{architecture.layers_path}.{architecture.num_layers - 1}.")
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
     hashed = [
         name
@@ -305,7 +305,8 @@ def save_ffn_delta(
     Parameters:
         model_or_trainer (`PreTrainedModel` or `SelectiveFFNTrainer`):
             A model whose frozen parameters have `requires_grad=False` (as `freeze_except_ffn` leaves them), or a
-            trainer, whose `slam_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call this.
+            trainer, whose `slam_freeze_report` names the trained tensors. Under ZeRO-3 and FSDP2 every rank must call
+            this.
         path (`str` or `os.PathLike`):
             Output directory; created if needed. Only the main process writes, atomically (see the module docstring).
         base_model (`str`, *optional*):
@@ -317,8 +318,8 @@ def save_ffn_delta(
     Returns:
         `DeltaMetadata`: what was written to `slam_delta.json`.
     """
-    report = getattr(model_or_trainer, "slam_report", None)
-    model = model_or_trainer.model if hasattr(model_or_trainer, "slam_report") else model_or_trainer
+    report = getattr(model_or_trainer, "slam_freeze_report", None)
+    model = model_or_trainer.model if hasattr(model_or_trainer, "slam_freeze_report") else model_or_trainer
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"`model_or_trainer` must be a model or a `SelectiveFFNTrainer`, got {type(model_or_trainer).__name__}."

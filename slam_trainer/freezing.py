@@ -169,18 +169,18 @@ def plan_freeze(
     allow_large_extra: bool = False,
 ) -> FreezePlan:
     """What `freeze_except_ffn` (same arguments) would train, without changing the model."""
-    amap = get_architecture_map(model, modules)
-    chosen_layers = amap.resolve_layers(layers)
-    roles = amap.resolve_roles(projections)
-    chosen = amap.tensors(chosen_layers, roles)
+    architecture = get_architecture_map(model, modules)
+    chosen_layers = architecture.resolve_layers(layers)
+    roles = architecture.resolve_roles(projections)
+    chosen = architecture.tensors(chosen_layers, roles)
     is_peft = any(hasattr(module, "get_base_layer") for module in model.modules())
     if is_peft:
         _refuse_inference_peft(model)
-        to_train, trainable, roles = _adapter_selection(model, chosen, roles, amap.model_class)
+        to_train, trainable, roles = _adapter_selection(model, chosen, roles, architecture.model_class)
         masks = {}
     else:
         to_train, trainable, masks = _tensor_selection(model, chosen)
-    layer_of = {layer.prefix: layer.index for layer in amap.layers}
+    layer_of = {layer.prefix: layer.index for layer in architecture.layers}
     names_by_layer: dict[int, list[str]] = {index: [] for index in chosen_layers}
     for name in to_train:
         names_by_layer[_layer_index(name, layer_of)].append(name)
@@ -192,7 +192,7 @@ def plan_freeze(
         extra_names += [n for n, p in params.items() if p.requires_grad and any(k in n for k in PEFT_OWN_TRAINABLE)]
     if extra:
         extra_names += resolve_extra(
-            model, extra, amap.layers_path, exclude=to_train, budget=trainable, allow_large=allow_large_extra
+            model, extra, architecture.layers_path, exclude=to_train, budget=trainable, allow_large=allow_large_extra
         )
     extra_names = list(dict.fromkeys(n for n in extra_names if n not in to_train))
     for name in extra_names:
@@ -202,7 +202,7 @@ def plan_freeze(
     trainable += tag_row_count(model, tag_rows)
 
     report = FreezeReport(
-        model_class=amap.model_class,
+        model_class=architecture.model_class,
         layers=chosen_layers,
         projections=roles,
         trainable_params=trainable,

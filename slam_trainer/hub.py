@@ -65,7 +65,7 @@ def trained_section(report, layers_chosen_automatically: bool) -> str:
 def card_section(trainer, dataset_name=None) -> str:
     """The SLAM part of a card: method, what trained, how the layers were chosen, datasets."""
     automatic = trainer.slam_layer_report is not None
-    lines = [trained_section(trainer.slam_report, automatic), f"- Method: {method_line(trainer)}"]
+    lines = [trained_section(trainer.slam_freeze_report, automatic), f"- Method: {method_line(trainer)}"]
     if dataset_name is not None:
         lines.append(f"- Datasets: {', '.join(_datasets(dataset_name))}")
     if trainer.slam_layer_report is not None:

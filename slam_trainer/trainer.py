@@ -34,7 +34,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     A model given by name is loaded here, as `SFTTrainer` would load it (`args.model_init_kwargs`, the seed, the
     processing class), because auto mode and LoRA targeting need its modules before `SFTTrainer.__init__`.
 
-    After construction, `trainer.slam_report` (a `FreezeReport`) says what trains; the model card and
+    After construction, `trainer.slam_freeze_report` (a `FreezeReport`) says what trains; the model card and
     `trainer_state.json` record the layers and the trainable share.
     """
 
@@ -101,7 +101,7 @@ class SelectiveFFNTrainer(SFTTrainer):
             formatting_func=formatting_func,
         )
         self.args.model_init_kwargs = model_init_kwargs
-        self.slam_report = self.slam_callback.report
+        self.slam_freeze_report = self.slam_callback.slam_freeze_report
         self._slam_logged = False
 
     @staticmethod
@@ -188,7 +188,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         state_file = os.path.join(checkpoint, "trainer_state.json") if isinstance(checkpoint, str) else None
         if state_file is not None and os.path.isfile(state_file):
             stored = checkpoint_trained_layers(TrainerState.load_from_json(state_file).stateful_callbacks)
-            check_resumed_layers(stored, self.slam_report.layers)
+            check_resumed_layers(stored, self.slam_freeze_report.layers)
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -201,11 +201,11 @@ class SelectiveFFNTrainer(SFTTrainer):
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the SLAM summary (trained layers' count and share) to the first log record."""
-        if not self._slam_logged and self.slam_report is not None:
+        if not self._slam_logged and self.slam_freeze_report is not None:
             logs = {
                 **logs,
-                "slam/trainable_params": self.slam_report.trainable_params,
-                "slam/trainable_share": round(self.slam_report.share, 6),
+                "slam/trainable_params": self.slam_freeze_report.trainable_params,
+                "slam/trainable_share": round(self.slam_freeze_report.share, 6),
             }
             self._slam_logged = True
         super().log(logs, *args, **kwargs)
@@ -213,7 +213,7 @@ class SelectiveFFNTrainer(SFTTrainer):
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's card, plus a section saying which layers and projections SLAM trained, how, and on what."""
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
-        if not self.is_world_process_zero() or self.slam_report is None:
+        if not self.is_world_process_zero() or self.slam_freeze_report is None:
             return
         path = os.path.join(self.args.output_dir, "README.md")
         with open(path, "a", encoding="utf-8") as card:

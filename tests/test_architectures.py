@@ -23,13 +23,13 @@ MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss"}
 @pytest.mark.parametrize("architecture", TINY_ARCHITECTURES + UNPROBED_ARCHITECTURES)
 def test_every_layer_is_mapped_with_its_roles(architecture):
     model = build_tiny_model(architecture)
-    amap = get_architecture_map(model)
+    arch_map = get_architecture_map(model)
     params = dict(model.named_parameters())
-    assert amap.num_layers == model.config.num_hidden_layers
+    assert arch_map.num_layers == model.config.num_hidden_layers
     expected_roles = {"up", "down"} | ({"gate"} if architecture in GATED | MOE else set())
     expected_roles |= {"router"} if architecture in MOE else set()
-    assert amap.roles() == expected_roles
-    for layer in amap.layers:
+    assert arch_map.roles() == expected_roles
+    for layer in arch_map.layers:
         assert layer.kind == ("moe" if architecture in MOE else "gated" if architecture in GATED else "plain")
         for tensor in layer.tensors:
             assert tensor.name in params, tensor.name
@@ -87,8 +87,8 @@ def test_peft_wrapped_model_maps_to_the_base_layers():
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(build_tiny_model("llama"), LoraConfig(r=2, target_modules=["up_proj", "down_proj"]))
-    amap = get_architecture_map(model)
-    names = {t.name for t in amap.tensors([0], ["up"])}
+    architecture = get_architecture_map(model)
+    names = {t.name for t in architecture.tensors([0], ["up"])}
     assert names == {"base_model.model.model.layers.0.mlp.up_proj.base_layer.weight"}
 
 
@@ -165,8 +165,8 @@ def test_unmappable_architecture_names_the_class_and_the_way_out():
     with pytest.raises(UnsupportedArchitectureError, match=r"_OddModel.*modules=") as error:
         get_architecture_map(model)
     assert "widen" in str(error.value)  # the message lists what the layer does have
-    amap = get_architecture_map(model, modules={"up": "widen", "down": "narrow"})
-    assert [t.name for t in amap.tensors([1], ["up"])] == ["blocks.1.widen.weight", "blocks.1.widen.bias"]
+    architecture = get_architecture_map(model, modules={"up": "widen", "down": "narrow"})
+    assert [t.name for t in architecture.tensors([1], ["up"])] == ["blocks.1.widen.weight", "blocks.1.widen.bias"]
 
 
 def test_explicit_module_that_does_not_exist_is_named():

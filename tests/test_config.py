@@ -58,7 +58,7 @@ def test_a_loose_extra_pattern_trains_only_when_allowed(tokenizer, arithmetic_da
 
     with pytest.raises(ValueError, match="more than the chosen FFN tensors themselves"):
         make()
-    report = make(slam_allow_large_extra=True).slam_report
+    report = make(slam_allow_large_extra=True).slam_freeze_report
     assert {n for n in report.trainable_names if ".mlp." in n} == {
         f"model.layers.{i}.mlp.{p}_proj.weight" for i in range(4) for p in ("gate", "up", "down")
     }

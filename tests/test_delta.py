@@ -47,7 +47,7 @@ def trained(tmp_path_factory, tokenizer, arithmetic_dataset, make_cpu_config):
 def test_delta_round_trips_exactly_and_holds_only_trained_tensors(trained):
     root, trainer = trained
     metadata = save_ffn_delta(trainer, str(root / "delta"))
-    assert set(metadata.tensors) == set(trainer.slam_report.trainable_names)
+    assert set(metadata.tensors) == set(trainer.slam_freeze_report.trainable_names)
     assert metadata.layers == [0, 3] and metadata.projections == ["up", "down"]
     assert metadata.base_model == str(root / "base")
     rebuilt = load_ffn_delta(AutoModelForCausalLM.from_pretrained(root / "base"), str(root / "delta"))

@@ -397,7 +397,7 @@ def _cpu_kwargs() -> dict:
 
 def check_drop_in(namespace, workdir):
     trainer = namespace["trainer"]
-    assert trainer.slam_layer_report is not None and len(trainer.slam_report.layers) == 6
+    assert trainer.slam_layer_report is not None and len(trainer.slam_freeze_report.layers) == 6
     assert (workdir / "out" / "language_layers.json").is_file()
 
 

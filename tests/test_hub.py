@@ -68,7 +68,7 @@ def test_delta_push_uploads_the_delta_tokenizer_and_card(hub_commits, cpu_args, 
     assert card.data.datasets == ["org/arithmetic"]
     assert {"slam", "trl", "sft"} <= set(card.data.tags)
     assert "Trained layers (given): [0, 3]" in card.text and "Method: SLAM" in card.text
-    assert f"({100 * trainer.slam_report.share:.2f}%)" in card.text
+    assert f"({100 * trainer.slam_freeze_report.share:.2f}%)" in card.text
     # The card's loading lines, pointed at the local folders, rebuild the trained model.
     code = card.text.split("```python\n")[1].split("```")[0]
     assert len(code.strip().splitlines()) == 3

@@ -25,10 +25,10 @@ def dataset():
     return synthetic_parallel_dataset(24, languages=LANGS, seed=3)
 
 
-def _expected_completion(example, plan, separator="\n"):
+def _expected_completion(example, draw, separator="\n"):
     """The completion text of the collator's draw, written out independently from the raw example (no EOS)."""
     parts, previous = [], None
-    for index, lang in enumerate(plan.step_languages):
+    for index, lang in enumerate(draw.step_languages):
         if index:
             parts.append(separator)
         if lang != previous:
@@ -38,14 +38,14 @@ def _expected_completion(example, plan, separator="\n"):
     return "".join(parts)
 
 
-def _expected_sequence(tokenizer, example, plan):
+def _expected_sequence(tokenizer, example, draw):
     """The prompt and completion text of the collator's draw (chat-template prompt, completion with EOS)."""
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": example["question"][plan.question_language]}],
+        [{"role": "user", "content": example["question"][draw.question_language]}],
         tokenize=False,
         add_generation_prompt=True,
     )
-    return prompt, _expected_completion(example, plan) + tokenizer.eos_token
+    return prompt, _expected_completion(example, draw) + tokenizer.eos_token
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
@@ -59,8 +59,8 @@ def test_labels_mask_exactly_prompt_and_padding_and_every_step_appears_once(toke
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
     assert batch["input_ids"].shape[1] % 16 == 0
     for row, (raw, feature) in enumerate(zip(dataset.select(range(8)), features)):
-        plan = collator.plan(feature, len(raw["steps"]["en"]))
-        prompt, completion = _expected_sequence(tokenizer, raw, plan)
+        draw = collator.draw_languages(feature, len(raw["steps"]["en"]))
+        prompt, completion = _expected_sequence(tokenizer, raw, draw)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
         ids, mask, labels = (batch[k][row].tolist() for k in ("input_ids", "attention_mask", "labels"))
@@ -71,9 +71,9 @@ def test_labels_mask_exactly_prompt_and_padding_and_every_step_appears_once(toke
         assert [labels[i] for i in real] == [-100] * len(prompt_ids) + completion_ids
         assert all(labels[i] == -100 and ids[i] == tokenizer.pad_token_id for i in range(len(ids)) if not mask[i])
         text = tokenizer.decode(completion_ids)
-        for index, lang in enumerate(plan.step_languages):
+        for index, lang in enumerate(draw.step_languages):
             assert text.count(raw["steps"][lang][index]) == 1
-        assert text.count("<|") == 1 + sum(a != b for a, b in zip(plan.step_languages, plan.step_languages[1:]))
+        assert text.count("<|") == 1 + sum(a != b for a, b in zip(draw.step_languages, draw.step_languages[1:]))
 
 
 def test_mixed_mode_matches_switch_rate_and_language_weights(tokenizer):
@@ -84,7 +84,7 @@ def test_mixed_mode_matches_switch_rate_and_language_weights(tokenizer):
     steps = Counter()
     switches = boundaries = 0
     for example_id in range(6000):
-        languages = collator.plan({"id": example_id}, 6).step_languages
+        languages = collator.draw_languages({"id": example_id}, 6).step_languages
         steps.update(languages)
         switches += sum(a != b for a, b in zip(languages, languages[1:]))
         boundaries += len(languages) - 1
@@ -96,10 +96,10 @@ def test_mixed_mode_matches_switch_rate_and_language_weights(tokenizer):
 
 def test_full_and_both_modes_and_question_language(tokenizer):
     full = L2DataCollator(tokenizer, languages=LANGS, mode="full", question_language="random", seed=1)
-    plans = [full.plan({"id": i}, 5) for i in range(4000)]
-    assert all(len(set(p.step_languages)) == 1 for p in plans)
-    assert Counter(p.step_languages[0] for p in plans)["th"] / 4000 == pytest.approx(0.25, abs=0.03)
-    assert sum(p.question_language != p.step_languages[0] for p in plans) / 4000 == pytest.approx(0.75, abs=0.03)
+    draws = [full.draw_languages({"id": i}, 5) for i in range(4000)]
+    assert all(len(set(d.step_languages)) == 1 for d in draws)
+    assert Counter(d.step_languages[0] for d in draws)["th"] / 4000 == pytest.approx(0.25, abs=0.03)
+    assert sum(d.question_language != d.step_languages[0] for d in draws) / 4000 == pytest.approx(0.75, abs=0.03)
     both = L2DataCollator(
         tokenizer,
         languages=LANGS,
@@ -109,11 +109,11 @@ def test_full_and_both_modes_and_question_language(tokenizer):
         pivot_language="en",
         switch_probability=0.5,
     )
-    plans = [both.plan({"id": i}, 5) for i in range(4000)]
-    assert sum(p.kind == "mixed" for p in plans) / 4000 == pytest.approx(0.2, abs=0.03)
-    assert all(p.question_language == "en" for p in plans)
-    assert any(len(set(p.step_languages)) > 1 for p in plans if p.kind == "mixed")
-    assert all(len(set(p.step_languages)) == 1 for p in plans if p.kind == "full")
+    draws = [both.draw_languages({"id": i}, 5) for i in range(4000)]
+    assert sum(d.kind == "mixed" for d in draws) / 4000 == pytest.approx(0.2, abs=0.03)
+    assert all(d.question_language == "en" for d in draws)
+    assert any(len(set(d.step_languages)) > 1 for d in draws if d.kind == "mixed")
+    assert all(len(set(d.step_languages)) == 1 for d in draws if d.kind == "full")
 
 
 def test_same_seed_and_epoch_reproduce_the_batch_and_epochs_differ(tokenizer, dataset):
@@ -176,10 +176,10 @@ def test_special_token_tags_are_single_ids(dataset):
     assert set(ids.values()) & set(labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plan = collator.plan(dataset[0], len(dataset[0]["steps"]["en"]))
+        draw = collator.draw_languages(dataset[0], len(dataset[0]["steps"]["en"]))
     row = batch["labels"][0].tolist()
     assert sum(row.count(ids[lang]) for lang in LANGS) == 1 + sum(
-        a != b for a, b in zip(plan.step_languages, plan.step_languages[1:])
+        a != b for a, b in zip(draw.step_languages, draw.step_languages[1:])
     )
 
 
@@ -226,11 +226,11 @@ def test_the_completion_is_the_tokenization_of_the_joined_text(fixture, request,
             )
             batch = collator(raw)
             for row, example in enumerate(raw):
-                plan = collator.plan(example, len(example["steps"]["en"]))
-                completion = _expected_completion(example, plan, separator)
+                draw = collator.draw_languages(example, len(example["steps"]["en"]))
+                completion = _expected_completion(example, draw, separator)
                 joint = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
                 prompt = tokenizer(
-                    collator.prompt_template.format(question=example["question"][plan.question_language])
+                    collator.prompt_template.format(question=example["question"][draw.question_language])
                 )
                 mask = batch["attention_mask"][row] == 1
                 ids, labels = batch["input_ids"][row][mask].tolist(), batch["labels"][row][mask].tolist()
@@ -241,9 +241,9 @@ def test_the_completion_is_the_tokenization_of_the_joined_text(fixture, request,
                 assert labels == [-100] * len(prompt["input_ids"]) + joint
                 if special_tags:  # one tag id where each run of one language starts, and nowhere else
                     starts = [
-                        i == 0 or plan.step_languages[i - 1] != lang for i, lang in enumerate(plan.step_languages)
+                        i == 0 or draw.step_languages[i - 1] != lang for i, lang in enumerate(draw.step_languages)
                     ]
-                    expected_tags = [tag_ids[lang] for lang, start in zip(plan.step_languages, starts) if start]
+                    expected_tags = [tag_ids[lang] for lang, start in zip(draw.step_languages, starts) if start]
                     assert [i for i in labels if i in tag_ids.values()] == expected_tags
 
 

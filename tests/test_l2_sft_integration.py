@@ -72,5 +72,5 @@ def test_selective_trainer_sets_up_the_l2_collator_itself(cpu_args):
     assert any(isinstance(cb, L2EpochCallback) for cb in trainer.callback_handler.callbacks)
     trainer.train()
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
-    assert changed == set(trainer.slam_report.trainable_names)
+    assert changed == set(trainer.slam_freeze_report.trainable_names)
     assert {"model.embed_tokens.weight", "lm_head.weight"} <= changed

@@ -45,7 +45,7 @@ def test_bf16_model_trains_float32_ffn_tensors_and_keeps_frozen_ones_bitwise(
     args = cpu_args(bf16=True, slam_extra_trainable=["final_norm"])  # extra tensors follow the policy too
     trainer = SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
     trainer.train()
-    assert "model.norm.weight" in trainer.slam_report.extra_names
+    assert "model.norm.weight" in trainer.slam_freeze_report.extra_names
     assert_policy_held(model, before)
     assert all(p.dtype == torch.float32 for p in optimizer_parameters(trainer.optimizer))
     assert adam_state_dtypes(trainer.optimizer) == {torch.float32}

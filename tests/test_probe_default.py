@@ -111,4 +111,5 @@ def test_the_default_choice_on_smollm2s_training_questions_is_stable(smollm2_pat
     report = trainer.slam_layer_report
     assert report.settings["items"] == 200 and set(report.languages) == set(languages)
     assert report.stability["stable"], report.describe_choice()
-    assert report.chosen_layers == trainer.slam_report.layers == [1, 6, 7, 9, 12, 14]  # the evidence run's slam-auto
+    # the evidence run's slam-auto
+    assert report.chosen_layers == trainer.slam_freeze_report.layers == [1, 6, 7, 9, 12, 14]

@@ -76,7 +76,7 @@ def test_cli_and_auto_mode_choose_the_same_layers(shared_data, smollm2_path, ari
     trainer = SelectiveFFNTrainer(model=model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
     auto = trainer.slam_layer_report.to_dict()
 
-    assert auto["chosen_layers"] == cli["chosen_layers"] == trainer.slam_report.layers
+    assert auto["chosen_layers"] == cli["chosen_layers"] == trainer.slam_freeze_report.layers
     assert auto["region"] == cli["region"] == "lower_half" and max(cli["chosen_layers"]) < 15
     assert auto["scores"] == cli["scores"] and auto["stability"] == cli["stability"]
     assert cli["settings"]["items"] == 4 and cli["stability"]["units"] == 4

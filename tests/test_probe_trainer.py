@@ -18,7 +18,7 @@ def test_trainer_auto_mode_trains_the_identified_layer(tokenizer, arithmetic_dat
         model=ground_truth_model(tokenizer), args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer
     )
     # Layers 1 and 4 hold the language-specific neurons; auto mode looks in the lower half (0-2) by default.
-    assert trainer.slam_layer_report.chosen_layers == [1] == trainer.slam_report.layers
+    assert trainer.slam_layer_report.chosen_layers == [1] == trainer.slam_freeze_report.layers
     trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable and all(name.startswith("model.layers.1.mlp.") for name in trainable)
     assert json.loads((tmp_path / "out" / JSON_NAME).read_text())["chosen_layers"] == [1]
@@ -34,4 +34,4 @@ def test_trainer_auto_mode_trains_the_identified_layer(tokenizer, arithmetic_dat
         f"slam_layers='auto' on a model of {layers} layers: Chosen by `lape` among the lower half: [1]." in shown.out
     )
     assert str(tmp_path / "out" / JSON_NAME) in shown.out
-    assert str(trainer.slam_report) in shown.out and "SLAM: training up+down of layers [1]" in shown.out
+    assert str(trainer.slam_freeze_report) in shown.out and "SLAM: training up+down of layers [1]" in shown.out

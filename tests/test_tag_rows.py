@@ -62,7 +62,7 @@ def test_slam_trains_only_the_tag_rows_and_counts_them(tied, cpu_args, capsys):
     tokenizer, model, ids = tagged(tied)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     trainer = l2_trainer(model, tokenizer, cpu_args(slam_layers=[0], weight_decay=0.1, max_steps=3))
-    report = trainer.slam_report
+    report = trainer.slam_freeze_report
     matrices = vocabulary_names(model)
     assert len(matrices) == (1 if tied else 2)
     assert report.tag_rows == {name: ids for name in matrices}

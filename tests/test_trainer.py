@@ -54,7 +54,7 @@ def test_trainer_trains_exactly_the_selected_tensors(architecture, tokenizer, ar
         model=model, args=cpu_args(slam_layers=[0, -1]), train_dataset=arithmetic_dataset, processing_class=tokenizer
     )
     trainer.train()
-    report = trainer.slam_report
+    report = trainer.slam_freeze_report
     assert report.layers == [0, model.config.num_hidden_layers - 1]
     assert_only_selected_changed(
         model, before, set(report.trainable_names), frozen_halves(model, [0, -1], ["up", "down"])
@@ -106,9 +106,9 @@ def test_callback_in_a_plain_trainer_gives_the_same_result(
         train_dataset=arithmetic_dataset,
         processing_class=tokenizer,
     )
-    assert callback.report.trainable_names == reference.slam_report.trainable_names
-    assert callback.report.trainable_params == reference.slam_report.trainable_params
-    assert_only_selected_changed(model, before, set(callback.report.trainable_names))
+    assert callback.slam_freeze_report.trainable_names == reference.slam_freeze_report.trainable_names
+    assert callback.slam_freeze_report.trainable_params == reference.slam_freeze_report.trainable_params
+    assert_only_selected_changed(model, before, set(callback.slam_freeze_report.trainable_names))
     assert {id(p) for p in optimizer_parameters(trainer.optimizer)} == {
         id(p) for p in model.parameters() if p.requires_grad
     }
@@ -124,7 +124,7 @@ def test_the_callback_prints_what_trains_unless_told_not_to(tokenized_dataset, t
         callbacks=[callback],
     )
     shown = capsys.readouterr().out
-    assert str(callback.report) in shown and "SLAM: training up+down of layers [0, 3]" in shown
+    assert str(callback.slam_freeze_report) in shown and "SLAM: training up+down of layers [0, 3]" in shown
     assert "trainable" in shown
     quiet = SelectiveFFNCallback(layers=[0], print_report=False)
     Trainer(
@@ -133,7 +133,7 @@ def test_the_callback_prints_what_trains_unless_told_not_to(tokenized_dataset, t
         train_dataset=tokenized_dataset,
         callbacks=[quiet],
     )
-    assert "SLAM: training" not in capsys.readouterr().out and quiet.report.layers == [0]
+    assert "SLAM: training" not in capsys.readouterr().out and quiet.slam_freeze_report.layers == [0]
 
 
 def test_callback_refuses_an_optimizer_built_before_the_freezing(tokenizer, arithmetic_dataset, cpu_args):
@@ -204,7 +204,7 @@ def test_slam_with_lora_on_an_moe_model_trains_the_bank_adapters(tokenizer, arit
     bank = "base_model.model.model.layers.1.mlp.experts"
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {f"{bank}{inner}.lora_{ab}.default.weight" for inner in ("", ".base_layer") for ab in "AB"}
-    assert trainer.slam_report.projections == ["gate", "up", "down"]  # the LoRA on `gate_up_proj` adapts both
+    assert trainer.slam_freeze_report.projections == ["gate", "up", "down"]  # the LoRA on `gate_up_proj` adapts both
     assert "also trains gate" in caplog.text
     assert_only_selected_changed(model, before, trainable)
 
@@ -227,7 +227,7 @@ def test_slam_with_lora_trains_only_adapters_on_the_chosen_projections(tokenizer
     assert trainable == {
         f"base_model.model.model.layers.{i}.mlp.up_proj.lora_{ab}.default.weight" for i in (1, 2) for ab in "AB"
     }
-    assert trainer.slam_report.peft
+    assert trainer.slam_freeze_report.peft
     assert_only_selected_changed(model, before, trainable)
 
 
@@ -244,9 +244,9 @@ def test_resized_embeddings_before_the_trainer_can_be_trained(tokenizer, arithme
         processing_class=tokenizer,
     )
     trainer.train()
-    assert "model.embed_tokens.weight" in trainer.slam_report.extra_names
+    assert "model.embed_tokens.weight" in trainer.slam_freeze_report.extra_names
     assert model.model.embed_tokens.weight.shape[0] == len(tokenizer)
-    assert_only_selected_changed(model, before, set(trainer.slam_report.trainable_names))
+    assert_only_selected_changed(model, before, set(trainer.slam_freeze_report.trainable_names))
 
 
 class _FirstGradients(TrainerCallback):
@@ -398,7 +398,7 @@ def test_a_plain_trainer_resuming_with_a_rebuilt_callback_checks_the_model_it_ad
     run([0, 3])
     resumed = run([0, 3], resume=str(tmp_path / "checkpoint-1"))
     rebuilt = next(c for c in resumed.callback_handler.callbacks if isinstance(c, SelectiveFFNCallback))
-    assert rebuilt.report.layers == [0, 3]
+    assert rebuilt.slam_freeze_report.layers == [0, 3]
     with pytest.raises(ValueError, match=r"SelectiveFFNCallback\(layers=\[0, 3\]\) did not freeze this model"):
         run([1, 2], resume=str(tmp_path / "checkpoint-1"))
 
@@ -408,12 +408,12 @@ def test_model_card_and_logs_record_what_slam_trained(tokenizer, arithmetic_data
         model=build_tiny_model("llama"), args=cpu_args(), train_dataset=arithmetic_dataset, processing_class=tokenizer
     )
     trainer.train()
-    assert trainer.state.log_history[0]["slam/trainable_params"] == trainer.slam_report.trainable_params
+    assert trainer.state.log_history[0]["slam/trainable_params"] == trainer.slam_freeze_report.trainable_params
     trainer.create_model_card()
     card = (Path(trainer.args.output_dir) / "README.md").read_text()
     assert "- slam" in card and "- trl" in card and "- sft" in card
     assert "Trained layers (given): [0, 3]" in card
-    assert f"({100 * trainer.slam_report.share:.2f}%)" in card
+    assert f"({100 * trainer.slam_freeze_report.share:.2f}%)" in card
 
 
 def test_bad_layer_index_fails_before_training(tokenizer, arithmetic_dataset, cpu_args):
@@ -496,7 +496,7 @@ def test_a_real_model_loads_by_offline_short_name_with_its_init_kwargs(arithmeti
     assert trainer.model.config._name_or_path == smollm2_path
     assert trainer.model.dtype == torch.bfloat16 and trainer.model.config._attn_implementation == "eager"
     assert trainer.processing_class.chat_template  # SmolLM2's tokenizer, from AutoProcessor
-    assert trainer.slam_report.trainable_names == [
+    assert trainer.slam_freeze_report.trainable_names == [
         "model.layers.0.mlp.up_proj.weight",
         "model.layers.0.mlp.down_proj.weight",
     ]

@@ -51,7 +51,7 @@ QUESTION_LANGUAGES = ("same", "pivot", "random")
 
 
 @dataclass(frozen=True)
-class L2Plan:
+class LanguageDraw:
     """The draw for one example: `kind` is `"full"` or `"mixed"`; one language per step."""
 
     kind: str
@@ -326,7 +326,7 @@ class L2DataCollator(DataCollatorMixin):
         """Draw a new mixture: called at each epoch start by `L2EpochCallback`."""
         self.epoch = int(epoch)
 
-    def plan(self, example: dict, num_steps: int) -> L2Plan:
+    def draw_languages(self, example: dict, num_steps: int) -> LanguageDraw:
         """The draw for `example` at the current seed and epoch."""
         rng = random.Random(_example_seed(self.seed, self.epoch, example["id"]))
         mixed = self.mode == "mixed" or (self.mode == "both" and rng.random() < self.mixed_ratio)
@@ -340,13 +340,13 @@ class L2DataCollator(DataCollatorMixin):
             question = self.pivot_language
         else:
             question = self.languages[self._schedule.first(rng)]
-        return L2Plan("mixed" if mixed else "full", question, step_languages)
+        return LanguageDraw("mixed" if mixed else "full", question, step_languages)
 
-    def completion_text(self, example: dict, plan: L2Plan) -> str:
+    def completion_text(self, example: dict, draw: LanguageDraw) -> str:
         """The completion of a draw as text: each step in its language, a tag where a run of one language starts,
         the separator between steps (the end-of-sequence token is added as an id)."""
         parts, previous = [], None
-        for index, lang in enumerate(plan.step_languages):
+        for index, lang in enumerate(draw.step_languages):
             if index:
                 parts.append(self.step_separator)
             if lang != previous:
@@ -361,8 +361,8 @@ class L2DataCollator(DataCollatorMixin):
         for example in features:
             if "prompt_ids" not in example:
                 example = {**example, **self.tokenize_example(example)}
-            plan = self.plan(example, len(example["steps"][self.languages[0]]))
-            draws.append((list(example["prompt_ids"][plan.question_language]), self.completion_text(example, plan)))
+            draw = self.draw_languages(example, len(example["steps"][self.languages[0]]))
+            draws.append((list(example["prompt_ids"][draw.question_language]), self.completion_text(example, draw)))
         return draws
 
     def build(self, example: dict) -> tuple[list[int], list[int]]:

@@ -194,8 +194,8 @@ def summary(settings: DemoSettings, trainer, before: dict, after: dict, train_se
     return {
         "model": settings.model,
         "world": settings.world,
-        "layers": list(trainer.slam_report.layers),
-        "trainable_share": round(trainer.slam_report.share, 6),
+        "layers": list(trainer.slam_freeze_report.layers),
+        "trainable_share": round(trainer.slam_freeze_report.share, 6),
         "languages": languages,
         "non_english_average": {
             when: round(sum(languages[lang][when] for lang in others) / len(others), 4) for when in ("before", "after")

@@ -84,7 +84,9 @@ def main() -> None:
     save_ffn_delta(trainer, os.path.join(cli.output_dir, "final_delta"))
     if trainer.is_world_process_zero():
         with open(os.path.join(cli.output_dir, "optimizer.json"), "w") as handle:
-            json.dump({"held": held, "trainable": trainable, "delta": trainer.slam_report.trainable_names}, handle)
+            json.dump(
+                {"held": held, "trainable": trainable, "delta": trainer.slam_freeze_report.trainable_names}, handle
+            )
 
     resumed = make_trainer(cli.base, os.path.join(cli.output_dir, "resumed_run"), cli.batch_size, cli.steps, cli.tags)
     resumed.train(resume_from_checkpoint=os.path.join(cli.output_dir, f"checkpoint-{cli.steps // 2}"))
