@@ -53,7 +53,7 @@ def test_given_probe_data_wins_and_the_corpus_is_the_fallback():
 
 
 @pytest.mark.parametrize("chat", [False, True])
-def test_the_trainer_probes_its_own_training_questions(cpu_args, monkeypatch, chat, caplog):
+def test_the_trainer_probes_its_own_training_questions(cpu_args, monkeypatch, chat, capsys):
     probed = []
     identify = auto.identify_language_layers
     monkeypatch.setattr(
@@ -64,12 +64,9 @@ def test_the_trainer_probes_its_own_training_questions(cpu_args, monkeypatch, ch
     if chat:
         tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     args = cpu_args(slam_layers="auto", slam_num_layers=1)
-    with caplog.at_level("INFO", logger="slam_trainer.probe.auto"):
-        SelectiveFFNTrainer(
-            model=build_tiny_model("llama"), args=args, train_dataset=dataset, processing_class=tokenizer
-        )
+    SelectiveFFNTrainer(model=build_tiny_model("llama"), args=args, train_dataset=dataset, processing_class=tokenizer)
     assert probed == [QUESTIONS]
-    assert "probes 5 parallel training questions in 3 languages" in caplog.text
+    assert "probing 5 parallel training questions in 3 languages" in capsys.readouterr().err
 
 
 def test_without_parallel_questions_the_trainer_probes_the_corpus(
