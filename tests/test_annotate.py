@@ -635,8 +635,8 @@ ARGUMENT_CASES = [
     # (id, extra arguments to a valid `slam annotate`, fragment of the one-line error)
     ("key-as-variable-name", ("--api_key_env", f"sk-{LEAKED}"), "takes the NAME of the variable"),
     ("bare-key-as-variable-name", ("--api_key_env", LEAKED), "takes the NAME of the variable"),
-    ("dashed-api-key-flag", ("--api-key", LEAKED.lower()), "unrecognized arguments: --api-key [redacted]"),
-    ("openai-api-key-flag", (f"--openai_api_key={LEAKED.lower()}",), "unrecognized arguments: [redacted]"),
+    ("dashed-api-key-flag", ("--api-key", LEAKED.lower()), "unknown option(s) --api-key (did you mean --api_key?)"),
+    ("openai-api-key-flag", (f"--openai_api_key={LEAKED.lower()}",), "unknown option(s) --openai_api_key "),
     ("stray-positional-key", (LEAKED,), "unrecognized arguments: [redacted]"),
     ("key-in-an-int-option", ("--concurrency", f"sk-{LEAKED}"), "invalid int value"),
     ("credentials-one-slash", ("--base_url", f"http:/user:{LEAKED}@host/v1"), "carries credentials"),

@@ -1030,7 +1030,7 @@ SUBPROCESS_CASES = [
     # (id, argv after `slam`, fragment): run as a real process, where warnings reach stderr (pytest captures them
     # in-process), so that nothing but the error line is printed
     ("train-empty-dataset", train(), "train.jsonl is empty"),
-    ("train-key-as-argument", train("--api-key", "sk-Zq8xR2vLmN4pK7wY1cB3Qs9T"), "unknown option(s) --api_key; see"),
+    ("train-key-as-argument", train("--api-key", "sk-Zq8xR2vLmN4pK7wY1cB3Qs9T"), "unknown option(s) --api-key; see"),
 ]
 
 

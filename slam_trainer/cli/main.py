@@ -124,9 +124,9 @@ def unknown_options_error(where: str, unknown, known, prefix: str = "", prog: st
     known = list(known)
     names = []
     for option in unknown:
-        name = option.split("=", 1)[0].removeprefix("--").replace("-", "_")
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        names.append(f"{prefix}{name}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        typed = option.split("=", 1)[0].removeprefix("--")  # the name as typed, never its value (it may be a key)
+        close = difflib.get_close_matches(typed.replace("-", "_"), known, n=1, cutoff=0.6)
+        names.append(f"{prefix}{typed}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
     return CommandError(f"{where}unknown option(s) {', '.join(names)}; see `{prog} --help`.")
 
 
