@@ -4,6 +4,7 @@ import argparse
 import inspect
 import json
 import os
+import shutil
 
 import pytest
 
@@ -166,11 +167,16 @@ def test_identify_missing_files(model_dir, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(MGSM), reason="MGSM not found at ../shared/data/mgsm/mgsm.jsonl")
 def test_identify_reads_mgsm(model_dir, tmp_path):
+    # identify caps --max_length at the model's window: give this RoPE model one that holds the longest MGSM item
+    long_window = tmp_path / "model"
+    shutil.copytree(model_dir, long_window)
+    config = json.loads((long_window / "config.json").read_text())
+    (long_window / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
     out = tmp_path / "mgsm"
     argv = [
         "identify",
         "--model",
-        model_dir,
+        str(long_window),
         "--data",
         MGSM,
         "--max_items",
