@@ -130,9 +130,12 @@ def test_auto_layers_recipe_probes_then_trains_those_layers(base_tensors, tmp_pa
 
 
 def test_full_training_changes_every_tensor(base_tensors, tmp_path):
-    slam("train", "--config", "recipes/slam_tiny_cpu.yaml", "--model_name_or_path", MODEL, *CPU_FLAGS,
-         "--training", "full", "--output_dir", tmp_path)  # fmt: skip
-    trained = load_file(tmp_path / "model.safetensors")
+    # the tiny recipe without its SLAM keys: `--training full` refuses SLAM's options instead of ignoring them
+    recipe = (REPO / "recipes" / "slam_tiny_cpu.yaml").read_text().splitlines()
+    (tmp_path / "full.yaml").write_text("\n".join(line for line in recipe if not line.startswith("slam_")) + "\n")
+    slam("train", "--config", tmp_path / "full.yaml", "--model_name_or_path", MODEL, *CPU_FLAGS,
+         "--training", "full", "--output_dir", tmp_path / "out")  # fmt: skip
+    trained = load_file(tmp_path / "out" / "model.safetensors")
     unchanged = [name for name in base_tensors if torch.equal(base_tensors[name], trained[name])]
     assert unchanged == []
 
