@@ -205,7 +205,8 @@ def _gguf_file(model: OfflineModel, workdir: Path) -> Path:
     return path
 
 
-def _sha256_of(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (a GGUF is hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -224,7 +225,7 @@ def _convert(model: OfflineModel, sha256: str, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         gguf = _gguf_file(model, staging)
-        if _sha256_of(gguf) != sha256:
+        if file_sha256(gguf) != sha256:
             raise ModelError(f"{gguf} does not match its recorded sha256; reinstall the package: {model.install}")
         folder, name = str(gguf.parent), gguf.name
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

@@ -33,6 +33,7 @@ from slam_trainer.evaluation.loading import resolve_device
 from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, check_style, stop_strings
 from slam_trainer.evaluation.sampling import example_seed
 from slam_trainer.evaluation.scoring import judge, score_records
+from slam_trainer.offline_models import file_sha256
 from slam_trainer.resume import claim_settings, exclusive_lock, read_settings, write_json_atomic
 
 
@@ -194,7 +195,7 @@ def run_evaluation(
     recorded = {
         "chat_template_applied": inputs.chat_template,
         "stop_strings_used": inputs.stops,
-        "data_sha256": _file_sha256(settings.data),
+        "data_sha256": file_sha256(settings.data),
         "prompts_sha256": hashlib.sha256(json.dumps(inputs.prompts, ensure_ascii=False).encode()).hexdigest(),
     }
     run_settings = {name: _run_settings(settings, name, intervention, recorded) for name, _ in runs}
@@ -236,14 +237,6 @@ def weights_fingerprint(model) -> str:
         digest.update(f"{name}:{list(param.shape)};".encode())
         digest.update(sample.view(torch.int16).numpy().tobytes())
     return "sha256-sampled-bf16:" + digest.hexdigest()
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _prepare_inputs(settings: EvalSettings) -> _Inputs:
