@@ -32,6 +32,7 @@ from slam_trainer.evaluation.loading import load_model, load_tokenizer
 from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, stop_strings
 from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 from slam_trainer.l2.tags import language_tag
+from slam_trainer.prompts import uses_chat_template
 from slam_trainer.tiny import build_tiny_model, build_tiny_tokenizer
 
 
@@ -56,12 +57,11 @@ def batched_against_plain(args) -> list[str]:
     dtype = args.dtype or ("float32" if args.device == "cpu" else "auto")
     model = load_model(args.model, dtype=dtype, device=args.device)
     rows = mgsm_rows(args.rows_per_lang, args.data)
-    prompts = build_prompts(rows, "mathoctopus", tokenizer=tokenizer, chat_template=bool(tokenizer.chat_template))
-    end_of_turn = chat_end_of_turn(tokenizer) if tokenizer.chat_template else None
+    chat = uses_chat_template(tokenizer)
+    prompts = build_prompts(rows, "mathoctopus", tokenizer=tokenizer, chat_template=chat)
+    end_of_turn = chat_end_of_turn(tokenizer) if chat else None
     stops = {lang: stop_strings("mathoctopus", lang) + ([end_of_turn] if end_of_turn else []) for lang in LANGS}
-    backend = TransformersBackend(
-        model, tokenizer, add_special_tokens=not tokenizer.chat_template, max_new_tokens=args.max_new_tokens
-    )
+    backend = TransformersBackend(model, tokenizer, add_special_tokens=not chat, max_new_tokens=args.max_new_tokens)
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
 
     started = time.perf_counter()
@@ -90,7 +90,7 @@ def batched_against_plain(args) -> list[str]:
         "",
         f"{len(rows)} {'synthetic MGSM-style' if args.data == 'synthetic' else 'MGSM'} prompts "
         f"({', '.join(LANGS)}; `mathoctopus` style, chat template "
-        f"{'on' if tokenizer.chat_template else 'absent'}), greedy, at most {args.max_new_tokens} new tokens, stops "
+        f"{'on' if chat else 'absent'}), greedy, at most {args.max_new_tokens} new tokens, stops "
         f"at end-of-sequence and the style's stop sequences; batch {args.batch_size} (one language per batch, longest "
         f"prompt first, left padding) against one `generate` call per prompt. Tokens are counted up to each output's "
         f"stop; {ended}/{len(rows)} outputs ended before the limit.",

@@ -234,6 +234,7 @@ def setup(design, base: str, data: dict, work: Path) -> dict:
     from slam_trainer.freezing import plan_freeze
     from slam_trainer.loading import load_model_and_tokenizer
     from slam_trainer.probe.auto import resolve_auto_layers
+    from slam_trainer.prompts import eval_style, uses_chat_template
 
     model, tokenizer = load_model_and_tokenizer(base, {"dtype": "float32", "device_map": None})
     num_layers, count = model.config.num_hidden_layers, design.slam_num_layers
@@ -268,7 +269,7 @@ def setup(design, base: str, data: dict, work: Path) -> dict:
         "layers_stable": stability.get("stable"),
         "total_params": sum(p.numel() for p in model.parameters()),
         "lora_rank": max(1, round(slam_params / per_rank)),
-        "prompt_style": "chat" if getattr(tokenizer, "chat_template", None) else "slam",
+        "prompt_style": eval_style(uses_chat_template(tokenizer)),
         "train_tokens_per_row": tokens,
     }
 

@@ -146,7 +146,7 @@ def test_prepare_in_several_processes_matches_raw_collation(tokenizer, dataset):
     raw = [dataset[i] for i in range(6)]
     batch_raw, batch_prepared = collator(raw), collator([prepared[i] for i in range(6)])
     assert torch.equal(batch_raw["input_ids"], batch_prepared["input_ids"])
-    assert tokenizer.decode(batch_raw["input_ids"][0]).startswith("Question: ")
+    assert tokenizer.decode(batch_raw["input_ids"][0]).startswith("Human: ")  # SLAM's plain prompt
 
 
 def test_max_length_drops_in_prepare_and_warns_at_collation(tokenizer, dataset):

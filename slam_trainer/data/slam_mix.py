@@ -2,8 +2,9 @@
 
 The official SLAM code trains on one merged set: a question-translation task (a question in language X, answered
 with the same question in English) and an answer task over GSM8K-derived data in every language (MGSM8KInstruct
-style), in Alpaca form, loss on the response only, prompted as `Human: {instruction}\\nAssistant: {output}</s>`.
-This builds that set from parallel rows (`id`, `lang`, `question`, `answer`, and `cot` or `steps` where present).
+style), in Alpaca form, loss on the response only, prompted as `Human: {instruction}\\nAssistant: {output}</s>`
+(`slam_trainer.prompts.SLAM_TEMPLATE`, whose `{question}` holds the instruction). This builds that set from parallel
+rows (`id`, `lang`, `question`, `answer`, and `cot` or `steps` where present).
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from slam_trainer.data.loaders import check_unique_rows
 from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.segmentation import join_steps
 from slam_trainer.languages import get_language
+from slam_trainer.prompts import SLAM_TEMPLATE, check_template, user_turn
 
 
-# The space after "Assistant:" starts the completion, so that BPE tokenizers (which fold a leading space into the next
-# word) tokenize prompt + completion as the prompt's tokens followed by the completion's.
-PROMPT_TEMPLATE = "Human: {instruction}\nAssistant:"
 # Ours: the official code's translation instruction is not public; this wording names the target language.
 TRANSLATE_INSTRUCTION = "Translate the following question into English.\n{question}"
 TASKS = ("translate", "answer")
@@ -32,7 +31,7 @@ def build_slam_training_set(
     pivot: str = "en",
     tasks=TASKS,
     answer_language: str = "same",
-    prompt_template: str | None = PROMPT_TEMPLATE,
+    prompt_template: str | None = SLAM_TEMPLATE,
 ) -> Dataset:
     """Prompt/completion rows for SLAM's merged question-alignment and answer tasks.
 
@@ -47,13 +46,17 @@ def build_slam_training_set(
             worked solution, for every language.
         answer_language (`str`, *optional*, defaults to `"same"`):
             `"same"`: the solution in the question's language (MGSM8KInstruct); `"pivot"`: always the pivot's.
-        prompt_template (`str`, *optional*):
-            Wraps each instruction; the default is the official code's `Human: ...\\nAssistant: `.
+        prompt_template (`str` or `None`, *optional*, defaults to `"Human: {question}\\nAssistant:"`):
+            Wraps each instruction (the translation request or the question) as `{question}`; the default is the
+            official code's. `None` writes chat rows instead (a user turn and an assistant turn), which TRL renders
+            through the tokenizer's chat template.
 
     Returns:
         `datasets.Dataset` with `prompt`, `completion`, `task`, `lang`, `id` columns, ready for `SFTTrainer`.
     """
     get_language(pivot)
+    if prompt_template is not None:
+        check_template("prompt_template", prompt_template)
     unknown = [task for task in tasks if task not in TASKS]
     if unknown or not tasks:
         raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}, got {list(tasks)}.")
@@ -104,8 +107,10 @@ def worked_solution(row: dict) -> str | None:
 
 def _example(example_id, lang, task, instruction, output, prompt_template) -> dict:
     if prompt_template is None:
-        prompt = [{"role": "user", "content": instruction}]
+        prompt = user_turn(instruction)
         completion = [{"role": "assistant", "content": output}]
     else:
-        prompt, completion = prompt_template.format(instruction=instruction), " " + output
+        # The space starts the completion, so that BPE tokenizers (which fold a leading space into the next word)
+        # tokenize prompt + completion as the prompt's tokens followed by the completion's.
+        prompt, completion = prompt_template.format(question=instruction), " " + output
     return {"id": str(example_id), "lang": lang, "task": task, "prompt": prompt, "completion": completion}

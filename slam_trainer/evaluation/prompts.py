@@ -3,9 +3,10 @@
 - `mathoctopus` (default): MathOctopus's Alpaca-style instruction; stops at the template's own markers
   `\n### Instruction:` and `\n### Response:` (ours: MathOctopus stops only at end-of-sequence); reference rule:
   MathOctopus's last number;
-- `slam`: `Human: {q}\nAssistant:`, SLAM's training format; stops at `\nHuman:` (ours); reference rule: the last
-  number (SLAM evaluates with MathOctopus's script);
-- `chat`: the tokenizer's chat template, exemplars as earlier turns; stops at the template's end of turn;
+- `slam`: `Human: {q}\nAssistant:`, SLAM's training format (`slam_trainer.prompts.SLAM_TEMPLATE`); stops at
+  `\nHuman:` (ours); reference rule: the last number (SLAM evaluates with MathOctopus's script);
+- `chat`: the tokenizer's chat template (zero-shot: the prompt `slam train` trains chat models with), exemplars as
+  earlier turns; stops at the template's end of turn;
 - `mgsm_direct`, `mgsm_native_cot`, `mgsm_en_cot`: lm-evaluation-harness's MGSM tasks (prompt, exemplars, `until`,
   filters and exact match: `slam_trainer.evaluation.lm_eval_mgsm`).
 
@@ -26,6 +27,7 @@ import re
 from slam_trainer.errors import ConfigError
 from slam_trainer.evaluation import lm_eval_mgsm, mathoctopus
 from slam_trainer.languages import get_language
+from slam_trainer.prompts import SLAM_TEMPLATE, render_chat, user_turn, uses_chat_template
 
 
 PROMPT_STYLES = ("mathoctopus", "slam", "chat", *lm_eval_mgsm.MODES)
@@ -33,7 +35,7 @@ PROMPT_STYLES = ("mathoctopus", "slam", "chat", *lm_eval_mgsm.MODES)
 _TEXT_TEMPLATES = {
     # style: (header, turn with the question, a completed answer after a turn)
     "mathoctopus": (mathoctopus.PROMPT.split("### Instruction")[0], "### Instruction:\n{question}\n\n### Response:"),
-    "slam": ("", "Human: {question}\nAssistant:"),
+    "slam": ("", SLAM_TEMPLATE),
 }
 _ANSWER_AFTER_TURN = {"mathoctopus": " {answer}\n\n", "slam": " {answer}\n"}
 _STOPS = {"mathoctopus": ["\n### Instruction:", "\n### Response:"], "slam": ["\nHuman:"], "chat": []}
@@ -75,11 +77,8 @@ def build_prompts(
     """
     check_style(style)
     exemplars = exemplars or {}
-    if (style == "chat" or chat_template) and not getattr(tokenizer, "chat_template", None):
-        raise ConfigError(
-            "The chat template is asked for (`prompt_style='chat'` or `chat_template=True`) but the tokenizer has "
-            "none; use another `prompt_style` or `chat_template=False`."
-        )
+    if style == "chat" or chat_template:
+        uses_chat_template(tokenizer, True, asked_by="`prompt_style='chat'`" if style == "chat" else "`chat_template`")
     if style in lm_eval_mgsm.MODES:
         texts = [None] * len(rows)
         for lang in dict.fromkeys(row["lang"] for row in rows):
@@ -94,7 +93,7 @@ def build_prompts(
     else:
         texts = [_text_prompt(row, style, exemplars.get(row["lang"], [])) for row in rows]
     if chat_template:
-        return [_apply_chat_template(tokenizer, [{"role": "user", "content": text}]) for text in texts]
+        return [render_chat(tokenizer, user_turn(text)) for text in texts]
     return texts
 
 
@@ -114,11 +113,7 @@ def _chat_prompt(row: dict, exemplars: list[dict], tokenizer) -> str:
             {"role": "user", "content": exemplar["question"]},
             {"role": "assistant", "content": exemplar["cot"]},
         ]
-    return _apply_chat_template(tokenizer, messages + [{"role": "user", "content": question}])
-
-
-def _apply_chat_template(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return render_chat(tokenizer, messages + user_turn(question))
 
 
 def chat_end_of_turn(tokenizer) -> str | None:

@@ -34,6 +34,7 @@ from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, che
 from slam_trainer.evaluation.sampling import example_seed
 from slam_trainer.evaluation.scoring import judge, score_records
 from slam_trainer.offline_models import file_sha256
+from slam_trainer.prompts import uses_chat_template
 from slam_trainer.resume import claim_settings, exclusive_lock, read_settings, write_json_atomic
 
 
@@ -64,7 +65,8 @@ class EvalSettings:
         delta (`str`, *optional*): A saved FFN delta applied on top of `model`.
         dtype (`str`, defaults to `"auto"`), device (`str`, defaults to `"auto"`): See `evaluation.loading`.
         chat_template (`bool`, *optional*): Wrap prompts in the tokenizer's chat template; None (default) does when
-            the tokenizer has one, as lm-eval's `--apply_chat_template` would be used for a chat model.
+            the tokenizer has one (`slam_trainer.prompts.uses_chat_template`), as lm-eval's `--apply_chat_template`
+            would be used for a chat model.
         stop_strings (`list[str]`, *optional*): Text that ends an output besides end-of-sequence; None (default)
             uses the prompt style's (and the chat template's end of turn), `[]` none.
         context_overflow (`str`, defaults to `"error"`): A prompt plus `max_new_tokens` longer than the model's
@@ -248,14 +250,18 @@ def _prepare_inputs(settings: EvalSettings) -> _Inputs:
     exemplars = load_exemplars(settings.exemplars, languages, settings.num_shots) if settings.num_shots else {}
     tokenizer = load_tokenizer(settings.model, settings.tokenizer, settings.trust_remote_code, delta=settings.delta)
     config = read_model_config(settings.model, settings.trust_remote_code, delta=settings.delta)  # with a delta's tags
-    chat_template = bool(tokenizer.chat_template) if settings.chat_template is None else settings.chat_template
-    chat_template = chat_template or settings.prompt_style == "chat"
+    chat_style = settings.prompt_style == "chat"  # the chat template itself
+    chat_template = uses_chat_template(
+        tokenizer,
+        True if chat_style else settings.chat_template,
+        asked_by="`prompt_style='chat'`" if chat_style else "`chat_template`",
+    )
     prompts = build_prompts(
         rows,
         settings.prompt_style,
         tokenizer=tokenizer,
         exemplars=exemplars,
-        chat_template=chat_template and settings.prompt_style != "chat",
+        chat_template=chat_template and not chat_style,
     )
     add_special_tokens = not chat_template  # a chat template writes its own BOS
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]

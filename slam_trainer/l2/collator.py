@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import string
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -42,6 +41,7 @@ from slam_trainer.errors import ConfigError, DataError
 from slam_trainer.l2.mixing import LanguageSchedule
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import get_language, validate_languages
+from slam_trainer.prompts import SLAM_TEMPLATE, check_template, prompt_text, uses_chat_template
 
 
 logger = logging.get_logger(__name__)
@@ -93,9 +93,10 @@ class L2DataCollator(DataCollatorMixin):
             Tags are plain text unless added as special tokens with `add_language_tokens`.
         use_chat_template (`bool`, *optional*):
             Format the prompt with the tokenizer's chat template (user turn + generation prompt); by default when
-            the tokenizer has one, else `prompt_template`.
-        prompt_template (`str`, *optional*, defaults to `"Question: {question}\\nAnswer: "`):
-            The plain prompt format.
+            the tokenizer has one, else `prompt_template` (`slam_trainer.prompts.uses_chat_template`).
+        prompt_template (`str`, *optional*, defaults to `"Human: {question}\\nAssistant:"`):
+            The plain prompt format: SLAM's, which `build_slam_training_set` and `slam eval --prompt_style slam` use
+            too (`slam_trainer.prompts.SLAM_TEMPLATE`).
         step_separator (`str`, *optional*, defaults to `"\\n"`):
             Written between steps (ours).
         max_length (`int`, *optional*):
@@ -124,7 +125,7 @@ class L2DataCollator(DataCollatorMixin):
     pivot_language: str = "en"
     tag_format: str | None = DEFAULT_TAG_FORMAT
     use_chat_template: bool | None = None
-    prompt_template: str = "Question: {question}\nAnswer: "
+    prompt_template: str = SLAM_TEMPLATE
     step_separator: str = "\n"
     max_length: int | None = None
     padding_side: str | None = None
@@ -176,16 +177,10 @@ class L2DataCollator(DataCollatorMixin):
             self._pad_id = self.tokenizer.eos_token_id
         if self._pad_id is None:
             raise ConfigError("The tokenizer has neither a pad nor an EOS token; set `tokenizer.pad_token` first.")
-        if self.use_chat_template is None:
-            self.use_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
-        elif self.use_chat_template and not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(
-                "`use_chat_template=True` but the tokenizer has no chat template; set one or pass "
-                "`use_chat_template=False` to use `prompt_template`."
-            )
-        _check_format("prompt_template", self.prompt_template, "question")
+        self.use_chat_template = uses_chat_template(self.tokenizer, self.use_chat_template)
+        check_template("prompt_template", self.prompt_template)
         if self.tag_format:
-            _check_format("tag_format", self.tag_format, "lang")
+            check_template("tag_format", self.tag_format, "lang")
         self._tags = {lang: language_tag(lang, self.tag_format) if self.tag_format else "" for lang in self.languages}
         self._tag_lengths = {lang: len(self._encode(tag)) for lang, tag in self._tags.items()}
         self._separator_length = len(self._encode(self.step_separator))
@@ -222,12 +217,9 @@ class L2DataCollator(DataCollatorMixin):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _prompt_ids(self, question: str) -> list[int]:
-        if self.use_chat_template:
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-            )
-            return self._encode(text)
-        return self.tokenizer(self.prompt_template.format(question=question))["input_ids"]
+        text = prompt_text(question, self.tokenizer, chat=self.use_chat_template, template=self.prompt_template)
+        # a chat template writes its own BOS; a plain prompt gets the tokenizer's, as at generation time
+        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
 
     @property
     def _question_languages(self) -> list[str]:
@@ -419,26 +411,6 @@ class L2DataCollator(DataCollatorMixin):
             labels[row, start + len(prompt) : start + size] = completion
             attention_mask[row, start : start + size] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def _check_format(name: str, template: str, field: str) -> None:
-    """A format string must hold `{field}` and no other field (`str.format` would fail mid-training otherwise)."""
-    try:
-        fields = {parsed for _, parsed, _, _ in string.Formatter().parse(template) if parsed is not None}
-    except ValueError as error:
-        raise ConfigError(f"`{name}` is not a valid format string ({error}): {template!r}.") from None
-    if field not in fields:
-        raise ConfigError(f"`{name}` must contain '{{{field}}}', got {template!r}.")
-    unknown = sorted(fields - {field})
-    if unknown:
-        raise ConfigError(
-            f"`{name}` has field(s) {', '.join('{' + other + '}' for other in unknown)}; only {{{field}}} is filled "
-            "in (write a literal brace as {{ or }})."
-        )
-    try:
-        template.format(**{field: ""})
-    except (ValueError, IndexError, KeyError, AttributeError) as error:
-        raise ConfigError(f"`{name}` cannot be filled in ({error}): {template!r}.") from None
 
 
 def _check_steps(example_id, lang: str, steps) -> None:

@@ -132,12 +132,13 @@ def load(settings: DemoSettings, base_dir: str):
 def evaluate(settings: DemoSettings, model_dir: str, tokenizer, data: str, output_dir: str, delta=None) -> dict:
     """One evaluation run on the held-out problems, through the prompt the model was trained with."""
     from slam_trainer.evaluation.runner import EvalSettings, run_evaluation
+    from slam_trainer.prompts import eval_style, uses_chat_template
 
     eval_settings = EvalSettings(
         model=model_dir,
         data=data,
         delta=delta,
-        prompt_style="chat" if getattr(tokenizer, "chat_template", None) else "slam",
+        prompt_style=eval_style(uses_chat_template(tokenizer)),
         batch_size=16,
         max_new_tokens=settings.max_new_tokens,
         dtype="float32",
@@ -151,7 +152,8 @@ def build_trainer(settings: DemoSettings, model, tokenizer, train_rows, probe_fi
     """`SelectiveFFNTrainer` with `slam_layers="auto"` (probing `probe_file`) on the question-alignment + answer set,
     CPU settings, no checkpoints."""
     from slam_trainer.config import SelectiveFFNConfig
-    from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
+    from slam_trainer.data.slam_mix import build_slam_training_set
+    from slam_trainer.prompts import SLAM_TEMPLATE, uses_chat_template
     from slam_trainer.trainer import SelectiveFFNTrainer
 
     config = SelectiveFFNConfig(
@@ -176,8 +178,8 @@ def build_trainer(settings: DemoSettings, model, tokenizer, train_rows, probe_fi
         disable_tqdm=True,
     )
     # Chat models learn and are evaluated through their chat template; others through SLAM's Human/Assistant.
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    dataset = build_slam_training_set(train_rows, prompt_template=None if chat else PROMPT_TEMPLATE)
+    chat = uses_chat_template(tokenizer)
+    dataset = build_slam_training_set(train_rows, prompt_template=None if chat else SLAM_TEMPLATE)
     return SelectiveFFNTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 
 

@@ -196,39 +196,43 @@ def split_eval_rows(dataset, fmt: str, script_args: TrainScriptArguments, traini
 
 
 def uses_chat_prompts(script_args: TrainScriptArguments, tokenizer) -> bool:
-    """`prompt_format` resolved: "auto" is chat when the tokenizer has a chat template (ours)."""
-    return script_args.prompt_format == "chat" or (
-        script_args.prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None))
-    )
+    """`prompt_format` resolved by `slam_trainer.prompts.uses_chat_template`: "auto" is chat when the tokenizer has a
+    chat template (ours), "chat" needs one."""
+    from slam_trainer.prompts import uses_chat_template
+
+    requested = {"auto": None, "chat": True, "plain": False}[script_args.prompt_format]
+    return uses_chat_template(tokenizer, requested, asked_by="`prompt_format='chat'`")
 
 
 def build_eval_data(eval_rows, script_args, tokenizer, collator):
     """The evaluation set built as the training set was (SLAM rows, or L² examples for the same collator)."""
-    from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
+    from slam_trainer.data.slam_mix import build_slam_training_set
     from slam_trainer.l2.parallel import build_parallel_dataset, select_languages
+    from slam_trainer.prompts import SLAM_TEMPLATE
 
     if eval_rows is None or check_training_data(eval_rows, script_args) != "parallel":
         return eval_rows
     rows = select_languages(list(eval_rows), script_args.languages, "--languages")
     if collator is None:
         chat = uses_chat_prompts(script_args, tokenizer)
-        return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE)
+        return build_slam_training_set(rows, prompt_template=None if chat else SLAM_TEMPLATE)
     return collator.prepare(build_parallel_dataset(rows, languages=script_args.languages)[0])
 
 
 def build_training_data(dataset, script_args, tokenizer, model, training_args):
     """(train_dataset, data_collator) from the loaded rows, for the chosen format and L² mode."""
-    from slam_trainer.data.slam_mix import PROMPT_TEMPLATE, build_slam_training_set
+    from slam_trainer.data.slam_mix import build_slam_training_set
     from slam_trainer.l2.collator import L2DataCollator
     from slam_trainer.l2.parallel import build_parallel_dataset, select_languages
     from slam_trainer.l2.tags import add_language_tokens
+    from slam_trainer.prompts import SLAM_TEMPLATE
 
     if check_training_data(dataset, script_args) != "parallel":
         return dataset, None
     rows = select_languages(list(dataset), script_args.languages, "--languages")
     chat = uses_chat_prompts(script_args, tokenizer)
     if script_args.l2_mode == "off":
-        return build_slam_training_set(rows, prompt_template=None if chat else PROMPT_TEMPLATE), None
+        return build_slam_training_set(rows, prompt_template=None if chat else SLAM_TEMPLATE), None
     parallel, _ = build_parallel_dataset(rows, languages=script_args.languages)
     languages = script_args.languages or sorted(parallel[0]["question"])
     if script_args.l2_special_tokens:  # SLAM then trains the tag rows alone (slam_trainer.l2.tag_rows)
@@ -238,9 +242,8 @@ def build_training_data(dataset, script_args, tokenizer, model, training_args):
         languages=languages,
         mode=script_args.l2_mode,
         switch_probability=script_args.l2_switch_probability,
-        # The same prompt as the SLAM rows, so that `slam eval --prompt_style chat|slam` asks what training showed.
+        # The same prompt as the SLAM rows (`slam_trainer.prompts`), which `slam eval --prompt_style chat|slam` asks.
         use_chat_template=chat,
-        prompt_template=PROMPT_TEMPLATE.format(instruction="{question}"),
         max_length=training_args.max_length,
         seed=training_args.seed,
     )
@@ -310,6 +313,10 @@ def check_script_arguments(script_args: TrainScriptArguments, training_args=None
         raise ConfigError(f"`l2_mode` must be one of {', '.join(L2_MODES)}, got {script_args.l2_mode!r}.")
     if script_args.training not in TRAINING:
         raise ConfigError(f"`training` must be one of {', '.join(TRAINING)}, got {script_args.training!r}.")
+    if script_args.prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            f"`prompt_format` must be one of {', '.join(PROMPT_FORMATS)}, got {script_args.prompt_format!r}."
+        )
     if script_args.dataset_streaming:
         raise ConfigError("`dataset_streaming`: slam train checks every row before the model loads; drop the flag.")
     if not 0 < script_args.eval_share < 1:

@@ -15,8 +15,8 @@ unreadable prompts) falls back to the built-in corpus. The choice is ours, as is
 
 from __future__ import annotations
 
-from slam_trainer.data.slam_mix import PROMPT_TEMPLATE
 from slam_trainer.probe.corpus import load_probe_corpus
+from slam_trainer.prompts import SLAM_TEMPLATE
 
 
 # Parallel training questions the default probe reads at most (ours: as many as about a minute of probing on one CPU
@@ -24,7 +24,7 @@ from slam_trainer.probe.corpus import load_probe_corpus
 # evidence benchmark's first 40 and 100 questions gave a choice that is not stable, all 200 a stable one, while the
 # demo world's 160 did not (docs/layer_identification.md).
 TRAIN_PROBE_ITEMS = 200
-_PREFIX, _SUFFIX = PROMPT_TEMPLATE.split("{instruction}")
+_PREFIX, _SUFFIX = SLAM_TEMPLATE.split("{question}")
 
 
 def _question(question, task, prompt) -> str | None:
