@@ -290,6 +290,8 @@ def test_sampling_draws_do_not_depend_on_the_batch(model_dir, data_file, tmp_pat
     one = sorted(read(tmp_path / "one" / "baseline" / "predictions.jsonl").splitlines())
     four = sorted(read(tmp_path / "four" / "baseline" / "predictions.jsonl").splitlines())
     assert one == four
+    # the per-row seeds' hash is recorded: a sampled run does not resume under another one
+    assert json.loads(read(tmp_path / "one" / "baseline" / "settings.json"))["sampling_seeds"] == "blake2b-64"
     run_evaluation(settings(model_dir, data_file, batch_size=1, **{**sampled, "seed": 4}), tmp_path / "other")
     other = sorted(read(tmp_path / "other" / "baseline" / "predictions.jsonl").splitlines())
     assert other != one  # the seed matters

@@ -31,11 +31,12 @@ from slam_trainer.evaluation.generation import (
 )
 from slam_trainer.evaluation.loading import resolve_device
 from slam_trainer.evaluation.prompts import build_prompts, chat_end_of_turn, check_style, stop_strings
-from slam_trainer.evaluation.sampling import example_seed
 from slam_trainer.evaluation.scoring import judge, score_records
 from slam_trainer.offline_models import file_sha256
 from slam_trainer.prompts import uses_chat_template
 from slam_trainer.resume import claim_settings, exclusive_lock, read_settings, write_json_atomic
+from slam_trainer.seeding import SCHEME as SEED_SCHEME
+from slam_trainer.seeding import example_seed
 
 
 logger = logging.get_logger(__name__)
@@ -200,6 +201,8 @@ def run_evaluation(
         "data_sha256": file_sha256(settings.data),
         "prompts_sha256": hashlib.sha256(json.dumps(inputs.prompts, ensure_ascii=False).encode()).hexdigest(),
     }
+    if settings.do_sample:  # resumed under other per-row seeds, a run would mix two draws
+        recorded["sampling_seeds"] = SEED_SCHEME
     run_settings = {name: _run_settings(settings, name, intervention, recorded) for name, _ in runs}
     with exclusive_lock(output_dir):
         for name, recorded_settings in run_settings.items():

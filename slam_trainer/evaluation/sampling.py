@@ -2,24 +2,18 @@
 
 `generate(do_sample=True)` draws every row of a batch from one global generator: the same question sampled in another
 batch (a resumed run, another `batch_size`, another sort) draws differently. `PerExampleSampler` makes the draw
-itself: each row has its own `torch.Generator` seeded from the example (`example_seed`), the row's scores are warped
-by temperature and top-p as `generate` would, one token is drawn by inverse CDF from one uniform of the row's
-generator, and every other token is set to -inf, so that greedy decoding then takes the drawn token.
+itself: each row has its own `torch.Generator` seeded from the example (`slam_trainer.seeding.example_seed`), the
+row's scores are warped by temperature and top-p as `generate` would, one token is drawn by inverse CDF from one
+uniform of the row's generator, and every other token is set to -inf, so that greedy decoding then takes the drawn
+token.
 """
 
 from __future__ import annotations
-
-import zlib
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from slam_trainer.errors import ConfigError
-
-
-def example_seed(seed: int, lang: str, example_id) -> int:
-    """A stable 31-bit seed for one example of a run (the same across processes, batch sizes and resumes)."""
-    return zlib.crc32(f"{seed}\x00{lang}\x00{example_id}".encode()) & 0x7FFFFFFF
 
 
 class PerExampleSampler(LogitsProcessor):
@@ -29,7 +23,7 @@ class PerExampleSampler(LogitsProcessor):
 
     Parameters:
         seeds (`list[int]`):
-            One seed per row of the batch (see `example_seed`).
+            One seed per row of the batch (see `slam_trainer.seeding.example_seed`).
         temperature (`float`, *optional*, defaults to `1.0`):
             Softmax temperature, as `TemperatureLogitsWarper`.
         top_p (`float`, *optional*, defaults to `1.0`):

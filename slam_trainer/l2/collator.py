@@ -25,7 +25,6 @@ that (`SFT_CONFIG_SETTINGS`) and reconciles `max_length` with the trainer's:
 
 from __future__ import annotations
 
-import hashlib
 import random
 import warnings
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from slam_trainer.l2.mixing import LanguageSchedule
 from slam_trainer.l2.tags import DEFAULT_TAG_FORMAT, language_tag
 from slam_trainer.languages import get_language, validate_languages
 from slam_trainer.prompts import SLAM_TEMPLATE, check_template, prompt_text, uses_chat_template
+from slam_trainer.seeding import example_seed
 
 
 logger = logging.get_logger(__name__)
@@ -57,12 +57,6 @@ class LanguageDraw:
     kind: str
     question_language: str
     step_languages: tuple[str, ...]
-
-
-def _example_seed(seed: int, epoch: int, example_id) -> int:
-    # A stable hash (Python's `hash` of a str changes between processes).
-    digest = hashlib.blake2b(f"{seed}:{epoch}:{example_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
 
 
 @dataclass
@@ -320,7 +314,7 @@ class L2DataCollator(DataCollatorMixin):
 
     def draw_languages(self, example: dict, num_steps: int) -> LanguageDraw:
         """The draw for `example` at the current seed and epoch."""
-        rng = random.Random(_example_seed(self.seed, self.epoch, example["id"]))
+        rng = random.Random(example_seed(self.seed, self.epoch, example["id"]))
         mixed = self.mode == "mixed" or (self.mode == "both" and rng.random() < self.mixed_ratio)
         if mixed:
             step_languages = tuple(self._schedule.sample(num_steps, rng))
