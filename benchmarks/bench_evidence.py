@@ -357,7 +357,7 @@ def train_unit(spec: dict) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import ModelConfig
 
-    from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.config import SelectiveFFNConfig, cpu_training_defaults
     from slam_trainer.l2.tags import add_language_tokens
 
     steps = [step for _, step in spec["budgets"]]
@@ -389,14 +389,9 @@ def train_unit(spec: dict) -> dict:
         weight_decay=0.0,
         max_length=spec["max_length"],
         logging_steps=1,
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
-        save_strategy="no",
-        report_to="none",
         seed=spec["seed"],
-        disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        **cpu_training_defaults(),
     )
     pipeline = training_pipeline()
     model, tokenizer = pipeline.load_training_model(

@@ -19,6 +19,25 @@ from slam_trainer.probe.settings import REGIONS
 MAX_LAYER_INDEX = 100_000  # ours: far above any model's depth (a few hundred layers), far below a range's memory
 
 
+def cpu_training_defaults() -> dict[str, Any]:
+    """The training arguments of a short run on the CPU, shared by the demo, the evidence benchmark and the tests: a
+    new dict to unpack into `SelectiveFFNConfig`, `SFTConfig` or `TrainingArguments` (to change one of its values,
+    merge first: `{**cpu_training_defaults(), "save_strategy": "steps"}`).
+
+    float32 (`bf16=False`: `SFTConfig` asks for bf16 by default, and bf16 matmuls on a CPU are slow), no activation
+    checkpointing (recomputing costs time, and a CPU run has the memory), no checkpoints, no experiment trackers and no
+    progress bars.
+    """
+    return {
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
 def parse_layers(value: Any) -> list[int] | str:
     """Accept `"auto"`, a list of ints, or a string such as `"0,1,2"`, `"0-5"`, `"[0, 1, -1]"`."""
     if isinstance(value, str):

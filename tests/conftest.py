@@ -76,7 +76,7 @@ def arithmetic_dataset():
 
 def cpu_config(output_dir, **overrides):
     """`SelectiveFFNConfig` on CPU: fp32, no checkpointing, no saving unless asked, a large lr, layers 0 and -1."""
-    from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.config import SelectiveFFNConfig, cpu_training_defaults
 
     kwargs = dict(
         output_dir=str(output_dir),
@@ -84,13 +84,8 @@ def cpu_config(output_dir, **overrides):
         max_steps=3,
         per_device_train_batch_size=4,
         learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
         logging_steps=1,
-        disable_tqdm=True,
+        **cpu_training_defaults(),
     )
     kwargs.update(overrides)
     return SelectiveFFNConfig(**kwargs)

@@ -312,10 +312,11 @@ def context_trained_trainer(values, workdir):
     from datasets import Dataset
 
     from slam_trainer import SelectiveFFNConfig, SelectiveFFNTrainer
+    from slam_trainer.config import cpu_training_defaults
     from slam_trainer.tiny import build_tiny_tokenizer
 
     args = SelectiveFFNConfig(
-        output_dir=str(workdir / "run"), slam_layers=[0, 1], max_steps=2, learning_rate=1e-2, **_cpu_kwargs()
+        output_dir=str(workdir / "run"), slam_layers=[0, 1], max_steps=2, learning_rate=1e-2, **cpu_training_defaults()
     )
     data = Dataset.from_list([{"prompt": f"{a}+{a}=", "completion": f" {2 * a}"} for a in range(8)])
     trainer = SelectiveFFNTrainer(
@@ -386,10 +387,6 @@ def context_annotation_seed(values, workdir):
     fake = FakeEndpoint(Counter())
     values["fake_endpoint"] = fake.base_url
     return {"_fake": fake}
-
-
-def _cpu_kwargs() -> dict:
-    return {"use_cpu": True, "bf16": False, "report_to": "none"}
 
 
 # --- after a block: what it promised, checked ---

@@ -4,6 +4,7 @@ import torch
 
 trl = pytest.importorskip("trl")
 
+from slam_trainer.config import cpu_training_defaults  # noqa: E402
 from slam_trainer.data.synthetic import synthetic_parallel_dataset  # noqa: E402
 from slam_trainer.l2.collator import L2DataCollator, L2EpochCallback  # noqa: E402
 from slam_trainer.l2.tags import add_language_tokens  # noqa: E402
@@ -25,12 +26,8 @@ def test_plain_sft_trainer_trains_with_the_collator(tmp_path, special_tags):
         max_steps=2,
         num_train_epochs=2,
         learning_rate=1e-2,
-        bf16=False,
-        use_cpu=True,
-        activation_checkpointing=False,
-        report_to=[],
-        save_strategy="no",
         logging_steps=1,
+        **cpu_training_defaults(),
         **L2DataCollator.SFT_CONFIG_SETTINGS,
     )
     before = {name: p.detach().clone() for name, p in model.named_parameters()}

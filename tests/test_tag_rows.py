@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from slam_trainer.config import cpu_training_defaults
 from slam_trainer.data.synthetic import synthetic_parallel_dataset
 from slam_trainer.delta import DeltaMetadata, load_ffn_delta, save_ffn_delta
 from slam_trainer.freezing import freeze_except_ffn
@@ -180,8 +181,7 @@ def test_the_callback_stops_a_trainer_whose_loss_skips_the_output_tag_rows(tmp_p
 
     tokenizer, model, _ = tagged(tied=False)
     collator = L2DataCollator(tokenizer, languages=LANGS, max_length=512)
-    settings = dict(use_cpu=True, bf16=False, report_to="none", save_strategy="no", max_steps=1, disable_tqdm=True)
-    args = trl.SFTConfig(str(tmp_path), activation_checkpointing=False, **settings, **collator.SFT_CONFIG_SETTINGS)
+    args = trl.SFTConfig(str(tmp_path), max_steps=1, **cpu_training_defaults(), **collator.SFT_CONFIG_SETTINGS)
     trainer = trl.SFTTrainer(
         model=model,
         args=args,

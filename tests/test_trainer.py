@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 
 from slam_trainer.architectures import get_architecture_map
 from slam_trainer.callback import SelectiveFFNCallback, optimizer_parameters
+from slam_trainer.config import cpu_training_defaults
 from slam_trainer.distributed import numel
 from slam_trainer.tiny import TINY_ARCHITECTURES, UNPROBED_ARCHITECTURES, build_tiny_model
 from slam_trainer.trainer import SelectiveFFNTrainer
@@ -81,10 +82,7 @@ def plain_args(output_dir, **overrides):
         max_steps=3,
         per_device_train_batch_size=1,
         learning_rate=1e-2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
+        **cpu_training_defaults(),
     )
     return TrainingArguments(**{**kwargs, **overrides})
 

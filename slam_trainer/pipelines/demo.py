@@ -151,7 +151,7 @@ def evaluate(settings: DemoSettings, model_dir: str, tokenizer, data: str, outpu
 def build_trainer(settings: DemoSettings, model, tokenizer, train_rows, probe_file: str, output_dir: str):
     """`SelectiveFFNTrainer` with `slam_layers="auto"` (probing `probe_file`) on the question-alignment + answer set,
     CPU settings, no checkpoints."""
-    from slam_trainer.config import SelectiveFFNConfig
+    from slam_trainer.config import SelectiveFFNConfig, cpu_training_defaults
     from slam_trainer.data.slam_mix import build_slam_training_set
     from slam_trainer.prompts import SLAM_TEMPLATE, uses_chat_template
     from slam_trainer.trainer import SelectiveFFNTrainer
@@ -169,13 +169,8 @@ def build_trainer(settings: DemoSettings, model, tokenizer, train_rows, probe_fi
         weight_decay=0.0,
         max_length=256,
         logging_steps=max(1, settings.max_steps // 6),
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
-        save_strategy="no",
-        report_to="none",
         seed=settings.seed,
-        disable_tqdm=True,
+        **cpu_training_defaults(),
     )
     # Chat models learn and are evaluated through their chat template; others through SLAM's Human/Assistant.
     chat = uses_chat_template(tokenizer)
