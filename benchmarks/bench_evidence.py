@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/bench_evidence.py --dry_run                      # the plan and its time estimate, nothing runs
     python benchmarks/bench_evidence.py                                # SmolLM2-135M-Instruct, the whole design
+    python benchmarks/bench_evidence.py --workers 2                    # the same on 2 cores (arms shared out)
     python benchmarks/bench_evidence.py --model gemma3-270m            # Gemma-3-270M, the reduced design
     python benchmarks/bench_evidence.py --report                       # evidence.md/json/png from the records so far
     python benchmarks/bench_evidence.py --quick --model tiny:llama     # the plumbing only, on a random tiny model
@@ -62,6 +63,9 @@ from evidence_design import (
 )
 from evidence_records import Records, base_key, check_design, final_key, search_key
 
+from slam_trainer.errors import ResumeError
+from slam_trainer.resume import exclusive_lock
+
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -112,7 +116,15 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry_run", action="store_true", help="Print the plan and the estimate, run nothing.")
     parser.add_argument("--report", action="store_true", help="Only write the report from the records so far.")
     parser.add_argument("--keep_models", action="store_true", help="Keep trained weights in --work_dir.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Processes that share the arms (one core each; default 1). Arms are independent, so with 2 the run "
+        "takes about half the wall time on 2 cores.",
+    )
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a child process: one training unit
+    parser.add_argument("--lane", default=None, help=argparse.SUPPRESS)  # "i/n": a worker running arms i, i+n, ...
     return parser
 
 
@@ -150,12 +162,15 @@ def resolve_design(args, parser):
             parser.error(f"`--{name}` must be at least 1, got {getattr(design, name)}.")
     if "full" not in design.arms:
         parser.error("`--arms` must include full: it is the reference of every ratio and comparison.")
+    if args.workers < 1:
+        parser.error(f"`--workers` must be at least 1, got {args.workers}.")
     return design
 
 
-def print_plan(design, scale: float) -> None:
+def print_plan(design, scale: float, workers: int) -> None:
     minutes = estimate_minutes(design, scale)
     total = sum(minutes.values())
+    wall = f" (~{total / 60 / workers:.1f} h with {workers} workers if the arms split evenly)" if workers > 1 else ""
     print(
         f"Design: {len(design.languages)} languages ({', '.join(design.languages)}), {design.val_problems} "
         f"validation / {design.test_problems} test problems each; arms {', '.join(design.arms)}"
@@ -165,7 +180,7 @@ def print_plan(design, scale: float) -> None:
     print(
         "Estimate (one core, each rate search extended once): "
         + ", ".join(f"{phase} {value / 60:.1f} h" for phase, value in minutes.items())
-        + f"; total ~{total / 60:.1f} h. Every unit is kept as it finishes: stop and resume at will.",
+        + f"; total ~{total / 60:.1f} h{wall}. Every unit is kept as it finishes: stop and resume at will.",
         flush=True,
     )
 
@@ -174,7 +189,11 @@ def print_plan(design, scale: float) -> None:
 
 
 def write_jsonl(path: Path, rows) -> str:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    """Written whole under a process-unique name, then renamed: a worker rewriting the same rows never shows another
+    worker's training run a cut file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    os.replace(partial, path)
     return str(path)
 
 
@@ -590,7 +609,11 @@ class Run:
             "budgets": budgets,
             "run_dir": str(self.run_dir(arm, rate, seed)),
         }
-        record = run_child(spec, self.records, self.work)
+        try:  # one process per unit, even with several workers or a second run started by mistake
+            with exclusive_lock(self.run_dir(arm, rate, seed), flag="--work_dir"):
+                record = run_child(spec, self.records, self.work)
+        except ResumeError as error:
+            raise SystemExit(f"bench_evidence: error: {error}") from None
         losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
         scores = ", ".join(f"{name} {scored['non_en']:.3f}" for name, scored in record["evals"].items())
         step = f"{record['step_seconds']:.1f} s/step" if record["step_seconds"] else "no step run"
@@ -677,10 +700,41 @@ def quiet() -> None:
 
 
 def write_report(records_dir: Path, results: Path, command: str, quick: bool) -> None:
-    """The report over every model's records (the folder beside this one's), or this folder alone with --quick."""
+    """The report over every model's records (the folder beside this one's), or this folder alone with --quick;
+    one writer at a time (workers finish units at any moment)."""
+    import fcntl
+
     from evidence_report import write_all
 
-    write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / ".evidence-report.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
+
+
+def run_workers(argv: list[str], workers: int) -> None:
+    """Start `workers` copies of this command, each running its share of the arms (`--lane i/n`), one core each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    children = [
+        subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--lane", f"{i}/{workers}"], env=env)
+        for i in range(workers)
+    ]
+    failed = [i for i, child in enumerate(children) if child.wait() != 0]
+    if failed:
+        raise SystemExit(f"bench_evidence: error: worker(s) {failed} failed; see above. Rerun to resume.")
+
+
+def run_arms(run: Run, design, arms: list[str]) -> None:
+    """The rate searches, then each seed's final runs, of `arms` (all, or one worker's share); L² arms last."""
+    core = [arm for arm in design.arms if arm in arms]
+    rates = {arm: run.search(arm) for arm in core}
+    for seed in design.seeds:
+        for arm in core:
+            run.final(arm, seed, rates[arm])
+    for arm in (arm for arm in design.l2_arms if arm in arms):
+        rates[arm] = run.search(arm)
+        for seed in design.seeds:
+            run.final(arm, seed, rates[arm])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -702,7 +756,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         write_report(records_dir, results, command, args.quick)
         return
-    print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0))
+    if not args.lane:
+        print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0), args.workers)
     if args.dry_run:
         return
     check_design(records_dir, {"model": args.model, **json.loads(json.dumps(asdict(design)))})
@@ -711,7 +766,8 @@ def main(argv: list[str] | None = None) -> None:
     data = build_data(design, work / "data")
     setup_record = records.get("setup") or records.add(setup(design, base, data, work))
     print(
-        f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
+        ("" if not args.lane else f"Worker {args.lane}: ")
+        + f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
         f"{setup_record['layer_stability']}, stable {setup_record['layers_stable']}); LoRA rank "
         f"{setup_record['lora_rank']}; prompts: {setup_record['prompt_style']}.",
         flush=True,
@@ -719,16 +775,17 @@ def main(argv: list[str] | None = None) -> None:
     run = Run(design, records, work, base, data, setup_record, args.keep_models)
     run.on_record = lambda: write_report(records_dir, results, command, args.quick)
     run.base()
-    rates = {arm: run.search(arm) for arm in design.arms}
-    for seed in design.seeds:
-        for arm in design.arms:
-            run.final(arm, seed, rates[arm])
-    for arm in design.l2_arms:
-        rates[arm] = run.search(arm)
-        for seed in design.seeds:
-            run.final(arm, seed, rates[arm])
+    arms = [*design.arms, *design.l2_arms]
+    if args.lane:  # one worker: every n-th arm
+        lane, workers = (int(part) for part in args.lane.split("/"))
+        run_arms(run, design, arms[lane::workers])
+        return
+    if args.workers > 1:
+        run_workers(sys.argv[1:] if argv is None else list(argv), args.workers)
+    else:
+        run_arms(run, design, arms)
     write_report(records_dir, results, command, args.quick)
-    print(f"Done: {len(records.records)} records in {records_dir}; report in {results}.")
+    print(f"Done: {len(Records(records_dir).records)} records in {records_dir}; report in {results}.")
 
 
 if __name__ == "__main__":
