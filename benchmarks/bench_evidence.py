@@ -45,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -123,7 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="Processes that share the arms (one core each; default 1). Arms are independent, so with 2 the run "
         "takes about half the wall time on 2 cores.",
     )
-    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a child process: one training unit
+    parser.add_argument("--run", nargs=2, default=None, help=argparse.SUPPRESS)  # a child: unit JSON, result JSON
     parser.add_argument("--lane", default=None, help=argparse.SUPPRESS)  # "i/n": a worker running arms i, i+n, ...
     return parser
 
@@ -183,6 +183,55 @@ def print_plan(design, scale: float, workers: int) -> None:
         + f"; total ~{total / 60:.1f} h{wall}. Every unit is kept as it finishes: stop and resume at will.",
         flush=True,
     )
+
+
+# -- what a unit is given ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What every unit of one model's run shares: the base model, the data files, the design's sizes, and the facts of
+    `setup` (prompt style, LoRA rank, parameter count)."""
+
+    base: str
+    data: dict[str, str]  # train, val, test, exemplars: JSONL paths
+    languages: list[str]
+    prompt_style: str
+    eval_batch_size: int
+    max_new_tokens: int
+    batch_size: int
+    max_length: int
+    warmup_steps: int
+    lora_rank: int
+    total_params: int
+    protocols: list[str]
+    select_budget: int
+    intervention_grid: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training unit, as its subprocess gets it (JSON both ways): (arm, rate, seed) trained to its last budget,
+    then its evaluations. A final run (`final`) also chooses, on seed 0, the protocol and the intervention."""
+
+    run: RunFacts
+    key: str
+    arm: str
+    rate: float
+    seed: int
+    layers: list[int] | None  # None: the arm's trainer decides (full, lora, L²)
+    budgets: list[list[int]]  # [nominal, steps]: L² arms train equal tokens, so their steps differ
+    run_dir: str
+    evals: list[list] = field(default_factory=list)  # fixed evaluations: [split, nominal budget, protocol]
+    final: bool = False
+    known_val: dict[str, float] = field(default_factory=dict)  # validation scores the search already has
+    protocol: str | None = None  # given for seeds after the first (seed 0 chose it)
+    intervention: list[float] | None = None  # likewise
+
+    @classmethod
+    def from_json(cls, text: str) -> Unit:
+        fields = json.loads(text)
+        return cls(**{**fields, "run": RunFacts(**fields["run"])})
 
 
 # -- data and the model's facts -------------------------------------------------------------------------------------
@@ -310,20 +359,20 @@ def l2_budget_steps(design, setup_record: dict, arm: str) -> list[int]:
 # -- evaluation ---------------------------------------------------------------------------------------------------
 
 
-def evaluate(spec: dict, model: str, split: str, shots: int, out: Path, intervention=None) -> dict:
+def evaluate(facts: RunFacts, model: str, split: str, shots: int, out: Path, intervention=None) -> dict:
     """One scored evaluation through the package's runner (resumable in `out`): per language the accuracy, tokens
     per correct answer, mean tokens, language fidelity, and each problem's verdict in data-file order."""
     from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 
     settings = EvalSettings(
         model=model,
-        data=spec["data"][split],
-        languages=list(spec["languages"]),
-        prompt_style=spec["prompt_style"],
+        data=facts.data[split],
+        languages=list(facts.languages),
+        prompt_style=facts.prompt_style,
         num_shots=shots,
-        exemplars=spec["data"]["exemplars"] if shots else None,
-        batch_size=spec["eval_batch_size"],
-        max_new_tokens=spec["max_new_tokens"],
+        exemplars=facts.data["exemplars"] if shots else None,
+        batch_size=facts.eval_batch_size,
+        max_new_tokens=facts.max_new_tokens,
         dtype="float32",
         device="cpu",
     )
@@ -334,7 +383,7 @@ def evaluate(spec: dict, model: str, split: str, shots: int, out: Path, interven
     results = run_evaluation(settings, out, intervention=steer, skip_baseline=steer is not None, progress=False)
     run = results[-1]
     order: dict[str, list] = {}
-    for row in read_rows(spec["data"][split]):
+    for row in read_rows(facts.data[split]):
         order.setdefault(row["lang"], []).append(row["id"])
     verdicts = {(r["lang"], r["id"]): r["correct"] for r in read_rows(str(out / run["run"] / "predictions.jsonl"))}
     languages = run["scores"]["languages"]
@@ -364,7 +413,7 @@ def shots_of(protocol: str) -> int:
 # -- one training unit (a subprocess) -----------------------------------------------------------------------------
 
 
-def train_unit(spec: dict) -> dict:
+def train_unit(unit: Unit) -> dict:
     """Train (arm, rate, seed) to the unit's last budget, resuming from the run's last checkpoint, saving one at each
     budget; then run the unit's evaluations. Returns its record."""
     import resource
@@ -378,7 +427,7 @@ def train_unit(spec: dict) -> dict:
     from slam_trainer.config import SelectiveFFNConfig
     from slam_trainer.l2.tags import add_language_tokens
 
-    steps = [step for _, step in spec["budgets"]]
+    steps = [step for _, step in unit.budgets]
 
     class BudgetCheckpoints(TrainerCallback):
         """Wall time of each optimizer step; a checkpoint at each budget."""
@@ -393,42 +442,42 @@ def train_unit(spec: dict) -> dict:
             self.seconds.append(time.perf_counter() - self._start)
             control.should_save = state.global_step in steps
 
-    run_dir = Path(spec["run_dir"])
-    arm, l2 = spec["arm"], L2_ARMS.get(spec["arm"])
+    run_dir = Path(unit.run_dir)
+    arm, l2 = unit.arm, L2_ARMS.get(unit.arm)
     arm_spec = ARMS.get(arm, {"trainer": "sft"})
     args = SelectiveFFNConfig(
         output_dir=str(run_dir),
-        slam_layers=spec["layers"] or "auto",
+        slam_layers=unit.layers or "auto",
         max_steps=max(steps),
-        per_device_train_batch_size=spec["batch_size"],
-        learning_rate=spec["rate"],
+        per_device_train_batch_size=unit.run.batch_size,
+        learning_rate=unit.rate,
         lr_scheduler_type="constant_with_warmup",
-        warmup_steps=spec["warmup_steps"],
+        warmup_steps=unit.run.warmup_steps,
         weight_decay=0.0,
-        max_length=spec["max_length"],
+        max_length=unit.run.max_length,
         logging_steps=1,
         use_cpu=True,
         bf16=False,
         activation_checkpointing=False,
         save_strategy="no",
         report_to="none",
-        seed=spec["seed"],
+        seed=unit.seed,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
     )
     pipeline = training_pipeline()
     model, tokenizer = pipeline.load_training_model(
-        ModelConfig(model_name_or_path=spec["base"], dtype="float32"), args
+        ModelConfig(model_name_or_path=unit.run.base, dtype="float32"), args
     )
     if l2:  # every language's tag, so that the intervention can steer even the English-only model
-        add_language_tokens(tokenizer, model, list(spec["languages"]))
+        add_language_tokens(tokenizer, model, list(unit.run.languages))
     script_args = pipeline.TrainScriptArguments(
         dataset_format="parallel",
-        languages=list((l2[0] if l2 else None) or spec["languages"]),
+        languages=list((l2[0] if l2 else None) or unit.run.languages),
         l2_mode=l2[1] if l2 else "off",
         l2_special_tokens=bool(l2),
     )
-    rows = read_rows(spec["data"]["train"])
+    rows = read_rows(unit.run.data["train"])
     train_dataset, collator = pipeline.build_training_data(
         Dataset.from_list(rows), script_args, tokenizer, model, args
     )
@@ -436,7 +485,7 @@ def train_unit(spec: dict) -> dict:
     lora = None
     if arm_spec.get("lora"):  # alpha = 2 r, no dropout: ours
         lora = LoraConfig(
-            r=spec["lora_rank"], lora_alpha=2 * spec["lora_rank"], lora_dropout=0.0, target_modules="all-linear"
+            r=unit.run.lora_rank, lora_alpha=2 * unit.run.lora_rank, lora_dropout=0.0, target_modules="all-linear"
         )
     trainer = pipeline.build_trainer(
         arm_spec["trainer"], model, args, train_dataset, collator, tokenizer, lora, [timer]
@@ -453,24 +502,24 @@ def train_unit(spec: dict) -> dict:
     if resume is not None and not timer.seconds:  # nothing trained here: the history is the checkpoint's
         history = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     record = {
-        "key": spec["key"],
+        "key": unit.key,
         "arm": arm,
-        "rate": spec["rate"],
-        "seed": spec["seed"],
-        "layers": spec["layers"],
+        "rate": unit.rate,
+        "seed": unit.seed,
+        "layers": unit.layers,
         "trainable_params": trainable,
-        "total_params": spec["total_params"],
+        "total_params": unit.run.total_params,
         "resumed_from_step": int(Path(resume).name.split("-")[-1]) if resume else 0,
         "step_seconds": statistics.median(timer.seconds[1:] or timer.seconds) if timer.seconds else None,
         "peak_rss_bytes": peak_bytes if timer.seconds else None,
         "train_seconds": round(train_seconds, 1),
-        "budgets": {str(nominal): budget_facts(history, step) for nominal, step in spec["budgets"]},
+        "budgets": {str(nominal): budget_facts(history, step) for nominal, step in unit.budgets},
     }
     for checkpoint in run_dir.glob("checkpoint-*"):  # only the last checkpoint needs its optimizer (to resume)
         if checkpoint.name != f"checkpoint-{max(steps)}":
             for name in ("optimizer.pt", "scheduler.pt"):
                 (checkpoint / name).unlink(missing_ok=True)
-    record["evals"] = run_evaluations(spec, record)
+    record["evals"] = run_evaluations(unit, record)
     return record
 
 
@@ -485,40 +534,40 @@ def budget_facts(history: list[dict], step: int) -> dict:
     }
 
 
-def run_evaluations(spec: dict, record: dict) -> dict:
+def run_evaluations(unit: Unit, record: dict) -> dict:
     """The unit's evaluations: fixed ones, then (seed 0 of a final run) the protocol and the intervention chosen on
     validation, then the test evaluations that depend on them."""
-    steps = {nominal: step for nominal, step in spec["budgets"]}
+    steps = {nominal: step for nominal, step in unit.budgets}
     evals: dict[str, dict] = {}
 
     def run(split, nominal, protocol, intervention=None):
         name = eval_name(split, nominal, protocol, intervention)
         if name not in evals:
-            checkpoint = Path(spec["run_dir"]) / f"checkpoint-{steps[nominal]}"
-            out = Path(spec["run_dir"]) / "eval" / name.replace("/", "_").replace(" ", "_")
-            evals[name] = evaluate(spec, str(checkpoint), split, shots_of(protocol), out, intervention)
+            checkpoint = Path(unit.run_dir) / f"checkpoint-{steps[nominal]}"
+            out = Path(unit.run_dir) / "eval" / name.replace("/", "_").replace(" ", "_")
+            evals[name] = evaluate(unit.run, str(checkpoint), split, shots_of(protocol), out, intervention)
         return evals[name]
 
-    for split, nominal, protocol in spec.get("evals", []):
+    for split, nominal, protocol in unit.evals:
         run(split, nominal, protocol)
-    middle, last = spec["select_budget"], spec["budgets"][-1][0]
-    if spec.get("final"):
-        protocol = spec.get("protocol")
+    middle, last = unit.run.select_budget, unit.budgets[-1][0]
+    if unit.final:
+        protocol = unit.protocol
         if protocol is None:  # seed 0: the protocol scoring best on validation (ties: 0-shot)
-            scores = {p: spec["known_val"].get(p) for p in spec["protocols"]}
+            scores = {p: unit.known_val.get(p) for p in unit.run.protocols}
             scores = {p: s if s is not None else run("val", middle, p)["non_en"] for p, s in scores.items()}
-            protocol = max(spec["protocols"], key=lambda p: (scores[p], -shots_of(p)))
+            protocol = max(unit.run.protocols, key=lambda p: (scores[p], -shots_of(p)))
             record["protocol_val"] = scores
-            for other in spec["protocols"]:  # the protocol not chosen, on test too (seed 0, middle budget)
+            for other in unit.run.protocols:  # the protocol not chosen, on test too (seed 0, middle budget)
                 run("test", middle, other)
         record["protocol"] = protocol
-        for nominal, _ in spec["budgets"]:
+        for nominal, _ in unit.budgets:
             run("test", nominal, protocol)
-        if L2_ARMS.get(spec["arm"]):
-            intervention = spec.get("intervention")
+        if L2_ARMS.get(unit.arm):
+            intervention = unit.intervention
             if intervention is None:  # seed 0: the setting with the best validation score (ties: the first)
                 scores = {
-                    tuple(s): run("val", middle, protocol, tuple(s))["non_en"] for s in spec["intervention_grid"]
+                    tuple(s): run("val", middle, protocol, tuple(s))["non_en"] for s in unit.run.intervention_grid
                 }
                 intervention = max(scores, key=scores.get)
                 record["intervention_val"] = {",".join(f"{v:g}" for v in s): v for s, v in scores.items()}
@@ -527,18 +576,18 @@ def run_evaluations(spec: dict, record: dict) -> dict:
     return evals
 
 
-def run_child(spec: dict, records: Records, work: Path) -> dict:
-    """`train_unit(spec)` in a fresh Python process; its record is added when it is whole."""
-    spec_dir = work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    name = spec["key"].replace("/", "_")
-    spec_path, result_path = spec_dir / f"{name}.json", spec_dir / f"{name}.result.json"
-    spec_path.write_text(json.dumps({**spec, "result": str(result_path)}), encoding="utf-8")
+def run_child(unit: Unit, records: Records, work: Path) -> dict:
+    """`train_unit(unit)` in a fresh Python process; its record is added when it is whole."""
+    unit_dir = work / "units"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    name = unit.key.replace("/", "_")
+    unit_path, result_path = unit_dir / f"{name}.json", unit_dir / f"{name}.result.json"
+    unit_path.write_text(json.dumps(asdict(unit)), encoding="utf-8")
     result_path.unlink(missing_ok=True)
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", str(spec_path)])
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", str(unit_path), str(result_path)])
     if child.returncode != 0 or not result_path.exists():
-        raise SystemExit(f"bench_evidence: error: unit {spec['key']} failed (exit {child.returncode}); see above.")
+        raise SystemExit(f"bench_evidence: error: unit {unit.key} failed (exit {child.returncode}); see above.")
     record = json.loads(result_path.read_text(encoding="utf-8"))
     return records.add({**record, "wall_seconds": round(time.perf_counter() - started, 1)})
 
@@ -552,22 +601,22 @@ class Run:
     def __init__(self, design, records: Records, work: Path, base: str, data: dict, setup_record: dict, keep: bool):
         self.design, self.records, self.work, self.keep = design, records, work, keep
         self.setup = setup_record
-        self.spec = {
-            "base": base,
-            "data": data,
-            "languages": list(design.languages),
-            "prompt_style": setup_record["prompt_style"],
-            "eval_batch_size": design.eval_batch_size,
-            "max_new_tokens": design.max_new_tokens,
-            "batch_size": design.batch_size,
-            "max_length": design.max_length,
-            "warmup_steps": design.warmup_steps,
-            "lora_rank": setup_record["lora_rank"],
-            "total_params": setup_record["total_params"],
-            "protocols": list(design.protocols),
-            "select_budget": design.select_budget,
-            "intervention_grid": [list(s) for s in design.intervention_grid],
-        }
+        self.facts = RunFacts(
+            base=base,
+            data=data,
+            languages=list(design.languages),
+            prompt_style=setup_record["prompt_style"],
+            eval_batch_size=design.eval_batch_size,
+            max_new_tokens=design.max_new_tokens,
+            batch_size=design.batch_size,
+            max_length=design.max_length,
+            warmup_steps=design.warmup_steps,
+            lora_rank=setup_record["lora_rank"],
+            total_params=setup_record["total_params"],
+            protocols=list(design.protocols),
+            select_budget=design.select_budget,
+            intervention_grid=[list(s) for s in design.intervention_grid],
+        )
         self.on_record = lambda: None
 
     def base(self) -> None:
@@ -579,7 +628,7 @@ class Run:
                     continue
                 started = time.perf_counter()
                 out = self.work / "eval" / "base" / f"{split}-{protocol}"
-                scored = evaluate(self.spec, self.spec["base"], split, shots_of(protocol), out)
+                scored = evaluate(self.facts, self.facts.base, split, shots_of(protocol), out)
                 self.records.add({"key": key, **scored, "wall_seconds": round(time.perf_counter() - started, 1)})
                 print(f"base {split} {protocol}: non-English {scored['non_en']:.3f}", flush=True)
                 self.on_record()
@@ -598,20 +647,20 @@ class Run:
         return self.work / "runs" / arm / f"lr={rate:g}" / f"seed={seed}"
 
     def unit(self, key: str, arm: str, rate: float, seed: int, budgets, **extra) -> dict:
-        spec = {
-            **self.spec,
+        unit = Unit(
+            run=self.facts,
+            key=key,
+            arm=arm,
+            rate=rate,
+            seed=seed,
+            layers=self.layers(arm, seed),
+            budgets=budgets,
+            run_dir=str(self.run_dir(arm, rate, seed)),
             **extra,
-            "key": key,
-            "arm": arm,
-            "rate": rate,
-            "seed": seed,
-            "layers": self.layers(arm, seed),
-            "budgets": budgets,
-            "run_dir": str(self.run_dir(arm, rate, seed)),
-        }
+        )
         try:  # one process per unit, even with several workers or a second run started by mistake
             with exclusive_lock(self.run_dir(arm, rate, seed), flag="--work_dir"):
-                record = run_child(spec, self.records, self.work)
+                record = run_child(unit, self.records, self.work)
         except ResumeError as error:
             raise SystemExit(f"bench_evidence: error: {error}") from None
         losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
@@ -742,8 +791,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.run:  # a child process: one training unit
         quiet()
-        spec = json.loads(Path(args.run).read_text(encoding="utf-8"))
-        Path(spec["result"]).write_text(json.dumps(train_unit(spec), ensure_ascii=False), encoding="utf-8")
+        unit_path, result_path = args.run
+        unit = Unit.from_json(Path(unit_path).read_text(encoding="utf-8"))
+        Path(result_path).write_text(json.dumps(train_unit(unit), ensure_ascii=False), encoding="utf-8")
         return
 
     design = resolve_design(args, parser)
