@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/bench_evidence.py --dry_run                      # the plan and its time estimate, nothing runs
     python benchmarks/bench_evidence.py                                # SmolLM2-135M-Instruct, the whole design
+    python benchmarks/bench_evidence.py --workers 2                    # the same on 2 cores (arms shared out)
     python benchmarks/bench_evidence.py --model gemma3-270m            # Gemma-3-270M, the reduced design
     python benchmarks/bench_evidence.py --report                       # evidence.md/json/png from the records so far
     python benchmarks/bench_evidence.py --quick --model tiny:llama     # the plumbing only, on a random tiny model
@@ -44,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,6 +62,9 @@ from evidence_design import (
     start_exponents,
 )
 from evidence_records import Records, base_key, check_design, final_key, search_key
+
+from slam_trainer.errors import ResumeError
+from slam_trainer.resume import exclusive_lock
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -112,7 +116,15 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry_run", action="store_true", help="Print the plan and the estimate, run nothing.")
     parser.add_argument("--report", action="store_true", help="Only write the report from the records so far.")
     parser.add_argument("--keep_models", action="store_true", help="Keep trained weights in --work_dir.")
-    parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # a child process: one training unit
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Processes that share the arms (one core each; default 1). Arms are independent, so with 2 the run "
+        "takes about half the wall time on 2 cores.",
+    )
+    parser.add_argument("--run", nargs=2, default=None, help=argparse.SUPPRESS)  # a child: unit JSON, result JSON
+    parser.add_argument("--lane", default=None, help=argparse.SUPPRESS)  # "i/n": a worker running arms i, i+n, ...
     return parser
 
 
@@ -150,12 +162,15 @@ def resolve_design(args, parser):
             parser.error(f"`--{name}` must be at least 1, got {getattr(design, name)}.")
     if "full" not in design.arms:
         parser.error("`--arms` must include full: it is the reference of every ratio and comparison.")
+    if args.workers < 1:
+        parser.error(f"`--workers` must be at least 1, got {args.workers}.")
     return design
 
 
-def print_plan(design, scale: float) -> None:
+def print_plan(design, scale: float, workers: int) -> None:
     minutes = estimate_minutes(design, scale)
     total = sum(minutes.values())
+    wall = f" (~{total / 60 / workers:.1f} h with {workers} workers if the arms split evenly)" if workers > 1 else ""
     print(
         f"Design: {len(design.languages)} languages ({', '.join(design.languages)}), {design.val_problems} "
         f"validation / {design.test_problems} test problems each; arms {', '.join(design.arms)}"
@@ -165,16 +180,69 @@ def print_plan(design, scale: float) -> None:
     print(
         "Estimate (one core, each rate search extended once): "
         + ", ".join(f"{phase} {value / 60:.1f} h" for phase, value in minutes.items())
-        + f"; total ~{total / 60:.1f} h. Every unit is kept as it finishes: stop and resume at will.",
+        + f"; total ~{total / 60:.1f} h{wall}. Every unit is kept as it finishes: stop and resume at will.",
         flush=True,
     )
+
+
+# -- what a unit is given ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What every unit of one model's run shares: the base model, the data files, the design's sizes, and the facts of
+    `setup` (prompt style, LoRA rank, parameter count)."""
+
+    base: str
+    data: dict[str, str]  # train, val, test, exemplars: JSONL paths
+    languages: list[str]
+    prompt_style: str
+    eval_batch_size: int
+    max_new_tokens: int
+    batch_size: int
+    max_length: int
+    warmup_steps: int
+    lora_rank: int
+    total_params: int
+    protocols: list[str]
+    select_budget: int
+    intervention_grid: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training unit, as its subprocess gets it (JSON both ways): (arm, rate, seed) trained to its last budget,
+    then its evaluations. A final run (`final`) also chooses, on seed 0, the protocol and the intervention."""
+
+    run: RunFacts
+    key: str
+    arm: str
+    rate: float
+    seed: int
+    layers: list[int] | None  # None: the arm's trainer decides (full, lora, L²)
+    budgets: list[list[int]]  # [nominal, steps]: L² arms train equal tokens, so their steps differ
+    run_dir: str
+    evals: list[list] = field(default_factory=list)  # fixed evaluations: [split, nominal budget, protocol]
+    final: bool = False
+    known_val: dict[str, float] = field(default_factory=dict)  # validation scores the search already has
+    protocol: str | None = None  # given for seeds after the first (seed 0 chose it)
+    intervention: list[float] | None = None  # likewise
+
+    @classmethod
+    def from_json(cls, text: str) -> Unit:
+        fields = json.loads(text)
+        return cls(**{**fields, "run": RunFacts(**fields["run"])})
 
 
 # -- data and the model's facts -------------------------------------------------------------------------------------
 
 
 def write_jsonl(path: Path, rows) -> str:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    """Written whole under a process-unique name, then renamed: a worker rewriting the same rows never shows another
+    worker's training run a cut file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    os.replace(partial, path)
     return str(path)
 
 
@@ -292,20 +360,20 @@ def l2_budget_steps(design, setup_record: dict, arm: str) -> list[int]:
 # -- evaluation ---------------------------------------------------------------------------------------------------
 
 
-def evaluate(spec: dict, model: str, split: str, shots: int, out: Path, intervention=None) -> dict:
+def evaluate(facts: RunFacts, model: str, split: str, shots: int, out: Path, intervention=None) -> dict:
     """One scored evaluation through the package's runner (resumable in `out`): per language the accuracy, tokens
     per correct answer, mean tokens, language fidelity, and each problem's verdict in data-file order."""
     from slam_trainer.evaluation.runner import EvalSettings, InterventionSettings, run_evaluation
 
     settings = EvalSettings(
         model=model,
-        data=spec["data"][split],
-        languages=list(spec["languages"]),
-        prompt_style=spec["prompt_style"],
+        data=facts.data[split],
+        languages=list(facts.languages),
+        prompt_style=facts.prompt_style,
         num_shots=shots,
-        exemplars=spec["data"]["exemplars"] if shots else None,
-        batch_size=spec["eval_batch_size"],
-        max_new_tokens=spec["max_new_tokens"],
+        exemplars=facts.data["exemplars"] if shots else None,
+        batch_size=facts.eval_batch_size,
+        max_new_tokens=facts.max_new_tokens,
         dtype="float32",
         device="cpu",
     )
@@ -316,7 +384,7 @@ def evaluate(spec: dict, model: str, split: str, shots: int, out: Path, interven
     results = run_evaluation(settings, out, intervention=steer, skip_baseline=steer is not None, progress=False)
     run = results[-1]
     order: dict[str, list] = {}
-    for row in read_rows(spec["data"][split]):
+    for row in read_rows(facts.data[split]):
         order.setdefault(row["lang"], []).append(row["id"])
     verdicts = {(r["lang"], r["id"]): r["correct"] for r in read_rows(str(out / run["run"] / "predictions.jsonl"))}
     languages = run["scores"]["languages"]
@@ -346,7 +414,7 @@ def shots_of(protocol: str) -> int:
 # -- one training unit (a subprocess) -----------------------------------------------------------------------------
 
 
-def train_unit(spec: dict) -> dict:
+def train_unit(unit: Unit) -> dict:
     """Train (arm, rate, seed) to the unit's last budget, resuming from the run's last checkpoint, saving one at each
     budget; then run the unit's evaluations. Returns its record."""
     import resource
@@ -360,7 +428,7 @@ def train_unit(spec: dict) -> dict:
     from slam_trainer.config import SelectiveFFNConfig, cpu_training_defaults
     from slam_trainer.l2.tags import add_language_tokens
 
-    steps = [step for _, step in spec["budgets"]]
+    steps = [step for _, step in unit.budgets]
 
     class BudgetCheckpoints(TrainerCallback):
         """Wall time of each optimizer step; a checkpoint at each budget."""
@@ -375,37 +443,37 @@ def train_unit(spec: dict) -> dict:
             self.seconds.append(time.perf_counter() - self._start)
             control.should_save = state.global_step in steps
 
-    run_dir = Path(spec["run_dir"])
-    arm, l2 = spec["arm"], L2_ARMS.get(spec["arm"])
+    run_dir = Path(unit.run_dir)
+    arm, l2 = unit.arm, L2_ARMS.get(unit.arm)
     arm_spec = ARMS.get(arm, {"trainer": "sft"})
     args = SelectiveFFNConfig(
         output_dir=str(run_dir),
-        slam_layers=spec["layers"] or "auto",
+        slam_layers=unit.layers or "auto",
         max_steps=max(steps),
-        per_device_train_batch_size=spec["batch_size"],
-        learning_rate=spec["rate"],
+        per_device_train_batch_size=unit.run.batch_size,
+        learning_rate=unit.rate,
         lr_scheduler_type="constant_with_warmup",
-        warmup_steps=spec["warmup_steps"],
+        warmup_steps=unit.run.warmup_steps,
         weight_decay=0.0,
-        max_length=spec["max_length"],
+        max_length=unit.run.max_length,
         logging_steps=1,
-        seed=spec["seed"],
+        seed=unit.seed,
         include_num_input_tokens_seen="non_padding",
         **cpu_training_defaults(),
     )
     pipeline = training_pipeline()
     model, tokenizer = pipeline.load_training_model(
-        ModelConfig(model_name_or_path=spec["base"], dtype="float32"), args
+        ModelConfig(model_name_or_path=unit.run.base, dtype="float32"), args
     )
     if l2:  # every language's tag, so that the intervention can steer even the English-only model
-        add_language_tokens(tokenizer, model, list(spec["languages"]))
+        add_language_tokens(tokenizer, model, list(unit.run.languages))
     script_args = pipeline.TrainScriptArguments(
         dataset_format="parallel",
-        languages=list((l2[0] if l2 else None) or spec["languages"]),
+        languages=list((l2[0] if l2 else None) or unit.run.languages),
         l2_mode=l2[1] if l2 else "off",
         l2_special_tokens=bool(l2),
     )
-    rows = read_rows(spec["data"]["train"])
+    rows = read_rows(unit.run.data["train"])
     train_dataset, collator = pipeline.build_training_data(
         Dataset.from_list(rows), script_args, tokenizer, model, args
     )
@@ -413,7 +481,7 @@ def train_unit(spec: dict) -> dict:
     lora = None
     if arm_spec.get("lora"):  # alpha = 2 r, no dropout: ours
         lora = LoraConfig(
-            r=spec["lora_rank"], lora_alpha=2 * spec["lora_rank"], lora_dropout=0.0, target_modules="all-linear"
+            r=unit.run.lora_rank, lora_alpha=2 * unit.run.lora_rank, lora_dropout=0.0, target_modules="all-linear"
         )
     trainer = pipeline.build_trainer(
         arm_spec["trainer"], model, args, train_dataset, collator, tokenizer, lora, [timer]
@@ -430,24 +498,24 @@ def train_unit(spec: dict) -> dict:
     if resume is not None and not timer.seconds:  # nothing trained here: the history is the checkpoint's
         history = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     record = {
-        "key": spec["key"],
+        "key": unit.key,
         "arm": arm,
-        "rate": spec["rate"],
-        "seed": spec["seed"],
-        "layers": spec["layers"],
+        "rate": unit.rate,
+        "seed": unit.seed,
+        "layers": unit.layers,
         "trainable_params": trainable,
-        "total_params": spec["total_params"],
+        "total_params": unit.run.total_params,
         "resumed_from_step": int(Path(resume).name.split("-")[-1]) if resume else 0,
         "step_seconds": statistics.median(timer.seconds[1:] or timer.seconds) if timer.seconds else None,
         "peak_rss_bytes": peak_bytes if timer.seconds else None,
         "train_seconds": round(train_seconds, 1),
-        "budgets": {str(nominal): budget_facts(history, step) for nominal, step in spec["budgets"]},
+        "budgets": {str(nominal): budget_facts(history, step) for nominal, step in unit.budgets},
     }
     for checkpoint in run_dir.glob("checkpoint-*"):  # only the last checkpoint needs its optimizer (to resume)
         if checkpoint.name != f"checkpoint-{max(steps)}":
             for name in ("optimizer.pt", "scheduler.pt"):
                 (checkpoint / name).unlink(missing_ok=True)
-    record["evals"] = run_evaluations(spec, record)
+    record["evals"] = run_evaluations(unit, record)
     return record
 
 
@@ -462,40 +530,40 @@ def budget_facts(history: list[dict], step: int) -> dict:
     }
 
 
-def run_evaluations(spec: dict, record: dict) -> dict:
+def run_evaluations(unit: Unit, record: dict) -> dict:
     """The unit's evaluations: fixed ones, then (seed 0 of a final run) the protocol and the intervention chosen on
     validation, then the test evaluations that depend on them."""
-    steps = {nominal: step for nominal, step in spec["budgets"]}
+    steps = {nominal: step for nominal, step in unit.budgets}
     evals: dict[str, dict] = {}
 
     def run(split, nominal, protocol, intervention=None):
         name = eval_name(split, nominal, protocol, intervention)
         if name not in evals:
-            checkpoint = Path(spec["run_dir"]) / f"checkpoint-{steps[nominal]}"
-            out = Path(spec["run_dir"]) / "eval" / name.replace("/", "_").replace(" ", "_")
-            evals[name] = evaluate(spec, str(checkpoint), split, shots_of(protocol), out, intervention)
+            checkpoint = Path(unit.run_dir) / f"checkpoint-{steps[nominal]}"
+            out = Path(unit.run_dir) / "eval" / name.replace("/", "_").replace(" ", "_")
+            evals[name] = evaluate(unit.run, str(checkpoint), split, shots_of(protocol), out, intervention)
         return evals[name]
 
-    for split, nominal, protocol in spec.get("evals", []):
+    for split, nominal, protocol in unit.evals:
         run(split, nominal, protocol)
-    middle, last = spec["select_budget"], spec["budgets"][-1][0]
-    if spec.get("final"):
-        protocol = spec.get("protocol")
+    middle, last = unit.run.select_budget, unit.budgets[-1][0]
+    if unit.final:
+        protocol = unit.protocol
         if protocol is None:  # seed 0: the protocol scoring best on validation (ties: 0-shot)
-            scores = {p: spec["known_val"].get(p) for p in spec["protocols"]}
+            scores = {p: unit.known_val.get(p) for p in unit.run.protocols}
             scores = {p: s if s is not None else run("val", middle, p)["non_en"] for p, s in scores.items()}
-            protocol = max(spec["protocols"], key=lambda p: (scores[p], -shots_of(p)))
+            protocol = max(unit.run.protocols, key=lambda p: (scores[p], -shots_of(p)))
             record["protocol_val"] = scores
-            for other in spec["protocols"]:  # the protocol not chosen, on test too (seed 0, middle budget)
+            for other in unit.run.protocols:  # the protocol not chosen, on test too (seed 0, middle budget)
                 run("test", middle, other)
         record["protocol"] = protocol
-        for nominal, _ in spec["budgets"]:
+        for nominal, _ in unit.budgets:
             run("test", nominal, protocol)
-        if L2_ARMS.get(spec["arm"]):
-            intervention = spec.get("intervention")
+        if L2_ARMS.get(unit.arm):
+            intervention = unit.intervention
             if intervention is None:  # seed 0: the setting with the best validation score (ties: the first)
                 scores = {
-                    tuple(s): run("val", middle, protocol, tuple(s))["non_en"] for s in spec["intervention_grid"]
+                    tuple(s): run("val", middle, protocol, tuple(s))["non_en"] for s in unit.run.intervention_grid
                 }
                 intervention = max(scores, key=scores.get)
                 record["intervention_val"] = {",".join(f"{v:g}" for v in s): v for s, v in scores.items()}
@@ -504,18 +572,18 @@ def run_evaluations(spec: dict, record: dict) -> dict:
     return evals
 
 
-def run_child(spec: dict, records: Records, work: Path) -> dict:
-    """`train_unit(spec)` in a fresh Python process; its record is added when it is whole."""
-    spec_dir = work / "specs"
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    name = spec["key"].replace("/", "_")
-    spec_path, result_path = spec_dir / f"{name}.json", spec_dir / f"{name}.result.json"
-    spec_path.write_text(json.dumps({**spec, "result": str(result_path)}), encoding="utf-8")
+def run_child(unit: Unit, records: Records, work: Path) -> dict:
+    """`train_unit(unit)` in a fresh Python process; its record is added when it is whole."""
+    unit_dir = work / "units"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    name = unit.key.replace("/", "_")
+    unit_path, result_path = unit_dir / f"{name}.json", unit_dir / f"{name}.result.json"
+    unit_path.write_text(json.dumps(asdict(unit)), encoding="utf-8")
     result_path.unlink(missing_ok=True)
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", str(spec_path)])
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", str(unit_path), str(result_path)])
     if child.returncode != 0 or not result_path.exists():
-        raise SystemExit(f"bench_evidence: error: unit {spec['key']} failed (exit {child.returncode}); see above.")
+        raise SystemExit(f"bench_evidence: error: unit {unit.key} failed (exit {child.returncode}); see above.")
     record = json.loads(result_path.read_text(encoding="utf-8"))
     return records.add({**record, "wall_seconds": round(time.perf_counter() - started, 1)})
 
@@ -529,22 +597,22 @@ class Run:
     def __init__(self, design, records: Records, work: Path, base: str, data: dict, setup_record: dict, keep: bool):
         self.design, self.records, self.work, self.keep = design, records, work, keep
         self.setup = setup_record
-        self.spec = {
-            "base": base,
-            "data": data,
-            "languages": list(design.languages),
-            "prompt_style": setup_record["prompt_style"],
-            "eval_batch_size": design.eval_batch_size,
-            "max_new_tokens": design.max_new_tokens,
-            "batch_size": design.batch_size,
-            "max_length": design.max_length,
-            "warmup_steps": design.warmup_steps,
-            "lora_rank": setup_record["lora_rank"],
-            "total_params": setup_record["total_params"],
-            "protocols": list(design.protocols),
-            "select_budget": design.select_budget,
-            "intervention_grid": [list(s) for s in design.intervention_grid],
-        }
+        self.facts = RunFacts(
+            base=base,
+            data=data,
+            languages=list(design.languages),
+            prompt_style=setup_record["prompt_style"],
+            eval_batch_size=design.eval_batch_size,
+            max_new_tokens=design.max_new_tokens,
+            batch_size=design.batch_size,
+            max_length=design.max_length,
+            warmup_steps=design.warmup_steps,
+            lora_rank=setup_record["lora_rank"],
+            total_params=setup_record["total_params"],
+            protocols=list(design.protocols),
+            select_budget=design.select_budget,
+            intervention_grid=[list(s) for s in design.intervention_grid],
+        )
         self.on_record = lambda: None
 
     def base(self) -> None:
@@ -556,7 +624,7 @@ class Run:
                     continue
                 started = time.perf_counter()
                 out = self.work / "eval" / "base" / f"{split}-{protocol}"
-                scored = evaluate(self.spec, self.spec["base"], split, shots_of(protocol), out)
+                scored = evaluate(self.facts, self.facts.base, split, shots_of(protocol), out)
                 self.records.add({"key": key, **scored, "wall_seconds": round(time.perf_counter() - started, 1)})
                 print(f"base {split} {protocol}: non-English {scored['non_en']:.3f}", flush=True)
                 self.on_record()
@@ -575,18 +643,22 @@ class Run:
         return self.work / "runs" / arm / f"lr={rate:g}" / f"seed={seed}"
 
     def unit(self, key: str, arm: str, rate: float, seed: int, budgets, **extra) -> dict:
-        spec = {
-            **self.spec,
+        unit = Unit(
+            run=self.facts,
+            key=key,
+            arm=arm,
+            rate=rate,
+            seed=seed,
+            layers=self.layers(arm, seed),
+            budgets=budgets,
+            run_dir=str(self.run_dir(arm, rate, seed)),
             **extra,
-            "key": key,
-            "arm": arm,
-            "rate": rate,
-            "seed": seed,
-            "layers": self.layers(arm, seed),
-            "budgets": budgets,
-            "run_dir": str(self.run_dir(arm, rate, seed)),
-        }
-        record = run_child(spec, self.records, self.work)
+        )
+        try:  # one process per unit, even with several workers or a second run started by mistake
+            with exclusive_lock(self.run_dir(arm, rate, seed), flag="--work_dir"):
+                record = run_child(unit, self.records, self.work)
+        except ResumeError as error:
+            raise SystemExit(f"bench_evidence: error: {error}") from None
         losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
         scores = ", ".join(f"{name} {scored['non_en']:.3f}" for name, scored in record["evals"].items())
         step = f"{record['step_seconds']:.1f} s/step" if record["step_seconds"] else "no step run"
@@ -673,10 +745,41 @@ def quiet() -> None:
 
 
 def write_report(records_dir: Path, results: Path, command: str, quick: bool) -> None:
-    """The report over every model's records (the folder beside this one's), or this folder alone with --quick."""
+    """The report over every model's records (the folder beside this one's), or this folder alone with --quick;
+    one writer at a time (workers finish units at any moment)."""
+    import fcntl
+
     from evidence_report import write_all
 
-    write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / ".evidence-report.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
+
+
+def run_workers(argv: list[str], workers: int) -> None:
+    """Start `workers` copies of this command, each running its share of the arms (`--lane i/n`), one core each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    children = [
+        subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--lane", f"{i}/{workers}"], env=env)
+        for i in range(workers)
+    ]
+    failed = [i for i, child in enumerate(children) if child.wait() != 0]
+    if failed:
+        raise SystemExit(f"bench_evidence: error: worker(s) {failed} failed; see above. Rerun to resume.")
+
+
+def run_arms(run: Run, design, arms: list[str]) -> None:
+    """The rate searches, then each seed's final runs, of `arms` (all, or one worker's share); L² arms last."""
+    core = [arm for arm in design.arms if arm in arms]
+    rates = {arm: run.search(arm) for arm in core}
+    for seed in design.seeds:
+        for arm in core:
+            run.final(arm, seed, rates[arm])
+    for arm in (arm for arm in design.l2_arms if arm in arms):
+        rates[arm] = run.search(arm)
+        for seed in design.seeds:
+            run.final(arm, seed, rates[arm])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -684,8 +787,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.run:  # a child process: one training unit
         quiet()
-        spec = json.loads(Path(args.run).read_text(encoding="utf-8"))
-        Path(spec["result"]).write_text(json.dumps(train_unit(spec), ensure_ascii=False), encoding="utf-8")
+        unit_path, result_path = args.run
+        unit = Unit.from_json(Path(unit_path).read_text(encoding="utf-8"))
+        Path(result_path).write_text(json.dumps(train_unit(unit), ensure_ascii=False), encoding="utf-8")
         return
 
     design = resolve_design(args, parser)
@@ -698,7 +802,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         write_report(records_dir, results, command, args.quick)
         return
-    print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0))
+    if not args.lane:
+        print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0), args.workers)
     if args.dry_run:
         return
     check_design(records_dir, {"model": args.model, **json.loads(json.dumps(asdict(design)))})
@@ -707,7 +812,8 @@ def main(argv: list[str] | None = None) -> None:
     data = build_data(design, work / "data")
     setup_record = records.get("setup") or records.add(setup(design, base, data, work))
     print(
-        f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
+        ("" if not args.lane else f"Worker {args.lane}: ")
+        + f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
         f"{setup_record['layer_stability']}, stable {setup_record['layers_stable']}); LoRA rank "
         f"{setup_record['lora_rank']}; prompts: {setup_record['prompt_style']}.",
         flush=True,
@@ -715,16 +821,17 @@ def main(argv: list[str] | None = None) -> None:
     run = Run(design, records, work, base, data, setup_record, args.keep_models)
     run.on_record = lambda: write_report(records_dir, results, command, args.quick)
     run.base()
-    rates = {arm: run.search(arm) for arm in design.arms}
-    for seed in design.seeds:
-        for arm in design.arms:
-            run.final(arm, seed, rates[arm])
-    for arm in design.l2_arms:
-        rates[arm] = run.search(arm)
-        for seed in design.seeds:
-            run.final(arm, seed, rates[arm])
+    arms = [*design.arms, *design.l2_arms]
+    if args.lane:  # one worker: every n-th arm
+        lane, workers = (int(part) for part in args.lane.split("/"))
+        run_arms(run, design, arms[lane::workers])
+        return
+    if args.workers > 1:
+        run_workers(sys.argv[1:] if argv is None else list(argv), args.workers)
+    else:
+        run_arms(run, design, arms)
     write_report(records_dir, results, command, args.quick)
-    print(f"Done: {len(records.records)} records in {records_dir}; report in {results}.")
+    print(f"Done: {len(Records(records_dir).records)} records in {records_dir}; report in {results}.")
 
 
 if __name__ == "__main__":

@@ -221,7 +221,9 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
 def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
-    subprocess.run([*command, "--results_dir", str(tmp_path / "results")], check=True, env=env, timeout=900)
+    # Two workers share the arms (one process per unit); the rerun below, with one, must find every unit done.
+    workers = ["--workers", "2", "--results_dir", str(tmp_path / "results")]
+    subprocess.run([*command, *workers], check=True, env=env, timeout=900)
 
     results = tmp_path / "results"
     assert (results / "evidence.png").read_bytes().startswith(b"\x89PNG")
