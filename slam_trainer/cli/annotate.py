@@ -104,10 +104,10 @@ def _preflight(endpoint, key_variable: str) -> None:
     import socket
     import urllib.parse
 
-    from slam_trainer.l2.endpoint import _is_loopback
+    from slam_trainer.l2.endpoint import is_loopback
 
     host = urllib.parse.urlsplit(endpoint.base_url).hostname
-    if _is_loopback(host):
+    if is_loopback(host):
         return
     if endpoint.api_key is None:
         raise CommandError(

@@ -51,7 +51,8 @@ class FatalEndpointError(EndpointError):
     """A failure every request would share (bad key, redirect, wrong URL or model): the run stops at the first."""
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine: plain HTTP (and a key sent over it) is only allowed there."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -115,7 +116,7 @@ class Endpoint:
 
     def __post_init__(self):
         parts = _check_url("base_url", self.base_url)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
+        if parts.scheme == "http" and not is_loopback(parts.hostname) and not self.allow_insecure_http:
             raise ConfigError(
                 f"`base_url` {shown_url(self.base_url)!r} is plain http to {parts.hostname}, which is not a loopback "
                 "address: the key and the data would cross the network unencrypted. Use https, or allow it "
@@ -137,7 +138,7 @@ class Endpoint:
             raise ConfigError(
                 f"`proxy` must be an http://host:port address (urllib's), got {shown_url(self.proxy)!r}."
             )
-        if target.scheme == "http" and not _is_loopback(proxy.hostname):
+        if target.scheme == "http" and not is_loopback(proxy.hostname):
             raise ConfigError(
                 f"`proxy` {shown_url(self.proxy)!r} is not a loopback address, and the base URL is plain http: the "
                 "proxy would read the key in clear. Use an https base URL through it, or no proxy."
