@@ -90,7 +90,7 @@ SPECS = {
     ): Spec(
         run=False,
         reason="`make` builds a fresh .venv and installs the package (minutes, needs the package index); `make test` "
-        "is this suite itself, and the demo's pipeline runs in tests/test_cli.py (tiny) and test_real_models.py",
+        "is this suite itself, and the demo's pipeline runs in tests/test_demo.py (tiny) and test_real_models.py",
     ),
     ("README.md", "from datasets import load_dataset"): Spec(
         subs=(
