@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers.trainer_utils import HubStrategy
+from transformers.utils import logging
 from trl import SFTConfig
 
 from slam_trainer.architectures import validate_layers, validate_projections
@@ -14,6 +16,9 @@ from slam_trainer.errors import ConfigError
 from slam_trainer.precision import TRAINABLE_DTYPES, check_trainable_dtype
 from slam_trainer.probe.settings import DEFAULTS as PROBE_DEFAULTS
 from slam_trainer.probe.settings import REGIONS
+
+
+logger = logging.get_logger(__name__)
 
 
 MAX_LAYER_INDEX = 100_000  # ours: far above any model's depth (a few hundred layers), far below a range's memory
@@ -124,6 +129,8 @@ class SelectiveFFNConfig(SFTConfig):
         slam_push (`str`, *optional*, defaults to `"full"`):
             What `push_to_hub` uploads: `"full"` (the whole model, as `Trainer` does) or `"delta"` (only the trained
             FFN tensors, their metadata, the tokenizer and a card with the three lines that rebuild the model).
+            With `push_to_hub=True`, `"delta"` turns `hub_strategy`'s default `"every_save"` into `"end"` (each save
+            would upload the whole model) and refuses `"checkpoint"`/`"all_checkpoints"`.
     """
 
     _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["slam_ffn_modules"]
@@ -233,6 +240,8 @@ class SelectiveFFNConfig(SFTConfig):
                 ) from None
         if self.slam_push not in ("full", "delta"):
             raise ConfigError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
+        if self.slam_push == "delta" and self.push_to_hub and self.hub_strategy != HubStrategy.END:
+            self._push_only_the_delta()
         check_trainable_dtype(self.slam_trainable_dtype)
         if self.slam_probe_region not in REGIONS:
             raise ConfigError(
@@ -242,6 +251,21 @@ class SelectiveFFNConfig(SFTConfig):
             raise ConfigError(
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
             )
+
+    def _push_only_the_delta(self) -> None:
+        """`Trainer` uploads each checkpoint's whole model at every save unless `hub_strategy="end"`: with
+        `slam_push="delta"` only `save_model`/`push_to_hub` may push, and they push the delta."""
+        if self.hub_strategy != HubStrategy.EVERY_SAVE:
+            raise ConfigError(
+                f"`hub_strategy={self.hub_strategy.value!r}` uploads whole checkpoints (every weight of the model), "
+                "but `slam_push='delta'` pushes only the trained FFN tensors; use `hub_strategy='end'` (the delta is "
+                "pushed when you call `save_model` or `push_to_hub`), or `slam_push='full'`."
+            )
+        logger.info(
+            "slam_push='delta': hub_strategy 'every_save' -> 'end', so that no save uploads the whole model; the "
+            "delta is pushed when you call `save_model` or `push_to_hub`."
+        )
+        self.hub_strategy = HubStrategy.END
 
     @property
     def slam_projection_roles(self) -> str | list[str]:

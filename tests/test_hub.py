@@ -129,3 +129,32 @@ def test_a_delta_card_of_a_short_name_base_loads_it_through_the_package(cpu_args
     ast.parse(code)
     assert 'from_pretrained(resolve_model_path("smollm2-135m-instruct"))' in code
     assert "from slam_trainer.offline_models import resolve_model_path" in code
+
+
+def test_a_delta_push_during_training_never_uploads_the_whole_model(
+    hub_commits, cpu_args, tokenizer, arithmetic_dataset
+):
+    """`push_to_hub=True` with `Trainer`'s default `hub_strategy="every_save"` uploads each checkpoint's model: with
+    `slam_push="delta"` saves push nothing, and `save_model` pushes the delta alone."""
+    trainer = make_trainer(
+        cpu_args,
+        tokenizer,
+        arithmetic_dataset,
+        slam_push="delta",
+        push_to_hub=True,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    assert trainer.args.hub_strategy == "end"
+    trainer.train()
+    trainer.save_model()
+    assert len(hub_commits) == 1, hub_commits
+    assert DELTA_WEIGHTS_NAME in hub_commits[0] and "model.safetensors" not in hub_commits[0]
+
+
+@pytest.mark.parametrize("strategy", ["checkpoint", "all_checkpoints"])
+def test_a_delta_push_refuses_checkpoint_uploads(cpu_args, strategy):
+    from slam_trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="uploads whole checkpoints.*hub_strategy='end'"):
+        cpu_args(slam_push="delta", push_to_hub=True, hub_strategy=strategy, hub_model_id="user/tiny-slam")
