@@ -240,8 +240,7 @@ class SelectiveFFNConfig(SFTConfig):
                 ) from None
         if self.slam_push not in ("full", "delta"):
             raise ConfigError(f"`slam_push` must be 'full' or 'delta', got {self.slam_push!r}.")
-        if self.slam_push == "delta" and self.push_to_hub and self.hub_strategy != HubStrategy.END:
-            self._push_only_the_delta()
+        self.check_delta_push()
         check_trainable_dtype(self.slam_trainable_dtype)
         if self.slam_probe_region not in REGIONS:
             raise ConfigError(
@@ -252,9 +251,12 @@ class SelectiveFFNConfig(SFTConfig):
                 f"`slam_ffn_modules` must be a mapping of role to module name, got {self.slam_ffn_modules!r}."
             )
 
-    def _push_only_the_delta(self) -> None:
+    def check_delta_push(self) -> None:
         """`Trainer` uploads each checkpoint's whole model at every save unless `hub_strategy="end"`: with
-        `slam_push="delta"` only `save_model`/`push_to_hub` may push, and they push the delta."""
+        `slam_push="delta"` only `save_model`/`push_to_hub` may push, and they push the delta. Run at init, by
+        `set_push_to_hub` and by the trainer (the fields may be set after init)."""
+        if self.slam_push != "delta" or not self.push_to_hub or self.hub_strategy == HubStrategy.END:
+            return
         if self.hub_strategy != HubStrategy.EVERY_SAVE:
             raise ConfigError(
                 f"`hub_strategy={self.hub_strategy.value!r}` uploads whole checkpoints (every weight of the model), "
@@ -266,6 +268,12 @@ class SelectiveFFNConfig(SFTConfig):
             "delta is pushed when you call `save_model` or `push_to_hub`."
         )
         self.hub_strategy = HubStrategy.END
+
+    def set_push_to_hub(self, model_id: str, *args, **kwargs):
+        """`TrainingArguments.set_push_to_hub`, then `check_delta_push` (its default strategy is `"every_save"`)."""
+        result = super().set_push_to_hub(model_id, *args, **kwargs)
+        self.check_delta_push()
+        return result
 
     @property
     def slam_projection_roles(self) -> str | list[str]:

@@ -65,6 +65,7 @@ class SelectiveFFNTrainer(SFTTrainer):
         formatting_func=None,
     ):
         args = self._as_selective_config(model, args)
+        args.check_delta_push()
         loaded_here = isinstance(model, str)
         if loaded_here:
             model, processing_class = load_model_and_processor(model, args, quantization_config, processing_class)

@@ -158,3 +158,17 @@ def test_a_delta_push_refuses_checkpoint_uploads(cpu_args, strategy):
 
     with pytest.raises(ConfigError, match="uploads whole checkpoints.*hub_strategy='end'"):
         cpu_args(slam_push="delta", push_to_hub=True, hub_strategy=strategy, hub_model_id="user/tiny-slam")
+
+
+def test_the_delta_push_holds_when_the_hub_is_set_after_the_config(
+    hub_commits, cpu_args, tokenizer, arithmetic_dataset
+):
+    """transformers' `set_push_to_hub` (strategy "every_save" by default) and a field set by hand are checked too."""
+    args = cpu_args(slam_push="delta").set_push_to_hub("user/tiny-slam")
+    assert args.push_to_hub and args.hub_strategy == "end"
+
+    args = cpu_args(slam_push="delta", hub_model_id="user/tiny-slam")
+    args.push_to_hub = True  # after init: the trainer checks again
+    model = build_tiny_model("llama")
+    SelectiveFFNTrainer(model, args=args, train_dataset=arithmetic_dataset, processing_class=tokenizer)
+    assert args.hub_strategy == "end"
