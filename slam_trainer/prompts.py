@@ -24,17 +24,22 @@ SLAM_TEMPLATE = "Human: {question}\nAssistant:"
 
 
 def uses_chat_template(
-    tokenizer, requested: bool | None = None, *, asked_by: str = "`use_chat_template=True`"
+    tokenizer,
+    requested: bool | None = None,
+    *,
+    asked_by: str = "`use_chat_template=True`",
+    remedy: str = "`use_chat_template=False`",
 ) -> bool:
     """Whether prompts go through the tokenizer's chat template: `requested` when given (True needs a template),
-    else whether the tokenizer has one. `asked_by` names the user's setting in the error."""
+    else whether the tokenizer has one. `asked_by` names the user's setting in the error, `remedy` the one that
+    asks for plain prompts instead."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if requested is None:
         return has_template
     if requested and not has_template:
         raise ConfigError(
-            f"{asked_by} asks for the chat template, but the tokenizer has none; give it one "
-            "(`tokenizer.chat_template`) or use the plain prompt."
+            f"{asked_by} asks for the chat template, but the tokenizer has none; use {remedy} (plain prompts), or "
+            "give the tokenizer a chat template (`tokenizer.chat_template = ...`)."
         )
     return bool(requested)
 
@@ -66,7 +71,8 @@ def check_template(name: str, template: str, field: str = "question") -> None:
     except ValueError as error:
         raise ConfigError(f"`{name}` is not a valid format string ({error}): {template!r}.") from None
     if field not in fields:
-        raise ConfigError(f"`{name}` must contain '{{{field}}}', got {template!r}.")
+        renamed = " (the field was called {instruction} before; rename it)" if "instruction" in fields else ""
+        raise ConfigError(f"`{name}` must contain '{{{field}}}', got {template!r}{renamed}.")
     unknown = sorted(fields - {field})
     if unknown:
         raise ConfigError(

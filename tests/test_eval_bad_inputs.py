@@ -71,7 +71,11 @@ CLI_CASES = [
     ("chat style without template", ["--prompt_style", "chat", "--chat_template", "off"], "cannot go with"),
     ("custom code without the flag", ["--model", "{model:remote-code}"], "runs only with --trust_remote_code"),
     ("model absent", ["--model", "no-such-model"], "`--model` no-such-model: no tokenizer there"),
-    ("chat template absent", ["--model", "{model:no-template}", "--chat_template", "on"], "the tokenizer has none"),
+    (
+        "chat template absent",
+        ["--model", "{model:no-template}", "--chat_template", "on"],
+        "the tokenizer has none; use `--chat_template off`",
+    ),
     (
         "prompt + max_new_tokens over the window",
         ["--max_new_tokens", "2000"],

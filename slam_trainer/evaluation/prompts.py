@@ -78,7 +78,12 @@ def build_prompts(
     check_style(style)
     exemplars = exemplars or {}
     if style == "chat" or chat_template:
-        uses_chat_template(tokenizer, True, asked_by="`prompt_style='chat'`" if style == "chat" else "`chat_template`")
+        uses_chat_template(
+            tokenizer,
+            True,
+            asked_by="`prompt_style='chat'`" if style == "chat" else "`chat_template=True`",
+            remedy="another `prompt_style` (e.g. `slam`)" if style == "chat" else "`chat_template=False`",
+        )
     if style in lm_eval_mgsm.MODES:
         texts = [None] * len(rows)
         for lang in dict.fromkeys(row["lang"] for row in rows):

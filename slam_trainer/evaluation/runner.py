@@ -257,7 +257,8 @@ def _prepare_inputs(settings: EvalSettings) -> _Inputs:
     chat_template = uses_chat_template(
         tokenizer,
         True if chat_style else settings.chat_template,
-        asked_by="`prompt_style='chat'`" if chat_style else "`chat_template`",
+        asked_by="`--prompt_style chat`" if chat_style else "`--chat_template on`",
+        remedy="another `--prompt_style` (e.g. `slam`)" if chat_style else "`--chat_template off`",
     )
     prompts = build_prompts(
         rows,

@@ -201,7 +201,9 @@ def uses_chat_prompts(script_args: TrainScriptArguments, tokenizer) -> bool:
     from slam_trainer.prompts import uses_chat_template
 
     requested = {"auto": None, "chat": True, "plain": False}[script_args.prompt_format]
-    return uses_chat_template(tokenizer, requested, asked_by="`prompt_format='chat'`")
+    return uses_chat_template(
+        tokenizer, requested, asked_by="`--prompt_format chat`", remedy="`--prompt_format plain` (or `auto`)"
+    )
 
 
 def build_eval_data(eval_rows, script_args, tokenizer, collator):
