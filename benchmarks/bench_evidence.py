@@ -657,8 +657,11 @@ class Run:
         try:  # one process per unit, even with several workers or a second run started by mistake
             with exclusive_lock(self.run_dir(arm, rate, seed), flag="--work_dir"):
                 record = run_child(unit, self.records, self.work)
-        except ResumeError as error:
-            raise SystemExit(f"bench_evidence: error: {error}") from None
+        except ResumeError:
+            raise SystemExit(
+                f"bench_evidence: error: unit {key} is being trained by another bench_evidence process on this "
+                f"--work_dir ({self.work}); let it finish or stop it, then run again (finished units are kept)."
+            ) from None
         losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
         scores = ", ".join(f"{name} {scored['non_en']:.3f}" for name, scored in record["evals"].items())
         step = f"{record['step_seconds']:.1f} s/step" if record["step_seconds"] else "no step run"
@@ -757,6 +760,15 @@ def write_report(records_dir: Path, results: Path, command: str, quick: bool) ->
         write_all(records_dir if quick else records_dir.parent, results, command=command, machine=machine_info())
 
 
+def shown_arguments(argv: list[str]) -> list[str]:
+    """The command line as the user typed it: without the `--lane i/n` the parent adds for its workers."""
+    shown = list(argv)
+    if "--lane" in shown:
+        at = shown.index("--lane")
+        del shown[at : at + 2]
+    return shown
+
+
 def run_workers(argv: list[str], workers: int) -> None:
     """Start `workers` copies of this command, each running its share of the arms (`--lane i/n`), one core each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -797,7 +809,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work_dir or Path("evidence-work") / (name + ("-quick" if args.quick else ""))).resolve()
     records_dir = Path(args.records_dir or (work / "records" if args.quick else RESULTS_DIR / "evidence_runs" / name))
     results = Path(args.results_dir) if args.results_dir else work if args.quick else RESULTS_DIR
-    command = "python benchmarks/bench_evidence.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    typed = shown_arguments(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/bench_evidence.py " + " ".join(typed)
     records = Records(records_dir)
     if args.report:
         write_report(records_dir, results, command, args.quick)

@@ -7,6 +7,7 @@ far, the seeds done at each budget), intervals use the seeds done, and the files
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -539,9 +540,14 @@ def load_runs(records_root: Path) -> dict[str, tuple[dict, dict]]:
 
 
 def write_all(records_root: Path, results: Path, *, command: str, machine: dict) -> dict:
+    """evidence.json/md/png from every model's records; each file written under a temporary name and renamed, so a
+    commit made while the run goes on never takes a cut file."""
     summary = summarise(load_runs(records_root), command=command, machine=machine)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "evidence.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (results / "evidence.md").write_text(markdown(summary), encoding="utf-8")
-    plot(summary, results / "evidence.png")
+    partial = {name: results / f".partial-{name}" for name in ("evidence.json", "evidence.md", "evidence.png")}
+    partial["evidence.json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial["evidence.md"].write_text(markdown(summary), encoding="utf-8")
+    plot(summary, partial["evidence.png"])
+    for name, path in partial.items():
+        os.replace(path, results / name)
     return summary

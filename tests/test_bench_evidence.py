@@ -223,13 +223,15 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
     # Two workers share the arms (one process per unit); the rerun below, with one, must find every unit done.
     workers = ["--workers", "2", "--results_dir", str(tmp_path / "results")]
-    subprocess.run([*command, *workers], check=True, env=env, timeout=900)
+    first = subprocess.run([*command, *workers], check=True, env=env, timeout=900, capture_output=True, text=True)
+    assert "Worker 0/2: " in first.stdout and "Worker 1/2: " in first.stdout
 
     results = tmp_path / "results"
     assert (results / "evidence.png").read_bytes().startswith(b"\x89PNG")
     assert "### Differences that carry the claims" in (results / "evidence.md").read_text(encoding="utf-8")
     summary = json.loads((results / "evidence.json").read_text(encoding="utf-8"))
     assert summary["schema"] == 2 and not summary["partial"]
+    assert "--workers 2" in summary["command"] and "--lane" not in summary["command"]  # as typed, not a worker's
     entry = summary["models"]["tiny:llama"]
     assert entry["languages"][0] == "en" and entry["budgets"] == [1, 2, 3] and entry["seeds"] == [0, 1]
     assert list(entry["arms"]) == ["base", "full", "slam-auto", "slam-random", "lora", "l2-mixed"]
