@@ -64,7 +64,7 @@ from evidence_design import (
 from evidence_records import Records, base_key, check_design, final_key, search_key
 
 from slam_trainer.errors import ResumeError
-from slam_trainer.resume import exclusive_lock
+from slam_trainer.resume import exclusive_lock, write_atomic
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -238,11 +238,8 @@ class Unit:
 
 
 def write_jsonl(path: Path, rows) -> str:
-    """Written whole under a process-unique name, then renamed: a worker rewriting the same rows never shows another
-    worker's training run a cut file."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(partial, path)
+    """Written whole (`write_atomic`): a worker rewriting the same rows never shows another worker's run a cut file."""
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return str(path)
 
 

@@ -8,11 +8,10 @@ Keys are paths: `setup`, `base/{split}/{protocol}`, `search/{arm}/lr={rate}`, `f
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from slam_trainer.errors import ResumeError
-from slam_trainer.resume import claim_settings
+from slam_trainer.resume import claim_settings, write_atomic
 
 
 DESIGN_FILE = "design.json"
@@ -53,9 +52,7 @@ class Records:
     def add(self, record: dict) -> dict:
         path = self.root / f"{record['key']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         self.records[record["key"]] = record
         return record
 

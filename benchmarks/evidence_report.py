@@ -6,13 +6,15 @@ far, the seeds done at each budget), intervals use the seeds done, and the files
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import statistics
 from pathlib import Path
 
 from evidence_records import DESIGN_FILE, Records, base_key, final_key
 from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix
+
+from slam_trainer.resume import write_atomic
 
 
 COMPARISONS = (("slam-auto", "full"), ("slam-auto", "base"), ("slam-auto", "slam-random"), ("slam-auto", "lora"))
@@ -520,8 +522,10 @@ def plot(summary: dict, path: Path) -> None:
         else:
             axis.text(0.5, 0.5, "no test scores yet", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=120)
     plt.close(figure)
+    write_atomic(path, png.getvalue())
 
 
 def load_runs(records_root: Path) -> dict[str, tuple[dict, dict]]:
@@ -544,10 +548,7 @@ def write_all(records_root: Path, results: Path, *, command: str, machine: dict)
     commit made while the run goes on never takes a cut file."""
     summary = summarise(load_runs(records_root), command=command, machine=machine)
     results.mkdir(parents=True, exist_ok=True)
-    partial = {name: results / f".partial-{name}" for name in ("evidence.json", "evidence.md", "evidence.png")}
-    partial["evidence.json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial["evidence.md"].write_text(markdown(summary), encoding="utf-8")
-    plot(summary, partial["evidence.png"])
-    for name, path in partial.items():
-        os.replace(path, results / name)
+    write_atomic(results / "evidence.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(results / "evidence.md", markdown(summary))
+    plot(summary, results / "evidence.png")
     return summary

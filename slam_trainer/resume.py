@@ -20,21 +20,27 @@ from pathlib import Path
 from slam_trainer.errors import ResumeError
 
 
-__all__ = ["SETTINGS_NAME", "claim_settings", "exclusive_lock", "read_settings", "write_json_atomic"]
+__all__ = ["SETTINGS_NAME", "claim_settings", "exclusive_lock", "read_settings", "write_atomic", "write_json_atomic"]
 
 SETTINGS_NAME = "settings.json"
 LOCK_NAME = ".slam.lock"
 
 
-def write_json_atomic(path: str | Path, value) -> None:
-    """Write `value` as JSON to `path` whole or not at all: a temporary file in the same folder, synced, renamed."""
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write `data` (text as UTF-8) to `path` whole or not at all: a temporary file in the same folder, named for this
+    process so that concurrent writers never share one, synced, renamed."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    with temporary.open("wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def write_json_atomic(path: str | Path, value) -> None:
+    """Write `value` as JSON to `path` whole or not at all (`write_atomic`)."""
+    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def read_settings(directory: str | Path, flag: str, name: str = SETTINGS_NAME) -> dict | None:

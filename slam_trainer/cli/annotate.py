@@ -77,14 +77,12 @@ def make_parser(subparsers):
 
 
 def _write_jsonl(path, rows) -> None:
-    """Write `rows` to `path` whole or not at all (a temporary file, then a rename)."""
+    """Write `rows` to `path` whole or not at all."""
     import json
 
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    from slam_trainer.resume import write_atomic
+
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _check_paths(seed, output, cache) -> None:
