@@ -487,6 +487,7 @@ def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
     import signal
     import subprocess
     import sys
+    import time
 
     seed = _seed_file(tmp_path, SEED)
     cache = tmp_path / "ann.jsonl.cache.jsonl"
@@ -496,6 +497,8 @@ def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
         if sum(fake.counts.values()) == 2 and "sent" not in client:
             client["sent"] = sum(fake.received.values())
             client["process"].send_signal(signal.SIGINT)
+        elif "sent" in client:  # a request after the signal: answer slowly, so a loaded machine still runs the handler
+            time.sleep(2)
         return False
 
     counts = Counter()
