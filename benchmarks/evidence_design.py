@@ -7,6 +7,7 @@ on validation at the middle budget, >= 3 seeds, >= 50 validation and >= 100 test
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -38,6 +39,11 @@ INTERVENTION_GRID = ((0.5, 2.0, 10), (0.5, 8.0, 10), (1.0, 8.0, 10), (0.0, 8.0, 
 def rate_of(exponent: int) -> float:
     """The ladder's rate for `exponent`, rounded to 3 significant digits (what the records and tables show)."""
     return float(f"{10 ** (exponent / POINTS_PER_DECADE):.3g}")
+
+
+def exponent_of(rate: float) -> int:
+    """The ladder exponent of a rate `rate_of` gave (inverse of `rate_of`)."""
+    return round(math.log10(rate) * POINTS_PER_DECADE)
 
 
 def start_exponents(arm: str, count: int = 3) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
+from evidence_design import choose_rate, exponent_of, rate_of
 from evidence_records import DESIGN_FILE, Records, base_key, final_key
 from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix
 
@@ -96,6 +97,17 @@ def _costs(records: dict, arm: str, design: dict) -> dict:
     }
 
 
+def _searched_rate(searched: dict[float, dict], design: dict) -> float | None:
+    """The rate an arm's finished search chose (the run's own rule, `choose_rate`), or None while it goes on."""
+    middle = design["budgets"][len(design["budgets"]) // 2]
+    scores = {exponent_of(rate): run["evals"][f"val/{middle}/0-shot"]["non_en"] for rate, run in searched.items()}
+    try:
+        move, exponent = choose_rate(scores, design["max_grid_points"])
+    except ValueError:  # not a contiguous grid yet (a rate below and one above, the one between still running)
+        return None
+    return rate_of(exponent) if move == "chosen" and len(scores) >= design["start_points"] else None
+
+
 def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
     others, protocols = design["languages"][1:], _protocols(design)
     middle = str(design["budgets"][len(design["budgets"]) // 2])
@@ -107,9 +119,10 @@ def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
         },
     }
     finals = {seed: records[final_key(arm, seed)] for seed in design["seeds"] if final_key(arm, seed) in records}
-    if not finals:
+    chosen = _searched_rate(searched, design) if searched else None
+    if not finals and chosen is None:
         return summary | {"status": "rate search in progress" if searched else "not started"}
-    first = next(iter(finals.values()))
+    first = next(iter(finals.values())) if finals else searched[chosen]
     rate = first["rate"]
     grid = sorted(searched)
     costs = _costs(records, arm, design)
@@ -123,6 +136,8 @@ def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
         "step_time_ratio": _ratio(costs["step_seconds"], full_costs["step_seconds"]),
         "peak_memory_ratio": _ratio(costs["peak"], full_costs["peak"]),
     }
+    if not finals:
+        return summary | {"status": "rate chosen; seeds not finished"}
     seed_zero = records.get(final_key(arm, design["seeds"][0]))
     if seed_zero:
         summary["chosen_protocol"] = seed_zero["protocol"]

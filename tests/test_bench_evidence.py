@@ -16,7 +16,7 @@ SCRIPT = BENCHMARKS / "bench_evidence.py"
 sys.path.insert(0, str(BENCHMARKS))
 
 from bench_evidence import random_layers  # noqa: E402
-from evidence_design import EXPONENT_BOUNDS, SMOLLM2, choose_rate, rate_of  # noqa: E402
+from evidence_design import EXPONENT_BOUNDS, SMOLLM2, choose_rate, exponent_of, rate_of  # noqa: E402
 from evidence_records import Records, base_key, check_design, final_key, search_key  # noqa: E402
 from evidence_report import summarise_model  # noqa: E402
 from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix  # noqa: E402
@@ -73,6 +73,7 @@ def test_choose_rate_refuses_grids_it_cannot_extend(scores, message):
 
 def test_the_ladder_has_the_same_points_per_decade_everywhere():
     rates = [rate_of(e) for e in range(-10, -3)]
+    assert [exponent_of(rate) for rate in rates] == list(range(-10, -3))
     assert rates[:3] == [1e-5, 3.16e-5, 1e-4]
     assert all(rate_of(e + 2) == pytest.approx(10 * rate_of(e), rel=1e-2) for e in range(-12, -3))
 
@@ -213,11 +214,26 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
     assert comparison["budget"] == 180 and comparison["ci95"][1] < 0 and comparison["seeds"] == [0, 1, 2]
     assert "slam-auto - slam-random" not in entry["comparisons"]  # slam-random has no final run yet
     assert entry["arms"]["slam-random"]["status"] == "rate search in progress"
+    assert "lr" not in entry["arms"]["slam-random"]  # one rate of three scored: nothing chosen yet
     assert "slam-random: seeds [0, 1, 2]" in entry["partial"]
     assert any(item.startswith("slam-low") and "not started" in item for item in entry["partial"])
 
 
 @pytest.mark.slow
+def test_an_arm_whose_search_has_chosen_shows_its_rate_before_any_seed_finishes():
+    design = json.loads(json.dumps({"model": "m", **SMOLLM2.__dict__}))
+    records = _records(SMOLLM2, {"full": 0.9})
+    rng = np.random.default_rng(1)
+    for rate, p in ((1e-4, 0.3), (3.16e-4, 0.6), (1e-3, 0.4)):
+        evals = {"val/60/0-shot": _eval(rng, list(SMOLLM2.languages), SMOLLM2.val_problems, p)}
+        run = {"rate": rate, "evals": evals, "trainable_params": 8, "total_params": 100, "step_seconds": 1.0}
+        records[search_key("lora", rate)] = {"key": search_key("lora", rate), **run}
+    lora = summarise_model(design, records)["arms"]["lora"]
+    assert lora["status"] == "rate chosen; seeds not finished" and lora["seeds_done"] == []
+    assert lora["lr"] == 3.16e-4 and lora["lr_interior"] and lora["trainable_share"] == 0.08
+    assert "budgets" not in lora
+
+
 def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
