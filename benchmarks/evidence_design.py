@@ -100,6 +100,11 @@ class Design:
     max_new_tokens: int = 48  # a trained model's longest answer here is ~35 tokens
     eval_batch_size: int = 16
     intervention_grid: tuple = field(default=INTERVENTION_GRID)
+    # float32, or bfloat16: float32 weights trained under bf16 autocast (`bf16=True`, the mixed precision users run on
+    # GPUs) and every evaluation, base included, with the weights in bfloat16. Ours: one precision per model, for all
+    # its arms; bfloat16 where a model's run would otherwise take too long (on this machine's AMX cores a bf16 training
+    # step takes ~0.6x and an answer ~0.5x the float32 time; CPUs without AMX/AVX512-BF16 are slower in bf16).
+    precision: str = "float32"
 
     @property
     def select_budget(self) -> int:
@@ -120,7 +125,12 @@ SMOLLM2 = Design(
     l2_arms=tuple(L2_ARMS),
 )
 # Gemma-3-270M: the reduced design (issue 20's list), the same items.
-GEMMA = Design(languages=SMOLLM2.languages, arms=("full", "slam-auto", "slam-random", "slam-low"), l2_arms=())
+GEMMA = Design(
+    languages=SMOLLM2.languages,
+    arms=("full", "slam-auto", "slam-random", "slam-low"),
+    l2_arms=(),
+    precision="bfloat16",  # Gemma 3's own training precision; in float32 its run would take ~34 h of one core
+)
 # The plumbing only, on a random tiny model: one extension of a grid, every kind of unit, in a few minutes.
 QUICK = Design(
     languages=("en", "es", "zh"),
@@ -153,6 +163,9 @@ DESIGNS = {"smollm2-135m-instruct": SMOLLM2, "gemma3-270m": GEMMA}
 STEP_SECONDS = {"sft": 17.0, "slam": 10.0, "lora": 13.0, "l2": 18.0}
 ANSWER_SECONDS = 0.7
 PROCESS_SECONDS = 60.0
+# Time in bfloat16 against float32 (measured on SmolLM2 and Gemma-3-270M here: training steps 0.55-0.65x, answers
+# ~0.5x; `Design.precision`).
+PRECISION_TIME = {"float32": 1.0, "bfloat16": 0.6}
 
 
 def step_seconds(arm: str) -> float:
@@ -167,6 +180,7 @@ def estimate_minutes(design: Design, scale: float) -> dict[str, float]:
     languages = len(design.languages)
     val, test = languages * design.val_problems, languages * design.test_problems
     few_shot = 3.0
+    scale *= PRECISION_TIME[design.precision]
 
     def answers(count, shots=1.0):
         return scale * count * ANSWER_SECONDS * shots

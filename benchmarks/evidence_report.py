@@ -50,6 +50,7 @@ def summarise_model(design: dict, records: dict[str, dict]) -> dict:
         "world": design["world"],
         "train_problems": design["train_problems"],
         "batch_size": design["batch_size"],
+        "precision": design["precision"],
         "auto_layers": setup.get("layers", {}).get("auto"),
         "auto_layer_stability": setup.get("layer_stability"),
         "auto_layers_stable": setup.get("layers_stable"),
@@ -323,7 +324,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
         "",
         f"{entry['train_problems']} training problems; {entry['n_items']['validation']['en']} validation and "
         f"{entry['n_items']['test']['en']} test problems per language ({', '.join(languages)}); budgets "
-        f"{entry['budgets']} steps of batch {entry['batch_size']}; seeds {entry['seeds']}. "
+        f"{entry['budgets']} steps of batch {entry['batch_size']}; seeds {entry['seeds']}; {entry['precision']}. "
         f"Wall time of the records so far: {wall_hours:.1f} h.",
         "",
         f"slam-auto's layers (the default probe: the parallel training questions): {entry['auto_layers']}; bootstrap "

@@ -29,7 +29,8 @@ def cpu_training_defaults() -> dict[str, Any]:
     new dict to unpack into `SelectiveFFNConfig`, `SFTConfig` or `TrainingArguments` (to change one of its values,
     merge first: `{**cpu_training_defaults(), "save_strategy": "steps"}`).
 
-    float32 (`bf16=False`: `SFTConfig` asks for bf16 by default, and bf16 matmuls on a CPU are slow), no activation
+    float32 (`bf16=False`: `SFTConfig` asks for bf16 by default, bf16 matmuls are slow on CPUs without AMX or
+    AVX512-BF16, and float32 keeps results the same across CPUs), no activation
     checkpointing (recomputing costs time, and a CPU run has the memory), no checkpoints, no experiment trackers and no
     progress bars.
     """

@@ -237,6 +237,7 @@ def test_an_arm_whose_search_has_chosen_shows_its_rate_before_any_seed_finishes(
 def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
+    command += ["--precision", "bfloat16"]  # Gemma's: bf16 autocast training, bf16 evaluation
     # Two workers share the arms (one process per unit); the rerun below, with one, must find every unit done.
     workers = ["--workers", "2", "--results_dir", str(tmp_path / "results")]
     first = subprocess.run([*command, *workers], check=True, env=env, timeout=900, capture_output=True, text=True)
@@ -250,6 +251,14 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     assert "--workers 2" in summary["command"] and "--lane" not in summary["command"]  # as typed, not a worker's
     entry = summary["models"]["tiny:llama"]
     assert entry["languages"][0] == "en" and entry["budgets"] == [1, 2, 3] and entry["seeds"] == [0, 1]
+    assert entry["precision"] == "bfloat16"
+    records = tmp_path / "work" / "records"
+    trained = [*records.glob("search/*/*.json"), *records.glob("final/*/*.json")]
+    assert trained and all(json.loads(path.read_text(encoding="utf-8"))["bf16_autocast"] for path in trained)
+    evaluations = list((tmp_path / "work").glob("**/settings.json"))
+    assert evaluations and {json.loads(path.read_text(encoding="utf-8"))["dtype"] for path in evaluations} == {
+        "bfloat16"
+    }
     assert list(entry["arms"]) == ["base", "full", "slam-auto", "slam-random", "lora", "l2-mixed"]
     assert set(entry["arms"]["base"]["protocols"]) == {"0-shot", "1-shot"}
     for arm, info in entry["arms"].items():
