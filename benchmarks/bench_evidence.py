@@ -18,7 +18,8 @@ The design (issue 20; every number is ours, see `evidence_design.py`):
   parameters as SLAM); L² (full fine-tuning): en-cot, l2-full, l2-mixed, with equal training tokens.
 - Budgets: 20, 60 and 180 optimizer steps of batch 8 are checkpoints of one run (constant rate after 4 warm-up steps).
 - Rates: each arm's grid holds two points per decade and grows by one point while its best validation score
-  (non-English mean, 0-shot, seed 0, middle budget) sits at an edge, so the chosen rate is interior.
+  (non-English mean, 0-shot, seed 0, middle budget) sits at an edge, so the chosen rate is interior. L² arms (full
+  fine-tuning on other rows) start around the rate full's search chose.
 - Protocol: base and every arm are scored 0-shot and 3-shot on validation at the middle budget; each arm's test
   headline uses the better one, and the other is scored on test at the middle budget too.
 - Seeds 0, 1, 2 at the chosen rate; the test problems are scored only for these runs, at every budget.
@@ -61,6 +62,7 @@ from evidence_design import (
     SMOLLM2,
     choose_rate,
     estimate_minutes,
+    finished_search,
     is_interior,
     rate_of,
     start_exponents,
@@ -680,24 +682,42 @@ class Run:
         self.on_record()
         return record
 
-    def search_score(self, arm: str, exponent: int) -> float | None:
-        record = self.records.get(search_key(arm, rate_of(exponent)))
+    def search_score(self, arm: str, exponent: int, records: Records | None = None) -> float | None:
+        record = (records or self.records).get(search_key(arm, rate_of(exponent)))
         name = eval_name("val", self.design.select_budget, self.design.protocols[0])
         return None if record is None else record["evals"][name]["non_en"]
+
+    def search_scores(self, arm: str, records: Records | None = None) -> dict[int, float]:
+        """The validation scores of `arm`'s search so far, by ladder exponent."""
+        found = {e: self.search_score(arm, e, records) for e in range(*EXPONENT_RANGE)}
+        return {e: score for e, score in found.items() if score is not None}
+
+    def start(self, arm: str) -> tuple[int, ...]:
+        """The first rates of `arm`'s search: an L² arm's around full's chosen rate once full's search has finished
+        (read again from disk: another worker may have finished it), any other arm's at its kind's default."""
+        center = None
+        if arm in L2_ARMS:
+            scores = self.search_scores("full", Records(self.records.root))
+            center = finished_search(scores, self.design.start_points, self.design.max_grid_points)
+        start, done = start_exponents(arm, self.design.start_points, center), self.search_scores(arm)
+        grid = set(start) | set(done)
+        if grid != set(range(min(grid), max(grid) + 1)):  # begun around another rate (full's search was not done)
+            return tuple(sorted(done))
+        return start
 
     def search(self, arm: str) -> float:
         """Run the arm's rate search until its best validation score is interior (or the grid may grow no more);
         returns the chosen rate."""
         middle = self.design.select_budget
         budgets = [b for b in self.budgets(arm) if b[0] <= middle]
-        pending = list(start_exponents(arm, self.design.start_points))
+        pending = list(self.start(arm))
         while True:
             for exponent in pending:
                 if self.search_score(arm, exponent) is None:
                     rate = rate_of(exponent)
                     evals = [["val", middle, self.design.protocols[0]]]
                     self.unit(search_key(arm, rate), arm, rate, self.design.seeds[0], budgets, evals=evals)
-            scores = {e: s for e in range(*EXPONENT_RANGE) if (s := self.search_score(arm, e)) is not None}
+            scores = self.search_scores(arm)
             move, exponent = choose_rate(scores, self.design.max_grid_points)
             if move == "chosen":
                 rate = rate_of(exponent)

@@ -46,9 +46,15 @@ def exponent_of(rate: float) -> int:
     return round(math.log10(rate) * POINTS_PER_DECADE)
 
 
-def start_exponents(arm: str, count: int = 3) -> tuple[int, ...]:
-    """The first `count` rates of an arm's search (1 or 3): the middle one of its start, or all three."""
-    start = START_EXPONENTS["full" if arm == "full" or arm in L2_ARMS else "slam"]
+def start_exponents(arm: str, count: int = 3, center: int | None = None) -> tuple[int, ...]:
+    """The first `count` rates of an arm's search (1 or 3): the middle one of its start, or all three. `center`: the
+    exponent to start around instead of the arm kind's default (L² arms, full fine-tuning on other rows, start where
+    full's finished search chose: ours, it saves the extensions a start a decade off costs; the grid still grows
+    until the best rate is interior)."""
+    if center is not None:
+        start = (center - 1, center, center + 1)
+    else:
+        start = START_EXPONENTS["full" if arm == "full" or arm in L2_ARMS else "slam"]
     return start if count == len(start) else start[1:2]
 
 
@@ -70,6 +76,18 @@ def choose_rate(scores: dict[int, float], max_points: int) -> tuple[str, int]:
     if best == grid[-1] and room and grid[-1] + 1 <= EXPONENT_BOUNDS[1]:
         return "extend", grid[-1] + 1
     return "chosen", best
+
+
+def finished_search(scores: dict[int, float], start_points: int, max_points: int) -> int | None:
+    """The exponent a search with these scores has chosen, or None while it goes on (fewer than its start points
+    scored, a grid not yet contiguous, or one more rate to run)."""
+    if len(scores) < start_points:
+        return None
+    try:
+        move, exponent = choose_rate(scores, max_points)
+    except ValueError:  # not contiguous yet: a rate between two scored ones is still running
+        return None
+    return exponent if move == "chosen" else None
 
 
 def is_interior(grid, exponent: int) -> bool:

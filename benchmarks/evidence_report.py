@@ -11,7 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
-from evidence_design import choose_rate, exponent_of, rate_of
+from evidence_design import exponent_of, finished_search, rate_of
 from evidence_records import DESIGN_FILE, Records, base_key, final_key
 from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix
 
@@ -99,14 +99,11 @@ def _costs(records: dict, arm: str, design: dict) -> dict:
 
 
 def _searched_rate(searched: dict[float, dict], design: dict) -> float | None:
-    """The rate an arm's finished search chose (the run's own rule, `choose_rate`), or None while it goes on."""
+    """The rate an arm's finished search chose (the run's own rule), or None while it goes on."""
     middle = design["budgets"][len(design["budgets"]) // 2]
     scores = {exponent_of(rate): run["evals"][f"val/{middle}/0-shot"]["non_en"] for rate, run in searched.items()}
-    try:
-        move, exponent = choose_rate(scores, design["max_grid_points"])
-    except ValueError:  # not a contiguous grid yet (a rate below and one above, the one between still running)
-        return None
-    return rate_of(exponent) if move == "chosen" and len(scores) >= design["start_points"] else None
+    exponent = finished_search(scores, design["start_points"], design["max_grid_points"])
+    return None if exponent is None else rate_of(exponent)
 
 
 def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:

@@ -16,7 +16,15 @@ SCRIPT = BENCHMARKS / "bench_evidence.py"
 sys.path.insert(0, str(BENCHMARKS))
 
 from bench_evidence import random_layers  # noqa: E402
-from evidence_design import EXPONENT_BOUNDS, SMOLLM2, choose_rate, exponent_of, rate_of  # noqa: E402
+from evidence_design import (  # noqa: E402
+    EXPONENT_BOUNDS,
+    SMOLLM2,
+    choose_rate,
+    exponent_of,
+    finished_search,
+    rate_of,
+    start_exponents,
+)  # noqa: E402
 from evidence_records import Records, base_key, check_design, final_key, search_key  # noqa: E402
 from evidence_report import summarise_model  # noqa: E402
 from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix  # noqa: E402
@@ -76,6 +84,38 @@ def test_the_ladder_has_the_same_points_per_decade_everywhere():
     assert [exponent_of(rate) for rate in rates] == list(range(-10, -3))
     assert rates[:3] == [1e-5, 3.16e-5, 1e-4]
     assert all(rate_of(e + 2) == pytest.approx(10 * rate_of(e), rel=1e-2) for e in range(-12, -3))
+
+
+def _search_record(arm, rate, score):
+    evals = {"val/60/0-shot": {"non_en": score}}
+    return {"key": search_key(arm, rate), "arm": arm, "rate": rate, "evals": evals}
+
+
+def test_l2_searches_start_around_the_rate_full_chose(tmp_path):
+    from bench_evidence import Run
+
+    setup = {"prompt_style": "chat", "lora_rank": 1, "total_params": 1}
+    records = Records(tmp_path / "records")
+    run = Run(SMOLLM2, records, tmp_path, "base", {}, setup, keep=False)
+    assert run.start("l2-full") == start_exponents("l2-full")  # full's search has not finished: the default start
+    assert run.start("slam-auto") == start_exponents("slam-auto")
+    for rate, score in ((3.16e-6, 0.2), (1e-5, 0.6), (3.16e-5, 0.5)):  # full's search, written by another worker
+        Records(tmp_path / "records").add(_search_record("full", rate, score))
+    assert finished_search({-11: 0.2, -10: 0.6, -9: 0.5}, 3, 7) == -10
+    assert run.start("l2-full") == (-11, -10, -9) and run.start("en-cot") == (-11, -10, -9)
+    assert run.start("slam-auto") == start_exponents("slam-auto")  # only L² arms follow full
+    records.add(_search_record("l2-mixed", 3.16e-4, 0.4))  # begun elsewhere before full's search was done
+    assert run.start("l2-mixed") == (-7,)  # that grid goes on (a start around 1e-5 would leave a gap)
+    records.add(_search_record("en-cot", 1e-4, 0.4))  # next to the start around full's rate: no gap
+    assert run.start("en-cot") == (-11, -10, -9)
+
+
+def test_a_search_is_finished_only_when_its_start_is_scored_and_its_best_rate_interior():
+    assert finished_search({-8: 0.5}, 3, 7) is None  # start points not all scored
+    assert finished_search({-8: 0.5, -6: 0.4, -7: 0.6}, 3, 7) == -7
+    assert finished_search({-8: 0.5, -6: 0.4}, 2, 7) is None  # a gap: the rate between is still running
+    assert finished_search({-8: 0.7, -7: 0.6, -6: 0.4}, 3, 7) is None  # best at the edge: extend
+    assert finished_search({-8: 0.7, -7: 0.6, -6: 0.4}, 3, 3) == -8  # no room left: the edge is chosen
 
 
 def test_slam_random_draws_other_layers_for_each_seed():
