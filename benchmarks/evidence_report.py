@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evidence_design import exponent_of, finished_search, rate_of
 from evidence_records import DESIGN_FILE, Records, base_key, final_key
-from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix
+from evidence_stats import difference_with_interval, gain_ratio_with_interval, mean_with_interval, verdict_matrix
 
 from slam_trainer.resume import write_atomic
 
@@ -82,7 +82,7 @@ def summarise_model(design: dict, records: dict[str, dict]) -> dict:
     for arm in [*design["arms"], *design["l2_arms"]]:
         entry["arms"][arm] = _arm_summary(arm, design, records, setup, full_costs, matrices)
     entry["comparisons"] = _comparisons(matrices, budgets)
-    entry["targets"] = _targets(entry, budgets)
+    entry["targets"] = _targets(entry, budgets, matrices)
     entry["partial"] = _missing(design, records)
     return entry
 
@@ -218,37 +218,45 @@ def _comparisons(matrices: dict, budgets: list[str]) -> dict:
         for budget in budgets:
             if (first, budget) not in matrices or (second, budget) not in matrices:
                 continue
-            (seeds_a, a), (seeds_b, b) = matrices[(first, budget)], matrices[(second, budget)]
-            if second != "base":
-                common = [s for s in seeds_a if s in seeds_b]
-                if not common:
-                    continue
-                a, b = a[[seeds_a.index(s) for s in common]], b[[seeds_b.index(s) for s in common]]
-                seeds_a = common
+            if second == "base":
+                (seeds, a), (_, b) = matrices[(first, budget)], matrices[(second, budget)]
+            elif (paired := _paired(matrices, first, second, budget)) is None:
+                continue
+            else:
+                seeds, a, b = paired
             diff, ci = difference_with_interval(a, b)
-            by_budget[budget] = {"diff": diff, "ci95": ci, "seeds": list(seeds_a)}
+            by_budget[budget] = {"diff": diff, "ci95": ci, "seeds": list(seeds)}
         if by_budget:
             last = list(by_budget)[-1]
             result[f"{first} - {second}"] = {"budget": int(last), **by_budget[last], "by_budget": by_budget}
     return result
 
 
-def _targets(entry: dict, budgets: list[str]) -> dict:
+def _paired(matrices: dict, first: str, second: str, budget: str):
+    """Both arms' `[seeds, problems]` matrices at `budget`, on the seeds both have finished (None: no common seed)."""
+    (seeds_a, a), (seeds_b, b) = matrices[(first, budget)], matrices[(second, budget)]
+    common = [s for s in seeds_a if s in seeds_b]
+    if not common:
+        return None
+    return common, a[[seeds_a.index(s) for s in common]], b[[seeds_b.index(s) for s in common]]
+
+
+def _targets(entry: dict, budgets: list[str], matrices: dict) -> dict:
     """The issue's targets (ours, from the papers' claims), per budget where the arms have data."""
-    arms, base = entry["arms"], entry["arms"]["base"]
-    chosen = base.get("chosen_protocol")
-    base_non_en = base["protocols"].get(chosen, {}).get("non_en") if chosen else None
+    arms = entry["arms"]
     auto, full = arms.get("slam-auto", {}), arms.get("full", {})
     per_budget = {}
     for budget in budgets:
         a, f = auto.get("budgets", {}).get(budget), full.get("budgets", {}).get(budget)
-        if not a or not f:
+        paired = _paired(matrices, "slam-auto", "full", budget) if a and f else None
+        if paired is None or ("base", budget) not in matrices:
             continue
-        gain = f["non_en"] - base_non_en if base_non_en is not None else None
-        kept = (a["non_en"] - base_non_en) / gain if gain and gain > 0 else None
+        kept, kept_ci = gain_ratio_with_interval(paired[1], paired[2], matrices[("base", budget)][1])
         identification = entry["comparisons"].get("slam-auto - slam-random", {}).get("by_budget", {}).get(budget)
         per_budget[budget] = {
             "gain_kept": kept,
+            "gain_kept_ci95": kept_ci,
+            "gain_kept_seeds": paired[0],
             "gain_kept_met": None if kept is None else kept >= 0.8,
             "english_gap": round(a["english"] - f["english"], 4),
             "english_met": a["english"] >= f["english"] - 0.02,
@@ -438,6 +446,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
             [
                 budget,
                 fmt(t["gain_kept"]),
+                fmt_ci(t["gain_kept_ci95"]),
                 t["gain_kept_met"],
                 fmt(t["english_gap"], 3),
                 t["english_met"],
@@ -450,6 +459,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
             [
                 "budget",
                 "gain kept (>= 0.8)",
+                "95% CI",
                 "met",
                 "English vs full (>= -0.02)",
                 "met",

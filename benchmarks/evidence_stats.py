@@ -78,3 +78,18 @@ def difference_with_interval(first: np.ndarray, second: np.ndarray) -> tuple[flo
     """`mean(first) - mean(second)` and its paired bootstrap 95% interval."""
     a, b = bootstrap_means([first, second])
     return round(float(first.mean() - second.mean()), 4), interval(a - b)
+
+
+def gain_ratio_with_interval(
+    arm: np.ndarray, reference: np.ndarray, base: np.ndarray
+) -> tuple[float | None, list[float] | None]:
+    """`(mean(arm) - mean(base)) / (mean(reference) - mean(base))`, the share of the reference's gain over the base
+    that `arm` keeps, and its paired bootstrap 95% interval (all three on the same resampled problems; arm and
+    reference on the same seed positions). None where the reference's gain is not above 0 (no gain to keep), the
+    interval None where it is not above 0 in some resample."""
+    gain = reference.mean() - base.mean()
+    if gain <= 0:
+        return None, None
+    a, r, b = bootstrap_means([arm, reference, base])
+    point = round(float((arm.mean() - base.mean()) / gain), 4)
+    return point, (interval((a - b) / (r - b)) if np.all(r - b > 0) else None)

@@ -27,7 +27,12 @@ from evidence_design import (  # noqa: E402
 )  # noqa: E402
 from evidence_records import Records, base_key, check_design, final_key, search_key  # noqa: E402
 from evidence_report import summarise_model  # noqa: E402
-from evidence_stats import difference_with_interval, mean_with_interval, verdict_matrix  # noqa: E402
+from evidence_stats import (  # noqa: E402
+    difference_with_interval,
+    gain_ratio_with_interval,
+    mean_with_interval,
+    verdict_matrix,
+)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +188,18 @@ def test_a_one_seed_arm_pairs_with_every_seed_of_the_other():
     assert difference_with_interval(trained, base) == (1.0, [1.0, 1.0])
 
 
+def test_the_gain_kept_is_a_paired_ratio_with_its_interval():
+    rng = np.random.default_rng(0)
+    base = (rng.random((1, 100)) < 0.3).astype(float)
+    full = np.maximum(base, (rng.random((3, 100)) < 0.6).astype(float))  # full solves what base solves, and more
+    assert gain_ratio_with_interval(full, full, base) == (1.0, [1.0, 1.0])
+    assert gain_ratio_with_interval(np.repeat(base, 3, axis=0), full, base) == (0.0, [0.0, 0.0])
+    half = np.where(rng.random((3, 100)) < 0.5, full, base)  # keeps about half of full's gain
+    kept, (low, high) = gain_ratio_with_interval(half, full, base)
+    assert low < kept < high and 0.3 < kept < 0.7
+    assert gain_ratio_with_interval(full, base[[0, 0, 0]], base) == (None, None)  # no gain to keep
+
+
 # -- the report on partial records --------------------------------------------------------------------------------
 
 
@@ -253,6 +270,9 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
     comparison = entry["comparisons"]["slam-auto - full"]
     assert comparison["budget"] == 180 and comparison["ci95"][1] < 0 and comparison["seeds"] == [0, 1, 2]
     assert "slam-auto - slam-random" not in entry["comparisons"]  # slam-random has no final run yet
+    kept = entry["targets"]["by_budget"]["180"]
+    assert kept["gain_kept_ci95"][0] <= kept["gain_kept"] <= kept["gain_kept_ci95"][1] < 0.8  # auto 0.6, full 0.9
+    assert not kept["gain_kept_met"] and kept["gain_kept_seeds"] == [0, 1, 2]
     assert entry["arms"]["slam-random"]["status"] == "rate search in progress"
     assert "lr" not in entry["arms"]["slam-random"]  # one rate of three scored: nothing chosen yet
     assert "slam-random: seeds [0, 1, 2]" in entry["partial"]
