@@ -82,6 +82,7 @@ def summarise_model(design: dict, records: dict[str, dict]) -> dict:
     for arm in [*design["arms"], *design["l2_arms"]]:
         entry["arms"][arm] = _arm_summary(arm, design, records, setup, full_costs, matrices)
     entry["comparisons"] = _comparisons(matrices, budgets)
+    entry["comparisons_same_protocol"] = _same_protocol(design, records)
     entry["targets"] = _targets(entry, budgets, matrices)
     entry["partial"] = _missing(design, records)
     return entry
@@ -241,6 +242,30 @@ def _paired(matrices: dict, first: str, second: str, budget: str):
     return common, a[[seeds_a.index(s) for s in common]], b[[seeds_b.index(s) for s in common]]
 
 
+def _same_protocol(design: dict, records: dict) -> dict:
+    """The claim differences with both arms in the same protocol: each protocol's test scores of seed 0 at the middle
+    budget (the one point where every arm is scored both ways), paired over problems. The headline differences use
+    each arm's own protocol, so this shows how much of a difference is the prompt's."""
+    others, middle, seed = design["languages"][1:], design["budgets"][len(design["budgets"]) // 2], design["seeds"][0]
+
+    def matrix(arm, protocol):
+        record = records.get(base_key("test", protocol) if arm == "base" else final_key(arm, seed))
+        scored = record and (record if arm == "base" else record["evals"].get(f"test/{middle}/{protocol}"))
+        return verdict_matrix([scored["verdicts"]], others) if scored else None
+
+    result = {}
+    for first, second in COMPARISONS:
+        by_protocol = {}
+        for protocol in _protocols(design):
+            a, b = matrix(first, protocol), matrix(second, protocol)
+            if a is not None and b is not None:
+                diff, ci = difference_with_interval(a, b)
+                by_protocol[protocol] = {"diff": diff, "ci95": ci}
+        if by_protocol:
+            result[f"{first} - {second}"] = {"budget": middle, "seed": seed, "by_protocol": by_protocol}
+    return result
+
+
 def _targets(entry: dict, budgets: list[str], matrices: dict) -> dict:
     """The issue's targets (ours, from the papers' claims), per budget where the arms have data."""
     arms = entry["arms"]
@@ -313,6 +338,14 @@ def fmt_ci(ci) -> str:
     return "-" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def _diff_cell(comparison) -> str:
+    return "-" if not comparison else f"{fmt(comparison['diff'], 3)} {fmt_ci(comparison['ci95'])}"
+
+
+def _headline_protocol(entry: dict, arm: str) -> str:
+    return entry["arms"].get(arm, {}).get("chosen_protocol") or "-"
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows] + [""]
@@ -375,6 +408,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
     rows = [
         [
             name,
+            " vs ".join(_headline_protocol(entry, arm) for arm in name.split(" - ")),
             c["budget"],
             fmt(c["diff"], 3),
             fmt_ci(c["ci95"]),
@@ -388,7 +422,23 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
             "### Differences that carry the claims (non-English mean, paired bootstrap over problems x seeds)",
             "",
         ]
-        lines += _table(["difference", "budget", "diff", "95% CI", "seeds", "by budget"], rows)
+        lines += _table(["difference", "protocols", "budget", "diff", "95% CI", "seeds", "by budget"], rows)
+    same = entry["comparisons_same_protocol"]
+    if same:
+        protocols = list(dict.fromkeys(protocol for c in same.values() for protocol in c["by_protocol"]))
+        first = next(iter(same.values()))
+        lines += [
+            f"Each arm's own protocol can differ (above). The same differences with both arms in one protocol, seed "
+            f"{first['seed']} at {first['budget']} steps (the one point where every arm is scored both ways):",
+            "",
+        ]
+        lines += _table(
+            ["difference", *protocols],
+            [
+                [name, *(_diff_cell(c["by_protocol"].get(protocol)) for protocol in protocols)]
+                for name, c in same.items()
+            ],
+        )
 
     rows = []
     for arm in trained:

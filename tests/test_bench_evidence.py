@@ -270,6 +270,10 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
     comparison = entry["comparisons"]["slam-auto - full"]
     assert comparison["budget"] == 180 and comparison["ci95"][1] < 0 and comparison["seeds"] == [0, 1, 2]
     assert "slam-auto - slam-random" not in entry["comparisons"]  # slam-random has no final run yet
+    same = entry["comparisons_same_protocol"]["slam-auto - full"]  # seed 0 at 60 steps, both arms in one protocol
+    assert same["budget"] == 60 and same["seed"] == 0 and set(same["by_protocol"]) == {"0-shot"}  # no 3-shot scored
+    low, high = same["by_protocol"]["0-shot"]["ci95"]
+    assert low <= same["by_protocol"]["0-shot"]["diff"] <= high < 0  # auto 0.6 x 60/180, full 0.9 x 60/180
     kept = entry["targets"]["by_budget"]["180"]
     assert kept["gain_kept_ci95"][0] <= kept["gain_kept"] <= kept["gain_kept_ci95"][1] < 0.8  # auto 0.6, full 0.9
     assert not kept["gain_kept_met"] and kept["gain_kept_seeds"] == [0, 1, 2]
