@@ -21,7 +21,8 @@ The design (issue 20; every number is ours, see `evidence_design.py`):
   (non-English mean, 0-shot, seed 0, middle budget) sits at an edge, so the chosen rate is interior. L² arms (full
   fine-tuning on other rows) start around the rate full's search chose.
 - Protocol: base and every arm are scored 0-shot and 3-shot on validation at the middle budget; each arm's test
-  headline uses the better one, and the other is scored on test at the middle budget too.
+  headline uses the better one, and the other is scored on test too: seed 0 at the middle budget, and (from
+  2026-12-07) every seed at the last budget, for the same-protocol differences.
 - Seeds 0, 1, 2 at the chosen rate; the test problems are scored only for these runs, at every budget.
 - L²: the decoding intervention's alpha/beta/top-k chosen on validation among a few settings; test scored with and
   without it at the last budget; tokens per correct answer and language fidelity per language.
@@ -127,7 +128,12 @@ def make_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name}", type=int, default=None)
     parser.add_argument("--dry_run", action="store_true", help="Print the plan and the estimate, run nothing.")
     parser.add_argument("--report", action="store_true", help="Only write the report from the records so far.")
-    parser.add_argument("--keep_models", action="store_true", help="Keep trained weights in --work_dir.")
+    parser.add_argument(
+        "--keep_models",
+        action="store_true",
+        help="Keep every checkpoint in --work_dir (default: a final run keeps its last budget's weights only, a rate "
+        "search the chosen rate's run only).",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -571,6 +577,8 @@ def run_evaluations(unit: Unit, record: dict) -> dict:
         record["protocol"] = protocol
         for nominal, _ in unit.budgets:
             run("test", nominal, protocol)
+        for other in unit.run.protocols:  # every seed, both protocols at the last budget (same-protocol comparisons)
+            run("test", last, other)
         if L2_ARMS.get(unit.arm):
             intervention = unit.intervention
             if intervention is None:  # seed 0: the setting with the best validation score (ties: the first)
@@ -745,8 +753,13 @@ class Run:
             extra["protocol"] = seed_zero["protocol"]
             extra["intervention"] = seed_zero.get("intervention")
         self.unit(key, arm, rate, seed, self.budgets(arm), **extra)
-        if not self.keep:
-            shutil.rmtree(self.run_dir(arm, rate, seed), ignore_errors=True)
+        if not self.keep:  # the last budget's weights stay, so that an evaluation added later needs no retraining
+            last = f"checkpoint-{self.budgets(arm)[-1][1]}"
+            for path in self.run_dir(arm, rate, seed).glob("checkpoint-*"):
+                if path.name != last:
+                    shutil.rmtree(path, ignore_errors=True)
+            for name in ("optimizer.pt", "scheduler.pt"):
+                (self.run_dir(arm, rate, seed) / last / name).unlink(missing_ok=True)
 
 
 EXPONENT_RANGE = (-40, 1)  # where recorded search rates are looked for (wider than any grid)

@@ -243,26 +243,42 @@ def _paired(matrices: dict, first: str, second: str, budget: str):
 
 
 def _same_protocol(design: dict, records: dict) -> dict:
-    """The claim differences with both arms in the same protocol: each protocol's test scores of seed 0 at the middle
-    budget (the one point where every arm is scored both ways), paired over problems. The headline differences use
-    each arm's own protocol, so this shows how much of a difference is the prompt's."""
-    others, middle, seed = design["languages"][1:], design["budgets"][len(design["budgets"]) // 2], design["seeds"][0]
+    """The claim differences with both arms in the same protocol, per budget where both arms are scored both ways
+    (seed 0 at the middle budget; every seed at the last, from 2026-12-07), on the seeds both have, paired over
+    problems and seeds. The headline differences use each arm's own protocol; this shows how much of one is the
+    prompt's."""
+    others = design["languages"][1:]
 
-    def matrix(arm, protocol):
-        record = records.get(base_key("test", protocol) if arm == "base" else final_key(arm, seed))
-        scored = record and (record if arm == "base" else record["evals"].get(f"test/{middle}/{protocol}"))
-        return verdict_matrix([scored["verdicts"]], others) if scored else None
+    def scored(arm, budget, protocol) -> tuple[list[int], list[dict]]:
+        if arm == "base":
+            test = records.get(base_key("test", protocol))
+            return ([0], [test["verdicts"]]) if test else ([], [])
+        seeds, verdicts = [], []
+        for seed in design["seeds"]:
+            test = records.get(final_key(arm, seed), {}).get("evals", {}).get(f"test/{budget}/{protocol}")
+            if test:
+                seeds.append(seed)
+                verdicts.append(test["verdicts"])
+        return seeds, verdicts
 
     result = {}
     for first, second in COMPARISONS:
-        by_protocol = {}
-        for protocol in _protocols(design):
-            a, b = matrix(first, protocol), matrix(second, protocol)
-            if a is not None and b is not None:
-                diff, ci = difference_with_interval(a, b)
-                by_protocol[protocol] = {"diff": diff, "ci95": ci}
-        if by_protocol:
-            result[f"{first} - {second}"] = {"budget": middle, "seed": seed, "by_protocol": by_protocol}
+        by_budget = {}
+        for budget in design["budgets"]:
+            by_protocol = {}
+            for protocol in _protocols(design):
+                (seeds_a, a), (seeds_b, b) = scored(first, budget, protocol), scored(second, budget, protocol)
+                common = seeds_a if second == "base" else [seed for seed in seeds_a if seed in seeds_b]
+                if not common or not b:
+                    continue
+                a = [a[seeds_a.index(seed)] for seed in common]
+                b = b if second == "base" else [b[seeds_b.index(seed)] for seed in common]
+                diff, ci = difference_with_interval(verdict_matrix(a, others), verdict_matrix(b, others))
+                by_protocol[protocol] = {"diff": diff, "ci95": ci, "seeds": common}
+            if len(by_protocol) == len(_protocols(design)):  # both ways, or the row says nothing about the prompt
+                by_budget[str(budget)] = by_protocol
+        if by_budget:
+            result[f"{first} - {second}"] = by_budget
     return result
 
 
@@ -339,7 +355,10 @@ def fmt_ci(ci) -> str:
 
 
 def _diff_cell(comparison) -> str:
-    return "-" if not comparison else f"{fmt(comparison['diff'], 3)} {fmt_ci(comparison['ci95'])}"
+    if not comparison:
+        return "-"
+    seeds = ",".join(str(seed) for seed in comparison["seeds"])
+    return f"{fmt(comparison['diff'], 3)} {fmt_ci(comparison['ci95'])} ({seeds})"
 
 
 def _headline_protocol(entry: dict, arm: str) -> str:
@@ -425,18 +444,18 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
         lines += _table(["difference", "protocols", "budget", "diff", "95% CI", "seeds", "by budget"], rows)
     same = entry["comparisons_same_protocol"]
     if same:
-        protocols = list(dict.fromkeys(protocol for c in same.values() for protocol in c["by_protocol"]))
-        first = next(iter(same.values()))
+        protocols = list(dict.fromkeys(p for c in same.values() for b in c.values() for p in b))
         lines += [
-            f"Each arm's own protocol can differ (above). The same differences with both arms in one protocol, seed "
-            f"{first['seed']} at {first['budget']} steps (the one point where every arm is scored both ways):",
+            "Each arm's own protocol can differ (above). The same differences with both arms in one protocol, where "
+            "both are scored both ways (cells: difference, 95% CI, seeds):",
             "",
         ]
         lines += _table(
-            ["difference", *protocols],
+            ["difference", "budget", *protocols],
             [
-                [name, *(_diff_cell(c["by_protocol"].get(protocol)) for protocol in protocols)]
+                [name, budget, *(_diff_cell(by_protocol.get(protocol)) for protocol in protocols)]
                 for name, c in same.items()
+                for budget, by_protocol in c.items()
             ],
         )
 

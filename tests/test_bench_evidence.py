@@ -231,6 +231,7 @@ def _records(design, arms_done):
             records[search_key(arm, rate)] = {"key": search_key(arm, rate), "rate": rate, "evals": evals}
         for seed in design.seeds:
             evals = {f"test/{b}/0-shot": _eval(rng, languages, test, p * b / 180) for b in design.budgets}
+            evals["test/180/3-shot"] = _eval(rng, languages, test, p)  # the other protocol at the last budget
             records[final_key(arm, seed)] = {
                 "key": final_key(arm, seed),
                 "rate": 3.16e-4,
@@ -270,10 +271,13 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
     comparison = entry["comparisons"]["slam-auto - full"]
     assert comparison["budget"] == 180 and comparison["ci95"][1] < 0 and comparison["seeds"] == [0, 1, 2]
     assert "slam-auto - slam-random" not in entry["comparisons"]  # slam-random has no final run yet
-    same = entry["comparisons_same_protocol"]["slam-auto - full"]  # seed 0 at 60 steps, both arms in one protocol
-    assert same["budget"] == 60 and same["seed"] == 0 and set(same["by_protocol"]) == {"0-shot"}  # no 3-shot scored
-    low, high = same["by_protocol"]["0-shot"]["ci95"]
-    assert low <= same["by_protocol"]["0-shot"]["diff"] <= high < 0  # auto 0.6 x 60/180, full 0.9 x 60/180
+    same = entry["comparisons_same_protocol"]["slam-auto - full"]  # both arms in one protocol
+    assert list(same) == ["180"]  # the only budget where both arms are scored both ways
+    for protocol in ("0-shot", "3-shot"):
+        assert same["180"][protocol]["seeds"] == [0, 1, 2]
+        low, high = same["180"][protocol]["ci95"]
+        assert low <= same["180"][protocol]["diff"] <= high < 0  # auto 0.6, full 0.9
+    assert list(entry["comparisons_same_protocol"]["slam-auto - base"]["180"]) == ["0-shot", "3-shot"]
     kept = entry["targets"]["by_budget"]["180"]
     assert kept["gain_kept_ci95"][0] <= kept["gain_kept"] <= kept["gain_kept_ci95"][1] < 0.8  # auto 0.6, full 0.9
     assert not kept["gain_kept_met"] and kept["gain_kept_seeds"] == [0, 1, 2]
@@ -319,6 +323,13 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     records = tmp_path / "work" / "records"
     trained = [*records.glob("search/*/*.json"), *records.glob("final/*/*.json")]
     assert trained and all(json.loads(path.read_text(encoding="utf-8"))["bf16_autocast"] for path in trained)
+    for path in records.glob("final/*/*.json"):  # every seed: both protocols at the last budget
+        assert {"test/3/0-shot", "test/3/1-shot"} <= set(json.loads(path.read_text(encoding="utf-8"))["evals"])
+    run_dirs = list((tmp_path / "work" / "runs").glob("*/*/seed=*"))  # the finals' (other rates' runs are gone)
+    assert len(run_dirs) == len(list(records.glob("final/*/*.json")))
+    for run_dir in run_dirs:  # the last budget's weights stay, for evaluations added later; nothing to resume
+        (last,) = run_dir.glob("checkpoint-*")
+        assert list(last.glob("*.safetensors")) and not (last / "optimizer.pt").exists()  # a model or an adapter
     evaluations = list((tmp_path / "work").glob("**/settings.json"))
     assert evaluations and {json.loads(path.read_text(encoding="utf-8"))["dtype"] for path in evaluations} == {
         "bfloat16"
