@@ -217,29 +217,35 @@ def _comparisons(matrices: dict, budgets: list[str]) -> dict:
     for first, second in COMPARISONS:
         by_budget = {}
         for budget in budgets:
-            if (first, budget) not in matrices or (second, budget) not in matrices:
-                continue
-            if second == "base":
-                (seeds, a), (_, b) = matrices[(first, budget)], matrices[(second, budget)]
-            elif (paired := _paired(matrices, first, second, budget)) is None:
-                continue
-            else:
-                seeds, a, b = paired
-            diff, ci = difference_with_interval(a, b)
-            by_budget[budget] = {"diff": diff, "ci95": ci, "seeds": list(seeds)}
+            if (difference := _paired_difference(matrices, first, second, budget)) is not None:
+                by_budget[budget] = difference
         if by_budget:
             last = list(by_budget)[-1]
             result[f"{first} - {second}"] = {"budget": int(last), **by_budget[last], "by_budget": by_budget}
     return result
 
 
-def _paired(matrices: dict, first: str, second: str, budget: str):
-    """Both arms' `[seeds, problems]` matrices at `budget`, on the seeds both have finished (None: no common seed)."""
-    (seeds_a, a), (seeds_b, b) = matrices[(first, budget)], matrices[(second, budget)]
+def _paired(matrices: dict, first: str, second: str, key):
+    """Both arms' `[seeds, problems]` matrices at `key` (a budget, or a budget and protocol), on the seeds both have
+    finished; base, scored once, pairs with every seed of the other arm. None: nothing to pair."""
+    if (first, key) not in matrices or (second, key) not in matrices:
+        return None
+    (seeds_a, a), (seeds_b, b) = matrices[(first, key)], matrices[(second, key)]
+    if second == "base":
+        return seeds_a, a, b
     common = [s for s in seeds_a if s in seeds_b]
     if not common:
         return None
     return common, a[[seeds_a.index(s) for s in common]], b[[seeds_b.index(s) for s in common]]
+
+
+def _paired_difference(matrices: dict, first: str, second: str, key) -> dict | None:
+    """`first - second` at `key` with its paired bootstrap interval and the seeds it uses; None: nothing to pair."""
+    if (paired := _paired(matrices, first, second, key)) is None:
+        return None
+    seeds, a, b = paired
+    diff, ci = difference_with_interval(a, b)
+    return {"diff": diff, "ci95": ci, "seeds": list(seeds)}
 
 
 def _same_protocol(design: dict, records: dict) -> dict:
@@ -261,20 +267,21 @@ def _same_protocol(design: dict, records: dict) -> dict:
                 verdicts.append(test["verdicts"])
         return seeds, verdicts
 
+    matrices = {}
+    for arm in {arm for pair in COMPARISONS for arm in pair}:
+        for budget in design["budgets"]:
+            for protocol in _protocols(design):
+                seeds, verdicts = scored(arm, budget, protocol)
+                if seeds:
+                    matrices[(arm, (budget, protocol))] = (seeds, verdict_matrix(verdicts, others))
     result = {}
     for first, second in COMPARISONS:
         by_budget = {}
         for budget in design["budgets"]:
             by_protocol = {}
             for protocol in _protocols(design):
-                (seeds_a, a), (seeds_b, b) = scored(first, budget, protocol), scored(second, budget, protocol)
-                common = seeds_a if second == "base" else [seed for seed in seeds_a if seed in seeds_b]
-                if not common or not b:
-                    continue
-                a = [a[seeds_a.index(seed)] for seed in common]
-                b = b if second == "base" else [b[seeds_b.index(seed)] for seed in common]
-                diff, ci = difference_with_interval(verdict_matrix(a, others), verdict_matrix(b, others))
-                by_protocol[protocol] = {"diff": diff, "ci95": ci, "seeds": common}
+                if (difference := _paired_difference(matrices, first, second, (budget, protocol))) is not None:
+                    by_protocol[protocol] = difference
             if len(by_protocol) == len(_protocols(design)):  # both ways, or the row says nothing about the prompt
                 by_budget[str(budget)] = by_protocol
         if by_budget:
@@ -289,7 +296,7 @@ def _targets(entry: dict, budgets: list[str], matrices: dict) -> dict:
     per_budget = {}
     for budget in budgets:
         a, f = auto.get("budgets", {}).get(budget), full.get("budgets", {}).get(budget)
-        paired = _paired(matrices, "slam-auto", "full", budget) if a and f else None
+        paired = _paired(matrices, "slam-auto", "full", budget)
         if paired is None or ("base", budget) not in matrices:
             continue
         kept, kept_ci = gain_ratio_with_interval(paired[1], paired[2], matrices[("base", budget)][1])
