@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_file import append_section
+
 
 PRESETS = {
     # ~134M parameters, Llama-shaped: hidden 768, FFN 2048, 12 layers, vocab 32000.
@@ -169,15 +171,12 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if not output.exists():
-        output.write_text(
-            "# Selective (SLAM) vs full fine-tuning: one optimizer step\n\n"
-            "Produced by `python benchmarks/bench_selective_step.py`; each section is one run.\n\n"
-        )
-    with output.open("a", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    append_section(
+        args.output,
+        "Selective (SLAM) vs full fine-tuning: one optimizer step",
+        "benchmarks/bench_selective_step.py",
+        text,
+    )
 
 
 if __name__ == "__main__":
