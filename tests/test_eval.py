@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import GenerationMixin
 
 from slam_trainer.cli.main import main as slam
@@ -281,6 +282,21 @@ def test_batched_sorted_generation_equals_plain_generate_per_example(model_dir, 
         if tokenizer.eos_token_id in generated:
             generated = generated[: generated.index(tokenizer.eos_token_id)]
         assert by_key[(row["lang"], row["id"])]["output"] == tokenizer.decode(generated)
+
+
+def test_a_frozen_model_s_output_layer_gets_a_contiguous_input_while_generating():
+    # Merged LoRA adapters load frozen; a strided lm_head input then runs as a bmm that copies the weight per prompt.
+    model, tokenizer = build_tiny_model(), build_tiny_tokenizer()
+    model.requires_grad_(False)
+    head, contiguous = model.get_output_embeddings(), []
+    head.register_forward_hook(lambda module, args, output: contiguous.append(args[0].is_contiguous()))
+    TransformersBackend(model, tokenizer, max_new_tokens=3).generate(
+        ["What is 2 + 3?", "Add 4 and 5, then 6."], [0, 1], []
+    )
+    assert contiguous and all(contiguous)
+    contiguous.clear()
+    head(torch.zeros(2, 4, model.config.hidden_size)[:, -1:, :])  # outside generation the layer is left as it was
+    assert contiguous == [False]
 
 
 def test_sampling_draws_do_not_depend_on_the_batch(model_dir, data_file, tmp_path):
