@@ -13,7 +13,8 @@ Measured, each as the median over `--repeats` rounds after one warm-up:
   `--layers` layers, up+down), with float32 weights, without and with `torch.autocast(dtype=torch.bfloat16)`, as
   `bf16=True` runs it;
 - greedy generation of `--new_tokens` tokens for a batch of prompts, with float32 weights and with the weights cast
-  to bf16, as the evidence run evaluates; once as loaded, once with every weight frozen (see `FROZEN_NOTE`).
+  to bf16, as the evidence run evaluates; once as loaded, once with every weight frozen, and once frozen with the
+  fix `slam eval` applies (`FROZEN_NOTE`).
 Token ids are drawn at random: time depends on the shapes only, and generation runs exactly `--new_tokens` tokens.
 Results are appended to `benchmarks/results/precision.md`.
 """
@@ -33,10 +34,11 @@ from results_file import append_section
 
 RESULTS = Path(__file__).parent / "results" / "precision.md"
 FROZEN_NOTE = (
-    "Frozen weights: `generate` computes the logits of the last position only, a non-contiguous slice of the hidden "
-    "states; with a weight that does not require grad, `torch.matmul` then runs it as `bmm` against the lm_head "
-    "expanded over the batch, which on CPU in bf16 copies the whole matrix once per prompt (pytorch/pytorch#151934). "
-    "A model loaded for evaluation requires grad and folds to one `mm`, as `slam eval` and the evidence run load it."
+    "Frozen weights (every weight of a merged LoRA adapter is): `generate` computes the logits of the last position "
+    "only, a strided slice of the hidden states; with an lm_head weight that does not require grad, `torch.matmul` "
+    "runs that slice as `bmm` against the weight expanded over the batch, which on CPU in bf16 copies the whole "
+    "matrix once per prompt (pytorch/pytorch#151934). `slam eval` hands the lm_head a contiguous input "
+    "(`slam_trainer.evaluation.generation.contiguous_lm_head_input`), which folds to one `mm`."
 )
 
 
@@ -72,6 +74,7 @@ def time_generation(model, prompts, new_tokens: int) -> float:
 
 def measure(args) -> dict:
     """Median seconds per mode: (generate, as loaded or frozen, fp32 or bf16) and (train, full or slam, ...)."""
+    from slam_trainer.evaluation.generation import contiguous_lm_head_input
     from slam_trainer.freezing import freeze_except_ffn
     from slam_trainer.loading import load_model_and_tokenizer
 
@@ -100,6 +103,8 @@ def measure(args) -> dict:
     interleaved("generate", "loaded", generation)
     model.requires_grad_(False)
     interleaved("generate", "frozen", generation)
+    with contiguous_lm_head_input(model):
+        interleaved("generate", "frozen, contiguous", generation)
     model.to(torch.float32).requires_grad_(True).train()
     interleaved("train", "full", lambda precision: time_training_steps(model, batch, precision == "bf16", rounds=1))
     freeze_except_ffn(model, range(args.layers))
@@ -140,6 +145,11 @@ def main() -> None:
             row(f"training step, SLAM layers 0-{args.layers - 1} FFN up+down", "train", "slam"),
             row(f"generation, {args.prompts} prompts x {args.prompt_len} + {args.new_tokens}", "generate", "loaded"),
             row("generation, every weight frozen (`requires_grad_(False)`)", "generate", "frozen"),
+            row(
+                "generation, frozen, contiguous lm_head input (as `slam eval` runs it)",
+                "generate",
+                "frozen, contiguous",
+            ),
             "",
             "Training: float32 weights, bf16 under `torch.autocast` (what `bf16=True` runs). Generation: the weights "
             "cast to bf16.",
