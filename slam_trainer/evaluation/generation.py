@@ -52,8 +52,8 @@ def contiguous_lm_head_input(model):
     `generate` computes the logits of the last position only, a strided slice of the hidden states. When the lm_head
     weight does not require grad (a merged LoRA adapter, a frozen model), `torch.matmul` runs that slice as a `bmm`
     against the weight expanded over the batch, which on CPU in bf16 copies the whole matrix once per prompt
-    (pytorch/pytorch#151934): Gemma-3-270M generated 2.25x slower than in float32 (benchmarks/results/precision.md).
-    A contiguous input folds to one `mm`; the copy is one hidden vector per prompt.
+    (pytorch/pytorch#151934): Gemma-3-270M generated 2.25-3.20x slower than in float32
+    (benchmarks/results/precision.md). A contiguous input folds to one `mm`; the copy is one hidden vector per prompt.
     """
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     handle = head.register_forward_pre_hook(_contiguous_first_input) if head is not None else None
