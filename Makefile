@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: install demo test test-fast test-distributed lint bench bench-gpu
+.PHONY: install demo test test-fast test-distributed lint bench-gpu
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
