@@ -42,20 +42,17 @@ FROZEN_NOTE = (
 )
 
 
-def time_training_steps(model, batch, autocast: bool, rounds: int) -> list[float]:
-    """Seconds per optimizer step over `rounds` steps, after one warm-up step."""
+def time_training_step(model, batch, autocast: bool) -> list[float]:
+    """Seconds of one optimizer step, after a warm-up step with a fresh AdamW (its state's first allocation)."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    seconds = []
-    for step in range(rounds + 1):
+    for _ in range(2):
         start = time.perf_counter()
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step:
-            seconds.append(time.perf_counter() - start)
-    return seconds
+    return [time.perf_counter() - start]
 
 
 def time_generation(model, prompts, new_tokens: int) -> float:
@@ -106,9 +103,9 @@ def measure(args) -> dict:
     with contiguous_lm_head_input(model):
         interleaved("generate", "frozen, contiguous", generation)
     model.to(torch.float32).requires_grad_(True).train()
-    interleaved("train", "full", lambda precision: time_training_steps(model, batch, precision == "bf16", rounds=1))
+    interleaved("train", "full", lambda precision: time_training_step(model, batch, precision == "bf16"))
     freeze_except_ffn(model, range(args.layers))
-    interleaved("train", "slam", lambda precision: time_training_steps(model, batch, precision == "bf16", rounds=1))
+    interleaved("train", "slam", lambda precision: time_training_step(model, batch, precision == "bf16"))
     return medians
 
 
