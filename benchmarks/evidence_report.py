@@ -82,8 +82,9 @@ def summarise_model(design: dict, records: dict[str, dict]) -> dict:
     for arm in [*design["arms"], *design["l2_arms"]]:
         entry["arms"][arm] = _arm_summary(arm, design, records, setup, full_costs, matrices)
     entry["comparisons"] = _comparisons(matrices, budgets)
-    entry["comparisons_same_protocol"] = _same_protocol(design, records)
-    entry["targets"] = _targets(entry, budgets, matrices)
+    protocol_matrices = _protocol_matrices(design, records)
+    entry["comparisons_same_protocol"] = _same_protocol(design, protocol_matrices)
+    entry["targets"] = _targets(entry, budgets, matrices, protocol_matrices, _protocols(design))
     entry["partial"] = _missing(design, records)
     return entry
 
@@ -248,11 +249,9 @@ def _paired_difference(matrices: dict, first: str, second: str, key) -> dict | N
     return {"diff": diff, "ci95": ci, "seeds": list(seeds)}
 
 
-def _same_protocol(design: dict, records: dict) -> dict:
-    """The claim differences with both arms in the same protocol, per budget where both arms are scored both ways
-    (seed 0 at the middle budget; every seed at the last, from 2026-12-07), on the seeds both have, paired over
-    problems and seeds. The headline differences use each arm's own protocol; this shows how much of one is the
-    prompt's."""
+def _protocol_matrices(design: dict, records: dict) -> dict:
+    """`(arm, (budget, protocol)) -> (seeds, [seeds, problems])` for the claim arms, wherever an arm is scored in a
+    protocol at a budget (base: its one evaluation per protocol, at every budget)."""
     others = design["languages"][1:]
 
     def scored(arm, budget, protocol) -> tuple[list[int], list[dict]]:
@@ -273,24 +272,34 @@ def _same_protocol(design: dict, records: dict) -> dict:
             for protocol in _protocols(design):
                 seeds, verdicts = scored(arm, budget, protocol)
                 if seeds:
-                    matrices[(arm, (budget, protocol))] = (seeds, verdict_matrix(verdicts, others))
+                    matrices[(arm, (str(budget), protocol))] = (seeds, verdict_matrix(verdicts, others))
+    return matrices
+
+
+def _same_protocol(design: dict, matrices: dict) -> dict:
+    """The claim differences with both arms in the same protocol, per budget where both arms are scored both ways
+    (seed 0 at the middle budget; every seed at the last, from 2026-12-07), on the seeds both have, paired over
+    problems and seeds. The headline differences use each arm's own protocol; this shows how much of one is the
+    prompt's."""
     result = {}
     for first, second in COMPARISONS:
         by_budget = {}
         for budget in design["budgets"]:
-            by_protocol = {}
+            differences = {}
             for protocol in _protocols(design):
-                if (difference := _paired_difference(matrices, first, second, (budget, protocol))) is not None:
-                    by_protocol[protocol] = difference
-            if len(by_protocol) == len(_protocols(design)):  # both ways, or the row says nothing about the prompt
-                by_budget[str(budget)] = by_protocol
+                if (difference := _paired_difference(matrices, first, second, (str(budget), protocol))) is not None:
+                    differences[protocol] = difference
+            if len(differences) == len(_protocols(design)):  # both ways, or the row says nothing about the prompt
+                by_budget[str(budget)] = differences
         if by_budget:
             result[f"{first} - {second}"] = by_budget
     return result
 
 
-def _targets(entry: dict, budgets: list[str], matrices: dict) -> dict:
-    """The issue's targets (ours, from the papers' claims), per budget where the arms have data."""
+def _targets(entry: dict, budgets: list[str], matrices: dict, protocol_matrices: dict, protocols: list[str]) -> dict:
+    """The issue's targets (ours, from the papers' claims), per budget where the arms have data. The gain kept is
+    also given with slam-auto and full in one protocol (against the same base), where both are scored in it: their
+    headline protocols can differ, and then part of the headline ratio is the prompt's."""
     arms = entry["arms"]
     auto, full = arms.get("slam-auto", {}), arms.get("full", {})
     per_budget = {}
@@ -301,11 +310,17 @@ def _targets(entry: dict, budgets: list[str], matrices: dict) -> dict:
             continue
         kept, kept_ci = gain_ratio_with_interval(paired[1], paired[2], matrices[("base", budget)][1])
         identification = entry["comparisons"].get("slam-auto - slam-random", {}).get("by_budget", {}).get(budget)
+        same_protocol = {}
+        for protocol in protocols:
+            if (both := _paired(protocol_matrices, "slam-auto", "full", (budget, protocol))) is not None:
+                ratio, ratio_ci = gain_ratio_with_interval(both[1], both[2], matrices[("base", budget)][1])
+                same_protocol[protocol] = {"gain_kept": ratio, "ci95": ratio_ci, "seeds": both[0]}
         per_budget[budget] = {
             "gain_kept": kept,
             "gain_kept_ci95": kept_ci,
             "gain_kept_seeds": paired[0],
             "gain_kept_met": None if kept is None else kept >= 0.8,
+            "gain_kept_same_protocol": same_protocol,
             "english_gap": round(a["english"] - f["english"], 4),
             "english_met": a["english"] >= f["english"] - 0.02,
             "identification": identification,
@@ -524,6 +539,11 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
                 fmt(t["gain_kept"]),
                 fmt_ci(t["gain_kept_ci95"]),
                 t["gain_kept_met"],
+                "; ".join(
+                    f"{protocol} {fmt(kept['gain_kept'])} {fmt_ci(kept['ci95'])} ({','.join(map(str, kept['seeds']))})"
+                    for protocol, kept in t["gain_kept_same_protocol"].items()
+                )
+                or "-",
                 fmt(t["english_gap"], 3),
                 t["english_met"],
                 t["identification_met"],
@@ -537,6 +557,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
                 "gain kept (>= 0.8)",
                 "95% CI",
                 "met",
+                "gain kept, both arms in one protocol (seeds)",
                 "English vs full (>= -0.02)",
                 "met",
                 "slam-auto > slam-random (CI above 0)",
