@@ -18,7 +18,15 @@ from evidence_stats import difference_with_interval, gain_ratio_with_interval, m
 from slam_trainer.resume import write_atomic
 
 
-COMPARISONS = (("slam-auto", "full"), ("slam-auto", "base"), ("slam-auto", "slam-random"), ("slam-auto", "lora"))
+# The four claim differences, then slam-auto - slam-low (ours): the auto layers against layers 0-5, what the
+# public SLAM code trains; their per-arm intervals overlap, so only the paired difference tells the two apart.
+COMPARISONS = (
+    ("slam-auto", "full"),
+    ("slam-auto", "base"),
+    ("slam-auto", "slam-random"),
+    ("slam-auto", "lora"),
+    ("slam-auto", "slam-low"),
+)
 L2_ARMS = ("en-cot", "l2-full", "l2-mixed")
 
 
