@@ -22,7 +22,9 @@ The design (issue 20; every number is ours, see `evidence_design.py`):
   fine-tuning on other rows) start around the rate full's search chose.
 - Protocol: base and every arm are scored 0-shot and 3-shot on validation at the middle budget; each arm's test
   headline uses the better one, and the other is scored on test too: seed 0 at the middle budget, and (from
-  2026-12-07) every seed at the last budget, for the same-protocol differences.
+  2026-12-07) every seed at the last budget, for the same-protocol differences. A final run that finished before
+  lacks the latter; a later run scores it (a `topup/` unit: the run trained again from step 0 where its weights are
+  gone; the report checks that the training loss at every budget is the same).
 - Seeds 0, 1, 2 at the chosen rate; the test problems are scored only for these runs, at every budget.
 - L²: the decoding intervention's alpha/beta/top-k chosen on validation among a few settings; test scored with and
   without it at the last budget; tokens per correct answer and language fidelity per language.
@@ -68,7 +70,7 @@ from evidence_design import (
     rate_of,
     start_exponents,
 )
-from evidence_records import Records, base_key, check_design, final_key, search_key
+from evidence_records import Records, base_key, check_design, final_key, search_key, topup_key
 
 from slam_trainer.errors import ResumeError
 from slam_trainer.resume import exclusive_lock, write_atomic
@@ -741,6 +743,7 @@ class Run:
     def final(self, arm: str, seed: int, rate: float) -> None:
         key = final_key(arm, seed)
         if key in self.records:
+            self.top_up(arm, seed, rate)
             return
         first = self.design.seeds[0]
         extra = {"final": True}
@@ -753,13 +756,31 @@ class Run:
             extra["protocol"] = seed_zero["protocol"]
             extra["intervention"] = seed_zero.get("intervention")
         self.unit(key, arm, rate, seed, self.budgets(arm), **extra)
-        if not self.keep:  # the last budget's weights stay, so that an evaluation added later needs no retraining
-            last = f"checkpoint-{self.budgets(arm)[-1][1]}"
-            for path in self.run_dir(arm, rate, seed).glob("checkpoint-*"):
-                if path.name != last:
-                    shutil.rmtree(path, ignore_errors=True)
-            for name in ("optimizer.pt", "scheduler.pt"):
-                (self.run_dir(arm, rate, seed) / last / name).unlink(missing_ok=True)
+        self.keep_last_weights(arm, rate, seed)
+
+    def top_up(self, arm: str, seed: int, rate: float) -> None:
+        """A final run scored before every seed got both protocols at the last budget (before 2026-12-07) lacks
+        one: score it there, on the run's last weights, trained again from step 0 when they are gone (same rate,
+        seed and data order; the report checks that the training loss at every budget is the same). Its own
+        record (`topup/...`); the report adds its evaluations to the final run's."""
+        last = self.design.budgets[-1]
+        scored = self.records[final_key(arm, seed)]["evals"]
+        missing = [["test", last, p] for p in self.design.protocols if eval_name("test", last, p) not in scored]
+        if missing and topup_key(arm, seed) not in self.records:
+            self.unit(topup_key(arm, seed), arm, rate, seed, self.budgets(arm), evals=missing)
+            self.keep_last_weights(arm, rate, seed)
+
+    def keep_last_weights(self, arm: str, rate: float, seed: int) -> None:
+        """Without `--keep_models`, only the last budget's weights stay (an evaluation added later needs no
+        retraining)."""
+        if self.keep:
+            return
+        last = f"checkpoint-{self.budgets(arm)[-1][1]}"
+        for path in self.run_dir(arm, rate, seed).glob("checkpoint-*"):
+            if path.name != last:
+                shutil.rmtree(path, ignore_errors=True)
+        for name in ("optimizer.pt", "scheduler.pt"):
+            (self.run_dir(arm, rate, seed) / last / name).unlink(missing_ok=True)
 
 
 EXPONENT_RANGE = (-40, 1)  # where recorded search rates are looked for (wider than any grid)

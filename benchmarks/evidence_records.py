@@ -2,7 +2,8 @@
 
 A unit is written only when it is whole (to a temporary name, then renamed), so an interrupted run leaves no cut
 record and a resumed one (on this machine or a fresh one with the committed directory) redoes only what has no file.
-Keys are paths: `setup`, `base/{split}/{protocol}`, `search/{arm}/lr={rate}`, `final/{arm}/seed={seed}`.
+Keys are paths: `setup`, `base/{split}/{protocol}`, `search/{arm}/lr={rate}`, `final/{arm}/seed={seed}`, and
+`topup/{arm}/seed={seed}`: a final run retrained later to score an evaluation it lacks (`with_top_ups`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,35 @@ def final_key(arm: str, seed: int) -> str:
 
 def base_key(split: str, protocol: str) -> str:
     return f"base/{split}/{protocol}"
+
+
+def topup_key(arm: str, seed: int) -> str:
+    return f"topup/{arm}/seed={seed}"
+
+
+def with_top_ups(records: dict[str, dict]) -> dict[str, dict]:
+    """`records` with each top-up's evaluations added to its final run's (never replacing one the final has), and
+    `top_up` on that final: whether the retraining reproduced it (the same training loss at every budget; on one
+    thread the same seed and data order give the same steps) and the top-up's wall time. Records on disk stay as
+    written: one file per unit."""
+    merged = dict(records)
+    for key, top_up in records.items():
+        final = records.get(key.replace("topup/", "final/", 1)) if key.startswith("topup/") else None
+        if final is None:
+            continue
+        losses = {budget: facts["train_loss"] for budget, facts in top_up["budgets"].items()}
+        added = {name: scored for name, scored in top_up["evals"].items() if name not in final["evals"]}
+        merged[final["key"]] = {
+            **final,
+            "evals": {**final["evals"], **added},
+            "top_up": {
+                "evaluations": sorted(added),
+                "reproduced": losses == {budget: facts["train_loss"] for budget, facts in final["budgets"].items()},
+                "train_loss": losses,
+                "wall_seconds": top_up.get("wall_seconds"),
+            },
+        }
+    return merged
 
 
 class Records:

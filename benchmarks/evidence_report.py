@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 
 from evidence_design import exponent_of, finished_search, rate_of
-from evidence_records import DESIGN_FILE, Records, base_key, final_key
+from evidence_records import DESIGN_FILE, Records, base_key, final_key, with_top_ups
 from evidence_stats import difference_with_interval, gain_ratio_with_interval, mean_with_interval, verdict_matrix
 
 from slam_trainer.resume import write_atomic
@@ -46,6 +46,7 @@ def summarise_model(design: dict, records: dict[str, dict]) -> dict:
     """One model's entry of `evidence.json` (see the module docstring of `bench_evidence.py` for the design)."""
     languages, others = design["languages"], design["languages"][1:]
     protocols, budgets = _protocols(design), [str(b) for b in design["budgets"]]
+    records = with_top_ups(records)
     setup = records.get("setup", {})
     entry = {
         "languages": languages,
@@ -146,6 +147,9 @@ def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
     }
     if not finals:
         return summary | {"status": "rate chosen; seeds not finished"}
+    top_ups = {str(seed): run["top_up"] for seed, run in finals.items() if "top_up" in run}
+    if top_ups:
+        summary["top_ups"] = top_ups
     seed_zero = records.get(final_key(arm, design["seeds"][0]))
     if seed_zero:
         summary["chosen_protocol"] = seed_zero["protocol"]
@@ -488,6 +492,18 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
                 for budget, by_protocol in c.items()
             ],
         )
+    top_ups = [
+        f"{arm} seed {seed} ({', '.join(t['evaluations'])}; training loss at every budget "
+        f"{'reproduced' if t['reproduced'] else 'NOT reproduced: ' + str(t['train_loss'])})"
+        for arm in trained
+        for seed, t in entry["arms"][arm].get("top_ups", {}).items()
+    ]
+    if top_ups:
+        lines += [
+            "Scored later, on the same run trained again (same rate, seed and data order) because it finished before "
+            "every seed was scored both ways at the last budget: " + "; ".join(top_ups) + ".",
+            "",
+        ]
 
     rows = []
     for arm in trained:

@@ -3,6 +3,7 @@ the report on partial records, and (slow) `--quick` on a tiny random model end t
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,15 @@ from evidence_design import (  # noqa: E402
     rate_of,
     start_exponents,
 )  # noqa: E402
-from evidence_records import Records, base_key, check_design, final_key, search_key  # noqa: E402
+from evidence_records import (  # noqa: E402
+    Records,
+    base_key,
+    check_design,
+    final_key,
+    search_key,
+    topup_key,
+    with_top_ups,
+)
 from evidence_report import summarise_model  # noqa: E402
 from evidence_stats import (  # noqa: E402
     difference_with_interval,
@@ -137,6 +146,20 @@ def test_records_are_whole_files_and_a_resume_reads_them_back(tmp_path):
     again = Records(tmp_path)
     assert list(again.records) == ["search/full/lr=0.0001"] and again["search/full/lr=0.0001"]["value"] == 1
     assert (tmp_path / "search" / "full" / "lr=0.0001.json").exists()
+
+
+def test_a_top_up_adds_only_what_its_final_run_lacks_and_says_whether_the_retraining_reproduced_it():
+    budgets = {"20": {"train_loss": 0.5}, "180": {"train_loss": 0.01}}
+    final = {"key": final_key("full", 0), "budgets": budgets, "evals": {"test/180/3-shot": "kept"}}
+    top_up = {"key": topup_key("full", 0), "evals": {"test/180/3-shot": "new", "test/180/0-shot": "added"}}
+    records = {final["key"]: final, top_up["key"]: {**top_up, "budgets": budgets, "wall_seconds": 60.0}}
+    merged = with_top_ups(records)[final["key"]]
+    assert merged["evals"] == {"test/180/3-shot": "kept", "test/180/0-shot": "added"}
+    assert merged["top_up"]["evaluations"] == ["test/180/0-shot"] and merged["top_up"]["reproduced"]
+    assert final["evals"] == {"test/180/3-shot": "kept"}  # the records themselves are not changed
+    other_losses = {"20": {"train_loss": 0.5}, "180": {"train_loss": 0.02}}
+    records[top_up["key"]] = {**top_up, "budgets": other_losses}
+    assert not with_top_ups(records)[final["key"]]["top_up"]["reproduced"]
 
 
 def test_records_of_another_design_are_refused(tmp_path):
@@ -364,3 +387,24 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     assert (
         json.loads((tmp_path / "again" / "evidence.json").read_text(encoding="utf-8"))["models"] == summary["models"]
     )
+
+    # A final run that lacks the other protocol at the last budget, with its weights gone (seed 0 of three arms in
+    # the SmolLM2 run): the next run trains it again from step 0 and scores only what is missing.
+    final_path = records / "final" / "full" / "seed=0.json"
+    final = json.loads(final_path.read_text(encoding="utf-8"))
+    lacking = final["evals"].pop("test/3/1-shot")
+    final_path.write_text(json.dumps(final), encoding="utf-8")
+    (run_dir,) = (tmp_path / "work" / "runs" / "full").glob("*/seed=0")
+    shutil.rmtree(run_dir)
+    topped = subprocess.run(
+        [*command, "--results_dir", str(tmp_path / "topped")], check=True, env=env, capture_output=True, text=True
+    )
+    assert "topup/full/seed=0: " in topped.stdout and topped.stdout.count("s/step") == 1  # nothing else trained
+    top_up = json.loads((records / "topup" / "full" / "seed=0.json").read_text(encoding="utf-8"))
+    assert list(top_up["evals"]) == ["test/3/1-shot"]
+    assert top_up["evals"]["test/3/1-shot"]["verdicts"] == lacking["verdicts"]  # the same run, scored the same
+    full = json.loads((tmp_path / "topped" / "evidence.json").read_text(encoding="utf-8"))["models"]["tiny:llama"]
+    assert full["arms"]["full"]["top_ups"]["0"]["evaluations"] == ["test/3/1-shot"]
+    assert full["arms"]["full"]["top_ups"]["0"]["reproduced"]  # the training loss at every budget is the same
+    assert full["comparisons_same_protocol"] == entry["comparisons_same_protocol"]
+    assert "Scored later" in (tmp_path / "topped" / "evidence.md").read_text(encoding="utf-8")
