@@ -68,6 +68,7 @@ from evidence_design import (
     finished_search,
     is_interior,
     rate_of,
+    selection_score,
     start_exponents,
 )
 from evidence_records import Records, base_key, check_design, final_key, search_key, topup_key
@@ -692,12 +693,12 @@ class Run:
         self.on_record()
         return record
 
-    def search_score(self, arm: str, exponent: int, records: Records | None = None) -> float | None:
+    def search_score(self, arm: str, exponent: int, records: Records | None = None) -> tuple[float, float] | None:
         record = (records or self.records).get(search_key(arm, rate_of(exponent)))
         name = eval_name("val", self.design.select_budget, self.design.protocols[0])
-        return None if record is None else record["evals"][name]["non_en"]
+        return None if record is None else selection_score(record["evals"][name])
 
-    def search_scores(self, arm: str, records: Records | None = None) -> dict[int, float]:
+    def search_scores(self, arm: str, records: Records | None = None) -> dict[int, tuple[float, float]]:
         """The validation scores of `arm`'s search so far, by ladder exponent."""
         found = {e: self.search_score(arm, e, records) for e in range(*EXPONENT_RANGE)}
         return {e: score for e, score in found.items() if score is not None}

@@ -58,8 +58,18 @@ def start_exponents(arm: str, count: int = 3, center: int | None = None) -> tupl
     return start if count == len(start) else start[1:2]
 
 
-def choose_rate(scores: dict[int, float], max_points: int) -> tuple[str, int]:
-    """The next move of an arm's rate search, from its validation scores per ladder exponent.
+def selection_score(evaluation: dict) -> tuple[float, float]:
+    """What a rate search ranks a validation evaluation by: the headline metric (the non-English mean), ties broken
+    by the mean over all languages (ours). The tie-break matters for en-cot: trained on English chains alone, it
+    scores 0 off English at every rate, and then the rate that learns its own (English) task best is chosen, not the
+    smallest."""
+    accuracy = evaluation["accuracy"]
+    return evaluation["non_en"], sum(accuracy.values()) / len(accuracy)
+
+
+def choose_rate(scores: dict[int, float | tuple[float, ...]], max_points: int) -> tuple[str, int]:
+    """The next move of an arm's rate search, from its validation scores per ladder exponent (numbers, or tuples
+    compared in order: `selection_score`).
 
     Returns `("extend", e)`: run rate `e` next (one step beyond the edge the best rate sits on); or `("chosen", e)`:
     the best rate (ties: the smaller), interior unless the grid may grow no more (`max_points`, `EXPONENT_BOUNDS`),
@@ -78,7 +88,7 @@ def choose_rate(scores: dict[int, float], max_points: int) -> tuple[str, int]:
     return "chosen", best
 
 
-def finished_search(scores: dict[int, float], start_points: int, max_points: int) -> int | None:
+def finished_search(scores: dict[int, float | tuple[float, ...]], start_points: int, max_points: int) -> int | None:
     """The exponent a search with these scores has chosen, or None while it goes on (fewer than its start points
     scored, a grid not yet contiguous, or one more rate to run)."""
     if len(scores) < start_points:

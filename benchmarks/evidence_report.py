@@ -11,7 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
-from evidence_design import exponent_of, finished_search, rate_of
+from evidence_design import exponent_of, finished_search, rate_of, selection_score
 from evidence_records import DESIGN_FILE, Records, base_key, final_key, with_top_ups
 from evidence_stats import difference_with_interval, gain_ratio_with_interval, mean_with_interval, verdict_matrix
 
@@ -112,7 +112,9 @@ def _costs(records: dict, arm: str, design: dict) -> dict:
 def _searched_rate(searched: dict[float, dict], design: dict) -> float | None:
     """The rate an arm's finished search chose (the run's own rule), or None while it goes on."""
     middle = design["budgets"][len(design["budgets"]) // 2]
-    scores = {exponent_of(rate): run["evals"][f"val/{middle}/0-shot"]["non_en"] for rate, run in searched.items()}
+    scores = {
+        exponent_of(rate): selection_score(run["evals"][f"val/{middle}/0-shot"]) for rate, run in searched.items()
+    }
     exponent = finished_search(scores, design["start_points"], design["max_grid_points"])
     return None if exponent is None else rate_of(exponent)
 
@@ -125,6 +127,10 @@ def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
         "lr_grid": sorted(searched),
         "validation_by_lr": {
             f"{rate:g}": searched[rate]["evals"][f"val/{middle}/0-shot"]["non_en"] for rate in sorted(searched)
+        },
+        "validation_all_languages_by_lr": {  # the tie-break (`selection_score`)
+            f"{rate:g}": round(selection_score(searched[rate]["evals"][f"val/{middle}/0-shot"])[1], 4)
+            for rate in sorted(searched)
         },
     }
     finals = {seed: records[final_key(arm, seed)] for seed in design["seeds"] if final_key(arm, seed) in records}
@@ -509,7 +515,10 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
     for arm in trained:
         info = entry["arms"][arm]
         if info.get("lr_grid"):
-            scores = ", ".join(f"{rate}: {fmt(score)}" for rate, score in info["validation_by_lr"].items())
+            scores = ", ".join(
+                f"{rate}: {fmt(score)} ({fmt(info['validation_all_languages_by_lr'][rate])})"
+                for rate, score in info["validation_by_lr"].items()
+            )
             interior = {True: "interior", False: "EDGE", None: "-"}[info.get("lr_interior")]
             rows.append(
                 [
@@ -523,7 +532,12 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
                 ]
             )
     if rows:
-        lines += ["### Rate searches (validation non-English mean, 0-shot, seed 0, middle budget) and costs", ""]
+        lines += [
+            "### Rate searches (validation non-English mean, 0-shot, seed 0, middle budget) and costs",
+            "",
+            "In brackets, the mean over all languages, which breaks ties (en-cot scores 0 off English at every rate).",
+            "",
+        ]
         lines += _table(
             [
                 "arm",

@@ -24,6 +24,7 @@ from evidence_design import (  # noqa: E402
     exponent_of,
     finished_search,
     rate_of,
+    selection_score,
     start_exponents,
 )  # noqa: E402
 from evidence_records import (  # noqa: E402
@@ -93,6 +94,17 @@ def test_choose_rate_refuses_grids_it_cannot_extend(scores, message):
         choose_rate(scores, 7)
 
 
+def test_a_search_tied_on_the_headline_chooses_on_every_language():
+    def validation(en, non_en=0.0):
+        return {"non_en": non_en, "accuracy": {"en": en, "es": non_en, "zh": non_en}}
+
+    # en-cot: 0 off English at every rate; its English score picks the rate, inside the grid
+    scores = {e: selection_score(validation(en)) for e, en in ((-12, 0.5), (-11, 0.86), (-10, 0.7))}
+    assert choose_rate(scores, 7) == ("chosen", -11)
+    assert choose_rate({e: score[0] for e, score in scores.items()}, 7) == ("extend", -13)  # the headline alone
+    assert selection_score(validation(0.1, non_en=0.05)) > selection_score(validation(1.0))  # the headline first
+
+
 def test_the_ladder_has_the_same_points_per_decade_everywhere():
     rates = [rate_of(e) for e in range(-10, -3)]
     assert [exponent_of(rate) for rate in rates] == list(range(-10, -3))
@@ -101,7 +113,7 @@ def test_the_ladder_has_the_same_points_per_decade_everywhere():
 
 
 def _search_record(arm, rate, score):
-    evals = {"val/60/0-shot": {"non_en": score}}
+    evals = {"val/60/0-shot": {"non_en": score, "accuracy": {"en": score, "es": score}}}
     return {"key": search_key(arm, rate), "arm": arm, "rate": rate, "evals": evals}
 
 
