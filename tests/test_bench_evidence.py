@@ -318,6 +318,7 @@ def test_the_report_summarises_partial_records_and_says_what_is_missing():
     assert not kept["gain_kept_met"] and kept["gain_kept_seeds"] == [0, 1, 2]
     for one in kept["gain_kept_same_protocol"].values():  # both arms in one protocol, the same base
         assert one["seeds"] == [0, 1, 2] and one["ci95"][0] <= one["gain_kept"] <= one["ci95"][1] < 0.8
+        assert -0.4 < one["english_gap"] < -0.2  # English, too: auto 0.6, full 0.9
     assert list(kept["gain_kept_same_protocol"]) == ["0-shot", "3-shot"]
     assert entry["arms"]["slam-random"]["status"] == "rate search in progress"
     assert "lr" not in entry["arms"]["slam-random"]  # one rate of three scored: nothing chosen yet
