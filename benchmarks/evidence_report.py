@@ -110,12 +110,10 @@ def _costs(records: dict, arm: str, design: dict) -> dict:
     }
 
 
-def _searched_rate(searched: dict[float, dict], design: dict) -> float | None:
-    """The rate an arm's finished search chose (the run's own rule), or None while it goes on."""
-    middle = design["budgets"][len(design["budgets"]) // 2]
-    scores = {
-        exponent_of(rate): selection_score(run["evals"][f"val/{middle}/0-shot"]) for rate, run in searched.items()
-    }
+def _searched_rate(ranked: dict[float, tuple[float, float]], design: dict) -> float | None:
+    """The rate an arm's finished search chose from its `selection_score`s by rate (the run's own rule), or None
+    while it goes on."""
+    scores = {exponent_of(rate): score for rate, score in ranked.items()}
     exponent = finished_search(scores, design["start_points"], design["max_grid_points"])
     return None if exponent is None else rate_of(exponent)
 
@@ -124,18 +122,16 @@ def _arm_summary(arm, design, records, setup, full_costs, matrices) -> dict:
     others, protocols = design["languages"][1:], _protocols(design)
     middle = str(design["budgets"][len(design["budgets"]) // 2])
     searched = {r["rate"]: r for r in records.values() if r["key"].startswith(f"search/{arm}/")}
+    ranked = {rate: selection_score(searched[rate]["evals"][f"val/{middle}/0-shot"]) for rate in sorted(searched)}
     summary = {
         "lr_grid": sorted(searched),
-        "validation_by_lr": {
-            f"{rate:g}": searched[rate]["evals"][f"val/{middle}/0-shot"]["non_en"] for rate in sorted(searched)
-        },
-        "validation_all_languages_by_lr": {  # the tie-break (`selection_score`)
-            f"{rate:g}": round(selection_score(searched[rate]["evals"][f"val/{middle}/0-shot"])[1], 4)
-            for rate in sorted(searched)
+        "validation_by_lr": {f"{rate:g}": non_en for rate, (non_en, _) in ranked.items()},
+        "validation_all_languages_by_lr": {
+            f"{rate:g}": round(tie_break, 4) for rate, (_, tie_break) in ranked.items()
         },
     }
     finals = {seed: records[final_key(arm, seed)] for seed in design["seeds"] if final_key(arm, seed) in records}
-    chosen = _searched_rate(searched, design) if searched else None
+    chosen = _searched_rate(ranked, design) if searched else None
     if not finals and chosen is None:
         return summary | {"status": "rate search in progress" if searched else "not started"}
     first = next(iter(finals.values())) if finals else searched[chosen]
