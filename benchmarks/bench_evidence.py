@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_evidence.py --dry_run                      # the plan and its time estimate, nothing runs
     python benchmarks/bench_evidence.py                                # SmolLM2-135M-Instruct, the whole design
-    python benchmarks/bench_evidence.py --workers 2                    # the same on 2 cores (arms shared out)
+    python benchmarks/bench_evidence.py --workers 2                    # the same on 2 cores (units shared out)
     python benchmarks/bench_evidence.py --model gemma3-270m            # Gemma-3-270M, the reduced design
     python benchmarks/bench_evidence.py --report                       # evidence.md/json/png from the records so far
     python benchmarks/bench_evidence.py --quick --model tiny:llama     # the plumbing only, on a random tiny model
@@ -33,7 +33,8 @@ The design (issue 20; every number is ours, see `evidence_design.py`):
   (`setup`) runs in float32 for both.
 - Report: paired bootstrap 95% intervals over problems x seeds (`evidence_stats.py`).
 
-Every training run is a fresh subprocess (its max RSS is its own) that resumes from its last budget checkpoint.
+Every training run is a fresh subprocess (its max RSS is its own) that resumes from its last checkpoint (one at each
+budget and one every 20 steps).
 Each finished unit (a rate-search run with its validation score, a final run with its test scores, a base
 evaluation) is one JSON file under `--records_dir` (benchmarks/results/evidence_runs/<model>/), written whole:
 commit them, and a later run, on this machine or a fresh one, redoes only what has no file. Weights and checkpoints
@@ -52,7 +53,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -141,11 +145,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="Processes that share the arms (one core each; default 1). Arms are independent, so with 2 the run "
-        "takes about half the wall time on 2 cores.",
+        help="Processes that share the units (one core each; default 1): each takes the next unit that can run, so "
+        "with 2 the run takes about half the wall time on 2 cores.",
     )
     parser.add_argument("--run", nargs=2, default=None, help=argparse.SUPPRESS)  # a child: unit JSON, result JSON
-    parser.add_argument("--lane", default=None, help=argparse.SUPPRESS)  # "i/n": a worker running arms i, i+n, ...
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/n": one of the workers
     return parser
 
 
@@ -191,7 +195,7 @@ def resolve_design(args, parser):
 def print_plan(design, scale: float, workers: int) -> None:
     minutes = estimate_minutes(design, scale)
     total = sum(minutes.values())
-    wall = f" (~{total / 60 / workers:.1f} h with {workers} workers if the arms split evenly)" if workers > 1 else ""
+    wall = f" (~{total / 60 / workers:.1f} h with {workers} workers)" if workers > 1 else ""
     print(
         f"Design: {len(design.languages)} languages ({', '.join(design.languages)}), {design.val_problems} "
         f"validation / {design.test_problems} test problems each; arms {', '.join(design.arms)}"
@@ -255,6 +259,15 @@ class Unit:
     def from_json(cls, text: str) -> Unit:
         fields = json.loads(text)
         return cls(**{**fields, "run": RunFacts(**fields["run"])})
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit a worker can take: the record it writes (the key of its lock, `locks/<key>` in the work folder: which
+    worker runs it) and how to run it."""
+
+    key: str
+    go: Callable[[], None]
 
 
 # -- data and the model's facts -------------------------------------------------------------------------------------
@@ -451,7 +464,9 @@ def train_unit(unit: Unit) -> dict:
     steps = [step for _, step in unit.budgets]
 
     class BudgetCheckpoints(TrainerCallback):
-        """Wall time of each optimizer step; a checkpoint at each budget."""
+        """Wall time of each optimizer step; a checkpoint at each budget, and one every `RESUME_EVERY` steps that
+        only the next is kept for (a run stopped mid-way loses at most that many steps). Only the newest checkpoint
+        keeps its optimizer: the one to resume from."""
 
         def __init__(self):
             self.seconds, self._start = [], 0.0
@@ -461,7 +476,16 @@ def train_unit(unit: Unit) -> dict:
 
         def on_step_end(self, args, state, control, **kwargs):
             self.seconds.append(time.perf_counter() - self._start)
-            control.should_save = state.global_step in steps
+            control.should_save = state.global_step in steps or state.global_step % RESUME_EVERY == 0
+
+        def on_save(self, args, state, control, **kwargs):
+            for checkpoint in run_dir.glob("checkpoint-*"):
+                step = int(checkpoint.name.split("-")[-1])
+                if step < state.global_step and step not in steps:
+                    shutil.rmtree(checkpoint, ignore_errors=True)
+                elif step < state.global_step:
+                    for name in ("optimizer.pt", "scheduler.pt"):
+                        (checkpoint / name).unlink(missing_ok=True)
 
     run_dir = Path(unit.run_dir)
     arm, l2 = unit.arm, L2_ARMS.get(unit.arm)
@@ -532,12 +556,11 @@ def train_unit(unit: Unit) -> dict:
         "train_seconds": round(train_seconds, 1),
         "budgets": {str(nominal): budget_facts(history, step) for nominal, step in unit.budgets},
     }
-    for checkpoint in run_dir.glob("checkpoint-*"):  # only the last checkpoint needs its optimizer (to resume)
-        if checkpoint.name != f"checkpoint-{max(steps)}":
-            for name in ("optimizer.pt", "scheduler.pt"):
-                (checkpoint / name).unlink(missing_ok=True)
     record["evals"] = run_evaluations(unit, record)
     return record
+
+
+RESUME_EVERY = 20  # steps between checkpoints that exist only to resume from (ours: ~2-4 min of CPU each)
 
 
 def budget_facts(history: list[dict], step: int) -> dict:
@@ -639,19 +662,16 @@ class Run:
         )
         self.on_record = lambda: None
 
-    def base(self) -> None:
-        """The untrained model, 0-shot and k-shot, on validation (which protocol is its headline) and test."""
-        for split in ("val", "test"):
-            for protocol in self.design.protocols:
-                key = base_key(split, protocol)
-                if key in self.records:
-                    continue
-                started = time.perf_counter()
-                out = self.work / "eval" / "base" / f"{split}-{protocol}"
-                scored = evaluate(self.facts, self.facts.base, split, shots_of(protocol), out)
-                self.records.add({"key": key, **scored, "wall_seconds": round(time.perf_counter() - started, 1)})
-                print(f"base {split} {protocol}: non-English {scored['non_en']:.3f}", flush=True)
-                self.on_record()
+    def base_eval(self, split: str, protocol: str) -> None:
+        """The untrained model on `split` with `protocol` (validation says which protocol is its headline)."""
+        started = time.perf_counter()
+        out = self.work / "eval" / "base" / f"{split}-{protocol}"
+        scored = evaluate(self.facts, self.facts.base, split, shots_of(protocol), out)
+        self.records.add(
+            {"key": base_key(split, protocol), **scored, "wall_seconds": round(time.perf_counter() - started, 1)}
+        )
+        print(f"base {split} {protocol}: non-English {scored['non_en']:.3f}", flush=True)
+        self.on_record()
 
     def budgets(self, arm: str) -> list[list[int]]:
         steps = l2_budget_steps(self.design, self.setup, arm) if arm in L2_ARMS else list(self.design.budgets)
@@ -678,14 +698,7 @@ class Run:
             run_dir=str(self.run_dir(arm, rate, seed)),
             **extra,
         )
-        try:  # one process per unit, even with several workers or a second run started by mistake
-            with exclusive_lock(self.run_dir(arm, rate, seed), flag="--work_dir"):
-                record = run_child(unit, self.records, self.work)
-        except ResumeError:
-            raise SystemExit(
-                f"bench_evidence: error: unit {key} is being trained by another bench_evidence process on this "
-                f"--work_dir ({self.work}); let it finish or stop it, then run again (finished units are kept)."
-            ) from None
+        record = run_child(unit, self.records, self.work)
         losses = ", ".join(f"{b} {facts['train_loss']}" for b, facts in record["budgets"].items())
         scores = ", ".join(f"{name} {scored['non_en']:.3f}" for name, scored in record["evals"].items())
         step = f"{record['step_seconds']:.1f} s/step" if record["step_seconds"] else "no step run"
@@ -693,62 +706,93 @@ class Run:
         self.on_record()
         return record
 
-    def search_score(self, arm: str, exponent: int, records: Records | None = None) -> tuple[float, float] | None:
-        record = (records or self.records).get(search_key(arm, rate_of(exponent)))
-        name = eval_name("val", self.design.select_budget, self.design.protocols[0])
-        return None if record is None else selection_score(record["evals"][name])
-
-    def search_scores(self, arm: str, records: Records | None = None) -> dict[int, tuple[float, float]]:
+    def search_scores(self, arm: str) -> dict[int, tuple[float, float]]:
         """The validation scores of `arm`'s search so far, by ladder exponent."""
-        found = {e: self.search_score(arm, e, records) for e in range(*EXPONENT_RANGE)}
-        return {e: score for e, score in found.items() if score is not None}
+        name = eval_name("val", self.design.select_budget, self.design.protocols[0])
+        found = {e: self.records.get(search_key(arm, rate_of(e))) for e in range(*EXPONENT_RANGE)}
+        return {e: selection_score(record["evals"][name]) for e, record in found.items() if record is not None}
 
-    def start(self, arm: str) -> tuple[int, ...]:
-        """The first rates of `arm`'s search: an L² arm's around full's chosen rate once full's search has finished
-        (read again from disk: another worker may have finished it), any other arm's at its kind's default."""
-        center = None
+    def start(self, arm: str) -> tuple[int, ...] | None:
+        """The first rates of `arm`'s search: an L² arm's around full's chosen rate (None until full's search has
+        finished), any other arm's at its kind's default."""
+        center, done = None, self.search_scores(arm)
         if arm in L2_ARMS:
-            scores = self.search_scores("full", Records(self.records.root))
-            center = finished_search(scores, self.design.start_points, self.design.max_grid_points)
-        start, done = start_exponents(arm, self.design.start_points, center), self.search_scores(arm)
+            center = finished_search(self.search_scores("full"), self.design.start_points, self.design.max_grid_points)
+            if center is None and not done:
+                return None
+        start = start_exponents(arm, self.design.start_points, center)
         grid = set(start) | set(done)
         if grid != set(range(min(grid), max(grid) + 1)):  # begun around another rate (full's search was not done)
             return tuple(sorted(done))
         return start
 
-    def search(self, arm: str) -> float:
-        """Run the arm's rate search until its best validation score is interior (or the grid may grow no more);
-        returns the chosen rate."""
-        middle = self.design.select_budget
-        budgets = [b for b in self.budgets(arm) if b[0] <= middle]
-        pending = list(self.start(arm))
-        while True:
-            for exponent in pending:
-                if self.search_score(arm, exponent) is None:
-                    rate = rate_of(exponent)
-                    evals = [["val", middle, self.design.protocols[0]]]
-                    self.unit(search_key(arm, rate), arm, rate, self.design.seeds[0], budgets, evals=evals)
-            scores = self.search_scores(arm)
-            move, exponent = choose_rate(scores, self.design.max_grid_points)
-            if move == "chosen":
-                rate = rate_of(exponent)
-                if not self.keep:
-                    for other in scores:
-                        if other != exponent:
-                            shutil.rmtree(self.run_dir(arm, rate_of(other), self.design.seeds[0]), ignore_errors=True)
-                interior = "interior" if is_interior(scores, exponent) else "AT THE GRID'S EDGE (no more room)"
-                print(f"{arm}: rate {rate:g} chosen ({interior}) from {len(scores)} rates.", flush=True)
-                return rate
-            pending = [exponent]
+    def search_next(self, arm: str) -> tuple[tuple[int, ...], int | None]:
+        """Where `arm`'s rate search stands: the rates to run now (ladder exponents) and the chosen one (None until
+        the best validation score is interior, or the grid may grow no more). Neither: it waits for full's."""
+        start, scores = self.start(arm), self.search_scores(arm)
+        if start is None:
+            return (), None
+        missing = tuple(e for e in start if e not in scores)
+        if missing:
+            return missing, None
+        move, exponent = choose_rate(scores, self.design.max_grid_points)
+        return ((exponent,), None) if move == "extend" else ((), exponent)
 
-    def final(self, arm: str, seed: int, rate: float) -> None:
-        key = final_key(arm, seed)
-        if key in self.records:
-            self.top_up(arm, seed, rate)
-            return
-        first = self.design.seeds[0]
+    def search_point(self, arm: str, exponent: int) -> None:
+        """One rate of `arm`'s search: seed 0 to the middle budget, scored on validation."""
+        middle, rate = self.design.select_budget, rate_of(exponent)
+        budgets = [b for b in self.budgets(arm) if b[0] <= middle]
+        evals = [["val", middle, self.design.protocols[0]]]
+        self.unit(search_key(arm, rate), arm, rate, self.design.seeds[0], budgets, evals=evals)
+
+    def settle_search(self, arm: str, exponent: int) -> None:
+        """Say which rate `arm`'s search chose, and (without `--keep_models`) remove the other rates' runs."""
+        scores = self.search_scores(arm)
+        if not self.keep:
+            for other in scores:
+                if other != exponent:
+                    shutil.rmtree(self.run_dir(arm, rate_of(other), self.design.seeds[0]), ignore_errors=True)
+        interior = "interior" if is_interior(scores, exponent) else "AT THE GRID'S EDGE (no more room)"
+        print(f"{arm}: rate {rate_of(exponent):g} chosen ({interior}) from {len(scores)} rates.", flush=True)
+
+    def plan(self) -> list[Task]:
+        """Every unit that can run now, in the order to take them: base; the core arms' searches, then their final
+        runs seed by seed; the same for the L² arms. Read again from disk (another worker may have added records);
+        empty when the run is done (a unit that waits is behind one in the list)."""
+        self.records = Records(self.records.root)
+        design, first = self.design, self.design.seeds[0]
+        tasks = [
+            Task(base_key(split, p), partial(self.base_eval, split, p))
+            for split in ("val", "test")
+            for p in design.protocols
+            if base_key(split, p) not in self.records
+        ]
+        for group in (design.arms, design.l2_arms):
+            chosen = {}
+            for arm in group:
+                pending, exponent = self.search_next(arm)
+                tasks += [Task(search_key(arm, rate_of(e)), partial(self.search_point, arm, e)) for e in pending]
+                if exponent is not None:
+                    chosen[arm] = exponent
+            for seed in design.seeds:
+                for arm, exponent in chosen.items():
+                    key = final_key(arm, seed)
+                    if key in self.records:
+                        if self.top_up_evals(arm, seed):
+                            tasks.append(
+                                Task(topup_key(arm, seed), partial(self.top_up, arm, seed, rate_of(exponent)))
+                            )
+                    elif seed == first or final_key(arm, first) in self.records:
+                        tasks.append(Task(key, partial(self.final, arm, seed, exponent)))
+        return tasks
+
+    def final(self, arm: str, seed: int, exponent: int) -> None:
+        """A final run of `arm` at its chosen rate: seed 0 continues the search's run at that rate and chooses the
+        protocol (and an L² arm's intervention) on validation; the other seeds take seed 0's."""
+        first, rate = self.design.seeds[0], rate_of(exponent)
         extra = {"final": True}
         if seed == first:
+            self.settle_search(arm, exponent)
             search = self.records[search_key(arm, rate)]
             name = eval_name("val", self.design.select_budget, self.design.protocols[0])
             extra["known_val"] = {self.design.protocols[0]: search["evals"][name]["non_en"]}
@@ -756,20 +800,23 @@ class Run:
             seed_zero = self.records[final_key(arm, first)]
             extra["protocol"] = seed_zero["protocol"]
             extra["intervention"] = seed_zero.get("intervention")
-        self.unit(key, arm, rate, seed, self.budgets(arm), **extra)
+        self.unit(final_key(arm, seed), arm, rate, seed, self.budgets(arm), **extra)
         self.keep_last_weights(arm, rate, seed)
 
-    def top_up(self, arm: str, seed: int, rate: float) -> None:
-        """A final run scored before every seed got both protocols at the last budget (before 2026-12-07) lacks
-        one: score it there, on the run's last weights, trained again from step 0 when they are gone (same rate,
-        seed and data order; the report checks that the training loss at every budget is the same). Its own
-        record (`topup/...`); the report adds its evaluations to the final run's."""
+    def top_up_evals(self, arm: str, seed: int) -> list[list]:
+        """What a final run scored before every seed got both protocols at the last budget (before 2026-12-07)
+        lacks there; nothing once its top-up is recorded."""
         last = self.design.budgets[-1]
         scored = self.records[final_key(arm, seed)]["evals"]
         missing = [["test", last, p] for p in self.design.protocols if eval_name("test", last, p) not in scored]
-        if missing and topup_key(arm, seed) not in self.records:
-            self.unit(topup_key(arm, seed), arm, rate, seed, self.budgets(arm), evals=missing)
-            self.keep_last_weights(arm, rate, seed)
+        return [] if topup_key(arm, seed) in self.records else missing
+
+    def top_up(self, arm: str, seed: int, rate: float) -> None:
+        """Score what `top_up_evals` names on the run's last weights, trained again from step 0 when they are gone
+        (same rate, seed and data order; the report checks that the training loss at every budget is the same). Its
+        own record (`topup/...`); the report adds its evaluations to the final run's."""
+        self.unit(topup_key(arm, seed), arm, rate, seed, self.budgets(arm), evals=self.top_up_evals(arm, seed))
+        self.keep_last_weights(arm, rate, seed)
 
     def keep_last_weights(self, arm: str, rate: float, seed: int) -> None:
         """Without `--keep_models`, only the last budget's weights stay (an evaluation added later needs no
@@ -827,19 +874,19 @@ def write_report(records_dir: Path, results: Path, command: str, quick: bool) ->
 
 
 def shown_arguments(argv: list[str]) -> list[str]:
-    """The command line as the user typed it: without the `--lane i/n` the parent adds for its workers."""
+    """The command line as the user typed it: without the `--worker i/n` the parent adds for its workers."""
     shown = list(argv)
-    if "--lane" in shown:
-        at = shown.index("--lane")
+    if "--worker" in shown:
+        at = shown.index("--worker")
         del shown[at : at + 2]
     return shown
 
 
 def run_workers(argv: list[str], workers: int) -> None:
-    """Start `workers` copies of this command, each running its share of the arms (`--lane i/n`), one core each."""
+    """Start `workers` copies of this command (`--worker i/n`), one core each, all taking units from one plan."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     children = [
-        subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--lane", f"{i}/{workers}"], env=env)
+        subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--worker", f"{i}/{workers}"], env=env)
         for i in range(workers)
     ]
     failed = [i for i, child in enumerate(children) if child.wait() != 0]
@@ -847,17 +894,27 @@ def run_workers(argv: list[str], workers: int) -> None:
         raise SystemExit(f"bench_evidence: error: worker(s) {failed} failed; see above. Rerun to resume.")
 
 
-def run_arms(run: Run, design, arms: list[str]) -> None:
-    """The rate searches, then each seed's final runs, of `arms` (all, or one worker's share); L² arms last."""
-    core = [arm for arm in design.arms if arm in arms]
-    rates = {arm: run.search(arm) for arm in core}
-    for seed in design.seeds:
-        for arm in core:
-            run.final(arm, seed, rates[arm])
-    for arm in (arm for arm in design.l2_arms if arm in arms):
-        rates[arm] = run.search(arm)
-        for seed in design.seeds:
-            run.final(arm, seed, rates[arm])
+def take_units(run: Run) -> None:
+    """Take the first unit of the plan that no other worker holds (its lock), run it, plan again; wait
+    while every unit that can run is held (units behind them wait for them); return when the plan is empty. Units,
+    not arms, are shared out, so no core idles while another has work that could run."""
+    while tasks := run.plan():
+        for task in tasks:
+            if run.records.written(task.key):  # finished by another worker since this one planned
+                break
+            with ExitStack() as held:
+                try:
+                    held.enter_context(exclusive_lock(run.work / "locks" / task.key, flag="--work_dir"))
+                except ResumeError:  # another worker runs it
+                    continue
+                if not run.records.written(task.key):
+                    task.go()
+                break
+        else:
+            time.sleep(WAIT_SECONDS)
+
+
+WAIT_SECONDS = 10  # how often a worker with nothing to take looks again
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -881,7 +938,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         write_report(records_dir, results, command, args.quick)
         return
-    if not args.lane:
+    if not args.worker:
         print_plan(design, 1.0 if args.quick else {"gemma3-270m": 2.0}.get(args.model, 1.0), args.workers)
     if args.dry_run:
         return
@@ -891,7 +948,7 @@ def main(argv: list[str] | None = None) -> None:
     data = build_data(design, work / "data")
     setup_record = records.get("setup") or records.add(setup(design, base, data, work))
     print(
-        ("" if not args.lane else f"Worker {args.lane}: ")
+        ("" if not args.worker else f"Worker {args.worker}: ")
         + f"Layers: auto {setup_record['layers']['auto']} (probe stability: mean Jaccard "
         f"{setup_record['layer_stability']}, stable {setup_record['layers_stable']}); LoRA rank "
         f"{setup_record['lora_rank']}; prompts: {setup_record['prompt_style']}.",
@@ -899,16 +956,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     run = Run(design, records, work, base, data, setup_record, args.keep_models)
     run.on_record = lambda: write_report(records_dir, results, command, args.quick)
-    run.base()
-    arms = [*design.arms, *design.l2_arms]
-    if args.lane:  # one worker: every n-th arm
-        lane, workers = (int(part) for part in args.lane.split("/"))
-        run_arms(run, design, arms[lane::workers])
-        return
-    if args.workers > 1:
+    if args.workers > 1 and not args.worker:
         run_workers(sys.argv[1:] if argv is None else list(argv), args.workers)
     else:
-        run_arms(run, design, arms)
+        take_units(run)
+    if args.worker:
+        return
     write_report(records_dir, results, command, args.quick)
     print(f"Done: {len(Records(records_dir).records)} records in {records_dir}; report in {results}.")
 

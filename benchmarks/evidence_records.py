@@ -79,6 +79,10 @@ class Records:
     def get(self, key: str, default=None):
         return self.records.get(key, default)
 
+    def written(self, key: str) -> bool:
+        """Whether `key`'s record is on disk now (another process may have added it since this was read)."""
+        return (self.root / f"{key}.json").exists()
+
     def add(self, record: dict) -> dict:
         path = self.root / f"{record['key']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

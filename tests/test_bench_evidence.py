@@ -123,10 +123,10 @@ def test_l2_searches_start_around_the_rate_full_chose(tmp_path):
     setup = {"prompt_style": "chat", "lora_rank": 1, "total_params": 1}
     records = Records(tmp_path / "records")
     run = Run(SMOLLM2, records, tmp_path, "base", {}, setup, keep=False)
-    assert run.start("l2-full") == start_exponents("l2-full")  # full's search has not finished: the default start
+    assert run.start("l2-full") is None  # full's search has not finished: it waits
     assert run.start("slam-auto") == start_exponents("slam-auto")
-    for rate, score in ((3.16e-6, 0.2), (1e-5, 0.6), (3.16e-5, 0.5)):  # full's search, written by another worker
-        Records(tmp_path / "records").add(_search_record("full", rate, score))
+    for rate, score in ((3.16e-6, 0.2), (1e-5, 0.6), (3.16e-5, 0.5)):  # full's search
+        records.add(_search_record("full", rate, score))
     assert finished_search({-11: 0.2, -10: 0.6, -9: 0.5}, 3, 7) == -10
     assert run.start("l2-full") == (-11, -10, -9) and run.start("en-cot") == (-11, -10, -9)
     assert run.start("slam-auto") == start_exponents("slam-auto")  # only L² arms follow full
@@ -134,6 +134,44 @@ def test_l2_searches_start_around_the_rate_full_chose(tmp_path):
     assert run.start("l2-mixed") == (-7,)  # that grid goes on (a start around 1e-5 would leave a gap)
     records.add(_search_record("en-cot", 1e-4, 0.4))  # next to the start around full's rate: no gap
     assert run.start("en-cot") == (-11, -10, -9)
+
+
+def test_the_plan_lists_what_can_run_now_and_holds_back_what_waits(tmp_path):
+    from bench_evidence import Run
+
+    setup = {"prompt_style": "chat", "lora_rank": 1, "total_params": 1}
+    records = Records(tmp_path / "records")
+
+    def planned():  # as another worker's records would be found: read from disk
+        return [
+            task.key for task in Run(SMOLLM2, Records(tmp_path / "records"), tmp_path, "base", {}, setup, False).plan()
+        ]
+
+    first = planned()
+    assert first[:4] == [base_key(s, p) for s in ("val", "test") for p in SMOLLM2.protocols]
+    core_starts = [search_key(arm, rate_of(e)) for arm in SMOLLM2.arms for e in start_exponents(arm)]
+    assert first[4:] == core_starts  # no final run (no rate chosen) and no L² search (full's has not chosen)
+    for split in ("val", "test"):
+        for protocol in SMOLLM2.protocols:
+            records.add({"key": base_key(split, protocol)})
+    for rate, score in ((1e-5, 0.4), (3.16e-5, 0.6), (1e-4, 0.5), (3.16e-4, 0.2)):  # full: 3.16e-5, extended once
+        records.add(_search_record("full", rate, score))
+    records.add(_search_record("slam-auto", 3.16e-4, 0.7))  # best at the low edge of its start so far
+    done = {*(search_key("full", rate) for rate in (3.16e-5, 1e-4, 3.16e-4)), search_key("slam-auto", 3.16e-4)}
+    assert planned()[: len(core_starts) - 4] == [key for key in core_starts if key not in done]
+    for rate, score in ((1e-3, 0.5), (3.16e-3, 0.4)):  # slam-auto's best is at its edge: one more rate
+        records.add(_search_record("slam-auto", rate, score))
+    later = planned()
+    assert later[0] == search_key("slam-auto", 1e-4) and final_key("full", 0) in later
+    assert final_key("full", 1) not in later and final_key("slam-auto", 0) not in later  # wait for seed 0 / a rate
+    l2 = [key for key in later if key.startswith(("search/en-cot", "search/l2-"))]
+    assert l2 == [search_key(arm, rate_of(e)) for arm in SMOLLM2.l2_arms for e in (-10, -9, -8)]  # around full's
+    assert later.index(final_key("full", 0)) < later.index(l2[0])  # core arms' final runs before L² arms'
+    records.add({"key": final_key("full", 0), "evals": {"test/180/0-shot": {}, "test/180/3-shot": {}}})
+    later = planned()
+    assert final_key("full", 0) not in later and {final_key("full", 1), final_key("full", 2)} <= set(later)
+    records.add({"key": final_key("full", 1), "evals": {"test/180/0-shot": {}}})  # lacks the other protocol
+    assert topup_key("full", 1) in planned()
 
 
 def test_a_search_is_finished_only_when_its_start_is_scored_and_its_best_rate_interior():
@@ -345,7 +383,7 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     env = {**os.environ, "PYTHONPATH": str(SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(SCRIPT), "--quick", "--model", "tiny:llama", "--work_dir", str(tmp_path / "work")]
     command += ["--precision", "bfloat16"]  # Gemma's: bf16 autocast training, bf16 evaluation
-    # Two workers share the arms (one process per unit); the rerun below, with one, must find every unit done.
+    # Two workers take units from one plan (one process per unit); the rerun below, with one, finds every unit done.
     workers = ["--workers", "2", "--results_dir", str(tmp_path / "results")]
     first = subprocess.run([*command, *workers], check=True, env=env, timeout=900, capture_output=True, text=True)
     assert "Worker 0/2: " in first.stdout and "Worker 1/2: " in first.stdout
@@ -355,7 +393,7 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     assert "### Differences that carry the claims" in (results / "evidence.md").read_text(encoding="utf-8")
     summary = json.loads((results / "evidence.json").read_text(encoding="utf-8"))
     assert summary["schema"] == 2 and not summary["partial"]
-    assert "--workers 2" in summary["command"] and "--lane" not in summary["command"]  # as typed, not a worker's
+    assert "--workers 2" in summary["command"] and "--worker" not in summary["command"]  # as typed, not a worker's
     entry = summary["models"]["tiny:llama"]
     assert entry["languages"][0] == "en" and entry["budgets"] == [1, 2, 3] and entry["seeds"] == [0, 1]
     assert entry["precision"] == "bfloat16"
