@@ -67,6 +67,7 @@ from evidence_design import (
     PRECISION_TIME,
     QUICK,
     SMOLLM2,
+    best_rate,
     choose_rate,
     estimate_minutes,
     finished_search,
@@ -745,15 +746,17 @@ class Run:
         evals = [["val", middle, self.design.protocols[0]]]
         self.unit(search_key(arm, rate), arm, rate, self.design.seeds[0], budgets, evals=evals)
 
-    def settle_search(self, arm: str, exponent: int) -> None:
-        """Say which rate `arm`'s search chose, and (without `--keep_models`) remove the other rates' runs."""
+    def prune_search(self, arm: str) -> None:
+        """Without `--keep_models`, remove the runs of `arm`'s scored rates that can no longer be chosen (one scored
+        better): only the best so far stays, to continue as seed 0's final run. A full fine-tuning run of SmolLM2
+        keeps ~2 GB (weights and optimizer), of Gemma-3-270M ~3 GB: kept until the search ends, a few searches
+        at once would fill this machine's disk."""
         scores = self.search_scores(arm)
-        if not self.keep:
+        if scores and not self.keep:
+            best = best_rate(scores)
             for other in scores:
-                if other != exponent:
+                if other != best:
                     shutil.rmtree(self.run_dir(arm, rate_of(other), self.design.seeds[0]), ignore_errors=True)
-        interior = "interior" if is_interior(scores, exponent) else "AT THE GRID'S EDGE (no more room)"
-        print(f"{arm}: rate {rate_of(exponent):g} chosen ({interior}) from {len(scores)} rates.", flush=True)
 
     def plan(self) -> list[Task]:
         """Every unit that can run now, in the order to take them: base; the core arms' searches, then their final
@@ -770,6 +773,7 @@ class Run:
         for group in (design.arms, design.l2_arms):
             chosen = {}
             for arm in group:
+                self.prune_search(arm)
                 pending, exponent = self.search_next(arm)
                 tasks += [Task(search_key(arm, rate_of(e)), partial(self.search_point, arm, e)) for e in pending]
                 if exponent is not None:
@@ -792,7 +796,9 @@ class Run:
         first, rate = self.design.seeds[0], rate_of(exponent)
         extra = {"final": True}
         if seed == first:
-            self.settle_search(arm, exponent)
+            scores = self.search_scores(arm)
+            interior = "interior" if is_interior(scores, exponent) else "AT THE GRID'S EDGE (no more room)"
+            print(f"{arm}: rate {rate:g} chosen ({interior}) from {len(scores)} rates.", flush=True)
             search = self.records[search_key(arm, rate)]
             name = eval_name("val", self.design.select_budget, self.design.protocols[0])
             extra["known_val"] = {self.design.protocols[0]: search["evals"][name]["non_en"]}

@@ -67,6 +67,12 @@ def selection_score(evaluation: dict) -> tuple[float, float]:
     return evaluation["non_en"], sum(accuracy.values()) / len(accuracy)
 
 
+def best_rate(scores: dict[int, float | tuple[float, ...]]) -> int:
+    """The best-scoring exponent (ties: the smaller rate). A rate below it can never be chosen: scores only grow in
+    number, never change."""
+    return max(scores, key=lambda e: (scores[e], -e))
+
+
 def choose_rate(scores: dict[int, float | tuple[float, ...]], max_points: int) -> tuple[str, int]:
     """The next move of an arm's rate search, from its validation scores per ladder exponent (numbers, or tuples
     compared in order: `selection_score`).
@@ -79,7 +85,7 @@ def choose_rate(scores: dict[int, float | tuple[float, ...]], max_points: int) -
     grid = sorted(scores)
     if grid != list(range(grid[0], grid[-1] + 1)):
         raise ValueError(f"The grid must be contiguous on the ladder, got exponents {grid}.")
-    best = max(grid, key=lambda e: (scores[e], -e))
+    best = best_rate(scores)
     room = len(grid) < max_points
     if best == grid[0] and room and grid[0] - 1 >= EXPONENT_BOUNDS[0]:
         return "extend", grid[0] - 1

@@ -156,9 +156,12 @@ def test_the_plan_lists_what_can_run_now_and_holds_back_what_waits(tmp_path):
             records.add({"key": base_key(split, protocol)})
     for rate, score in ((1e-5, 0.4), (3.16e-5, 0.6), (1e-4, 0.5), (3.16e-4, 0.2)):  # full: 3.16e-5, extended once
         records.add(_search_record("full", rate, score))
+        (tmp_path / "runs" / "full" / f"lr={rate:g}" / "seed=0" / "checkpoint-60").mkdir(parents=True)
     records.add(_search_record("slam-auto", 3.16e-4, 0.7))  # best at the low edge of its start so far
     done = {*(search_key("full", rate) for rate in (3.16e-5, 1e-4, 3.16e-4)), search_key("slam-auto", 3.16e-4)}
     assert planned()[: len(core_starts) - 4] == [key for key in core_starts if key not in done]
+    # The runs of rates that can no longer be chosen are gone; the best one stays, for seed 0 to continue.
+    assert [path.parent.name for path in (tmp_path / "runs" / "full").glob("*/seed=0")] == ["lr=3.16e-05"]
     for rate, score in ((1e-3, 0.5), (3.16e-3, 0.4)):  # slam-auto's best is at its edge: one more rate
         records.add(_search_record("slam-auto", rate, score))
     later = planned()
@@ -393,7 +396,8 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     assert "### Differences that carry the claims" in (results / "evidence.md").read_text(encoding="utf-8")
     summary = json.loads((results / "evidence.json").read_text(encoding="utf-8"))
     assert summary["schema"] == 2 and not summary["partial"]
-    assert "--workers 2" in summary["command"] and "--worker" not in summary["command"]  # as typed, not a worker's
+    typed = summary["command"].split()  # as typed, without a worker's `--worker i/n`
+    assert "--workers" in typed and "--worker" not in typed
     entry = summary["models"]["tiny:llama"]
     assert entry["languages"][0] == "en" and entry["budgets"] == [1, 2, 3] and entry["seeds"] == [0, 1]
     assert entry["precision"] == "bfloat16"
