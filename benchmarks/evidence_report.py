@@ -646,7 +646,9 @@ def markdown(summary: dict) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Non-English test accuracy against the budget, per arm, with the 95% interval as a band; base as a line."""
+    """Non-English test accuracy against the budget, per arm (its chosen protocol), with the 95% interval as a band;
+    base as a line; hollow markers: the other protocol, where it was scored (an arm's chosen protocol can be its worse
+    one on test, and the same-protocol comparisons rest on these)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -662,6 +664,7 @@ def plot(summary: dict, path: Path) -> None:
                 chosen["non_en"], color="black", linestyle="--", lw=1, label=f"base ({base['chosen_protocol']})"
             )
             axis.axhspan(*chosen["non_en_ci95"], color="black", alpha=0.08)
+        other_protocols = False
         for arm, info in entry["arms"].items():
             points = info.get("budgets") if arm != "base" else None
             if not points:
@@ -676,6 +679,12 @@ def plot(summary: dict, path: Path) -> None:
                 color=line.get_color(),
                 alpha=0.15,
             )
+            others = [
+                (int(b), scored["non_en"]) for b in points for p, scored in points[b].items() if p.endswith("-shot")
+            ]
+            if others:  # the protocol not chosen, where it was scored (seed 0 at the middle budget, all at the last)
+                axis.scatter(*zip(*others, strict=True), marker="o", facecolors="none", edgecolors=line.get_color())
+                other_protocols = True
         axis.set_xscale("log")
         axis.set_xlim(entry["budgets"][0] / 1.5, entry["budgets"][-1] * 1.5)
         axis.minorticks_off()
@@ -684,6 +693,8 @@ def plot(summary: dict, path: Path) -> None:
         axis.set_xlabel(f"training steps (batch {entry['batch_size']})")
         axis.set_ylabel("non-English test accuracy")
         axis.set_title(model + (" (PARTIAL)" if entry["partial"] else ""))
+        if other_protocols:
+            axis.scatter([], [], marker="o", facecolors="none", edgecolors="gray", label="other protocol")
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7, loc="lower right")
         else:
@@ -696,7 +707,8 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def load_runs(records_root: Path) -> dict[str, tuple[dict, dict]]:
-    """Every model's design and records under `records_root` (one folder per model, each with `design.json`)."""
+    """Every model's design and records under `records_root` (one folder per model, each with `design.json`), the
+    model with the most arms (the whole design) first."""
     runs = {}
     folders = (
         [records_root]
@@ -707,7 +719,8 @@ def load_runs(records_root: Path) -> dict[str, tuple[dict, dict]]:
         if (folder / DESIGN_FILE).exists():
             design = json.loads((folder / DESIGN_FILE).read_text(encoding="utf-8"))
             runs[design["model"]] = (design, Records(folder).records)
-    return runs
+    order = sorted(runs, key=lambda model: (-len(runs[model][0]["arms"]) - len(runs[model][0]["l2_arms"]), model))
+    return {model: runs[model] for model in order}
 
 
 def write_all(records_root: Path, results: Path, *, command: str, machine: dict) -> dict:
