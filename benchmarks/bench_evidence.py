@@ -901,9 +901,9 @@ def run_workers(argv: list[str], workers: int) -> None:
 
 
 def take_units(run: Run) -> None:
-    """Take the first unit of the plan that no other worker holds (its lock), run it, plan again; wait
-    while every unit that can run is held (units behind them wait for them); return when the plan is empty. Units,
-    not arms, are shared out, so no core idles while another has work that could run."""
+    """Take the first unit of the plan that no other worker holds (its lock), run it, plan again; wait while every
+    unit that can run is held (units behind them wait for them); return when the plan is empty. Units, not arms, are
+    shared out, so no core idles while another has work that could run."""
     while tasks := run.plan():
         for task in tasks:
             if run.records.written(task.key):  # finished by another worker since this one planned
