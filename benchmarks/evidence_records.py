@@ -79,12 +79,15 @@ class Records:
     def get(self, key: str, default=None):
         return self.records.get(key, default)
 
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
     def written(self, key: str) -> bool:
         """Whether `key`'s record is on disk now (another process may have added it since this was read)."""
-        return (self.root / f"{key}.json").exists()
+        return self.path(key).exists()
 
     def add(self, record: dict) -> dict:
-        path = self.root / f"{record['key']}.json"
+        path = self.path(record["key"])
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         self.records[record["key"]] = record
