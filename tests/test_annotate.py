@@ -506,7 +506,13 @@ def test_ctrl_c_stops_sending_and_keeps_what_is_finished(tmp_path):
     argv = [sys.executable, "-m", "slam_trainer.cli", "annotate", "--seed", str(seed), "--languages", *LANGS]
     argv += ["--model", "fake", "--base_url", server.base_url, "--output", str(tmp_path / "ann.jsonl")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    client["process"] = subprocess.Popen([*argv, "--concurrency", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    # A suite started in the background (`make test &`) ignores SIGINT, and a child inherits that across exec; a
+    # handler is reset to the default there instead, so the child takes Ctrl-C as it would at a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        client["process"] = subprocess.Popen([*argv, "--concurrency", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _, err = client["process"].communicate(timeout=240)
     server.close()
     assert client["process"].returncode == 130 and err.strip().splitlines()[-1] == "slam annotate: interrupted"
