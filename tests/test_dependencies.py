@@ -45,3 +45,40 @@ def test_floor_is_the_tested_version(name):
     assert floors[0].release[:2] == installed.release[:2], (
         f"{requirement}: not the tested {name} {installed}; set the floor to >={installed.major}.{installed.minor}"
     )
+
+
+CONSTRAINTS = SETUP_CFG.parent / "constraints.txt"
+
+
+def _pins() -> dict[str, Version]:
+    """What `make install` installs, by canonical name: constraints.txt's pins, and torch from the Makefile's
+    `TORCH_SPEC` (installed first, on its own, so that no range pulls a CUDA build)."""
+    from packaging.utils import canonicalize_name
+
+    makefile = (SETUP_CFG.parent / "Makefile").read_text(encoding="utf-8")
+    (torch_spec,) = [line.split("?=")[1] for line in makefile.splitlines() if line.startswith("TORCH_SPEC ?=")]
+    pins = {}
+    for line in [torch_spec, *CONSTRAINTS.read_text(encoding="utf-8").splitlines()]:
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"constraints.txt: {line!r} should pin one version with =="
+            pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    return pins
+
+
+@pytest.mark.parametrize("name", sorted(_requirements()))
+def test_make_install_pins_the_floor(name):
+    """A floor and the pin `make install` uses move together: a pin outside the floor's minor would test another
+    version than setup.cfg promises."""
+    from packaging.utils import canonicalize_name
+
+    requirement, _ = _requirements()[name]
+    pins = _pins()
+    assert canonicalize_name(name) in pins, f"{name} is in setup.cfg but not pinned in constraints.txt"
+    pinned = pins[canonicalize_name(name)]
+    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator in (">=", "==")]
+    assert requirement.specifier.contains(pinned, prereleases=True), (
+        f"constraints.txt's {name}=={pinned} fails {requirement}"
+    )
+    assert floors[0].release[:2] == pinned.release[:2], f"{requirement}: constraints.txt pins {name}=={pinned}"
