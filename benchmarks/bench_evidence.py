@@ -552,6 +552,7 @@ def train_unit(unit: Unit) -> dict:
         "total_params": unit.run.total_params,
         "resumed_from_step": int(Path(resume).name.split("-")[-1]) if resume else 0,
         "bf16_autocast": trainer.args.bf16,
+        "cpu": cpu_description(),
         "step_seconds": statistics.median(timer.seconds[1:] or timer.seconds) if timer.seconds else None,
         "peak_rss_bytes": peak_bytes if timer.seconds else None,
         "train_seconds": round(train_seconds, 1),
@@ -843,12 +844,26 @@ EXPONENT_RANGE = (-40, 1)  # where recorded search rates are looked for (wider t
 # -- entry point --------------------------------------------------------------------------------------------------
 
 
+def cpu_description() -> str:
+    """The CPU a record was made on, and whether its cores compute in bf16 natively: the run spans sessions on
+    different machines, and bf16 speed (and kernels) differ between cores with AMX/AVX512-BF16 and those without."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in fields.get("flags", "").split()]
+    return f"{fields.get('model name', platform.machine())} (bf16: {', '.join(native) or 'not native'})"
+
+
 def machine_info() -> dict:
     import torch
 
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -615,6 +615,10 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
             f"Trainable share {fmt(targets['trainable_share'], 4)} (<= 0.10: {targets['trainable_share_met']}); "
             f"step time {fmt(targets['step_time_ratio'])} x full (<= 0.75: {targets['step_time_met']}).",
             "",
+            "Step times and peak memory are medians over each arm's runs, which span sessions on machines that differ "
+            "(each record names its `cpu`) and share two cores with other runs: a rough guide. The same-run "
+            "measurement of SLAM's step against full fine-tuning's is [selective_step.md](selective_step.md).",
+            "",
         ]
     return lines
 
@@ -630,7 +634,8 @@ def markdown(summary: dict) -> str:
     machine = summary["machine"]
     lines += [
         f"Written by: `{summary['command']}`  ",
-        f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']}; load average "
+        f"Machine: {machine['platform']}, {machine.get('cpu', machine['processor'])}, {machine['cpus']} CPUs, "
+        f"torch {machine['torch']}; load average "
         f"{machine['load_average']:.1f} when written (the run shares its two cores; step times are medians).  ",
         "How to read this and what changed since issue 11: [evidence_notes.md](evidence_notes.md).",
         "",

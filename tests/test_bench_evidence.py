@@ -403,7 +403,9 @@ def test_quick_run_writes_the_results_files_with_the_schema_and_resumes(tmp_path
     assert entry["precision"] == "bfloat16"
     records = tmp_path / "work" / "records"
     trained = [*records.glob("search/*/*.json"), *records.glob("final/*/*.json")]
-    assert trained and all(json.loads(path.read_text(encoding="utf-8"))["bf16_autocast"] for path in trained)
+    trained_records = [json.loads(path.read_text(encoding="utf-8")) for path in trained]
+    assert trained_records and all(record["bf16_autocast"] for record in trained_records)
+    assert all("(bf16: " in record["cpu"] for record in trained_records)  # the run spans machines: each is named
     for path in records.glob("final/*/*.json"):  # every seed: both protocols at the last budget
         assert {"test/3/0-shot", "test/3/1-shot"} <= set(json.loads(path.read_text(encoding="utf-8"))["evals"])
     run_dirs = list((tmp_path / "work" / "runs").glob("*/*/seed=*"))  # the finals' (other rates' runs are gone)
