@@ -541,7 +541,8 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
         lines += [
             "### Rate searches (validation non-English mean, 0-shot, seed 0, middle budget) and costs",
             "",
-            "In brackets, the mean over all languages, which breaks ties (en-cot scores 0 off English at every rate).",
+            "In brackets, the mean over all languages, which breaks ties (en-cot, trained on English chains only, "
+            "scores near 0 off English 0-shot at every rate).",
             "",
         ]
         lines += _table(
