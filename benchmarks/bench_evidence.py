@@ -851,8 +851,7 @@ def cpu_description() -> str:
         lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
     except OSError:
         return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
     native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in fields.get("flags", "").split()]
     return f"{fields.get('model name', platform.machine())} (bf16: {', '.join(native) or 'not native'})"
 

@@ -542,7 +542,7 @@ def model_markdown(model: str, entry: dict, wall_hours: float) -> list[str]:
             "### Rate searches (validation non-English mean, 0-shot, seed 0, middle budget) and costs",
             "",
             "In brackets, the mean over all languages, which breaks ties (en-cot, trained on English chains only, "
-            "scores near 0 off English 0-shot at every rate).",
+            "scores at or near 0 off English 0-shot at every rate).",
             "",
         ]
         lines += _table(
@@ -635,7 +635,7 @@ def markdown(summary: dict) -> str:
     machine = summary["machine"]
     lines += [
         f"Written by: `{summary['command']}`  ",
-        f"Machine: {machine['platform']}, {machine.get('cpu', machine['processor'])}, {machine['cpus']} CPUs, "
+        f"Machine: {machine['platform']}, {machine['cpu']}, {machine['cpus']} CPUs, "
         f"torch {machine['torch']}; load average "
         f"{machine['load_average']:.1f} when written (the run shares its two cores; step times are medians).  ",
         "How to read this and what changed since issue 11: [evidence_notes.md](evidence_notes.md).",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 
@@ -28,11 +29,17 @@ def _requirements() -> dict[str, tuple[Requirement, bool]]:
     return requirements
 
 
+def _floor(requirement: Requirement) -> Version:
+    """The requirement's one floor (`>=` or `==`): the version the suite runs on."""
+    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator in (">=", "==")]
+    assert len(floors) == 1, f"{requirement}: give one floor (>= or ==), the version the suite runs on"
+    return floors[0]
+
+
 @pytest.mark.parametrize("name", sorted(_requirements()))
 def test_floor_is_the_tested_version(name):
     requirement, core = _requirements()[name]
-    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator in (">=", "==")]
-    assert len(floors) == 1, f"{requirement}: give one floor (>= or ==), the version the suite runs on"
+    floor = _floor(requirement)
     try:
         installed = Version(importlib.metadata.version(name))
     except importlib.metadata.PackageNotFoundError:
@@ -42,7 +49,7 @@ def test_floor_is_the_tested_version(name):
     assert requirement.specifier.contains(installed, prereleases=True), (
         f"installed {name} {installed} fails {requirement}"
     )
-    assert floors[0].release[:2] == installed.release[:2], (
+    assert floor.release[:2] == installed.release[:2], (
         f"{requirement}: not the tested {name} {installed}; set the floor to >={installed.major}.{installed.minor}"
     )
 
@@ -53,8 +60,6 @@ CONSTRAINTS = SETUP_CFG.parent / "constraints.txt"
 def _pins() -> dict[str, Version]:
     """What `make install` installs, by canonical name: constraints.txt's pins, and torch from the Makefile's
     `TORCH_SPEC` (installed first, on its own, so that no range pulls a CUDA build)."""
-    from packaging.utils import canonicalize_name
-
     makefile = (SETUP_CFG.parent / "Makefile").read_text(encoding="utf-8")
     (torch_spec,) = [line.split("?=")[1] for line in makefile.splitlines() if line.startswith("TORCH_SPEC ?=")]
     pins = {}
@@ -71,14 +76,13 @@ def _pins() -> dict[str, Version]:
 def test_make_install_pins_the_floor(name):
     """A floor and the pin `make install` uses move together: a pin outside the floor's minor would test another
     version than setup.cfg promises."""
-    from packaging.utils import canonicalize_name
-
     requirement, _ = _requirements()[name]
     pins = _pins()
     assert canonicalize_name(name) in pins, f"{name} is in setup.cfg but not pinned in constraints.txt"
     pinned = pins[canonicalize_name(name)]
-    floors = [Version(spec.version) for spec in requirement.specifier if spec.operator in (">=", "==")]
     assert requirement.specifier.contains(pinned, prereleases=True), (
         f"constraints.txt's {name}=={pinned} fails {requirement}"
     )
-    assert floors[0].release[:2] == pinned.release[:2], f"{requirement}: constraints.txt pins {name}=={pinned}"
+    assert _floor(requirement).release[:2] == pinned.release[:2], (
+        f"{requirement}: constraints.txt pins {name}=={pinned}"
+    )
