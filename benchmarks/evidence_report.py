@@ -19,13 +19,17 @@ from slam_trainer.resume import write_atomic
 
 
 # The issue's four claim differences, then slam-auto - slam-low (ours): the auto layers against layers 0-5, what the
-# public SLAM code trains; their per-arm intervals overlap, so only the paired difference tells the two apart.
+# public SLAM code trains; their per-arm intervals overlap, so only the paired difference tells the two apart. Then
+# L²'s (ours): each multilingual chain format against English chains, and the step-wise mixtures against whole chains.
 COMPARISONS = (
     ("slam-auto", "full"),
     ("slam-auto", "base"),
     ("slam-auto", "slam-random"),
     ("slam-auto", "lora"),
     ("slam-auto", "slam-low"),
+    ("l2-full", "en-cot"),
+    ("l2-mixed", "en-cot"),
+    ("l2-mixed", "l2-full"),
 )
 L2_ARMS = ("en-cot", "l2-full", "l2-mixed")
 

@@ -331,6 +331,20 @@ def _records(design, arms_done):
     return records
 
 
+def test_the_report_compares_the_l2_chain_formats_on_the_seeds_both_have():
+    """L²'s claims are differences too: each multilingual chain format against English chains, paired over problems
+    and seeds, where both arms have finished runs (l2-mixed has none here)."""
+    design = json.loads(json.dumps({"model": "m", **SMOLLM2.__dict__}))
+    design["test_problems"], design["val_problems"] = 100, 50
+    entry = summarise_model(design, _records(SMOLLM2, {"en-cot": 0.3, "l2-full": 0.8}))
+
+    l2 = entry["comparisons"]["l2-full - en-cot"]
+    assert l2["budget"] == 180 and l2["seeds"] == [0, 1, 2]
+    assert 0 < l2["ci95"][0] <= l2["diff"] <= l2["ci95"][1]  # l2-full 0.8, en-cot 0.3
+    assert set(l2["by_budget"]) == {"20", "60", "180"}
+    assert "l2-mixed - en-cot" not in entry["comparisons"] and "l2-mixed - l2-full" not in entry["comparisons"]
+
+
 def test_the_report_summarises_partial_records_and_says_what_is_missing():
     design = json.loads(json.dumps({"model": "m", **SMOLLM2.__dict__}))
     design["test_problems"], design["val_problems"] = 100, 50
